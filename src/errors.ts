@@ -1,0 +1,169 @@
+/**
+ * Every error the engine raises on purpose. Each names what was wrong and where
+ * (state, block, offset, channel, journal sequence number), so a user can act on it
+ * without reading the source. `code` is stable and machine-readable.
+ */
+
+/** Base of every typed error: a stable `code` plus the message. */
+export class PostcopyError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Data plane: RAM blocks, bitmaps, discard
+
+/** A RAM block whose length or page size is unusable. */
+export class RamBlockError extends PostcopyError {
+  constructor(readonly block: string, message: string) {
+    super('RAM_BLOCK', message);
+  }
+}
+
+/** A name that matches no RAM block. */
+export class UnknownBlockError extends PostcopyError {
+  constructor(readonly block: string, readonly context: string) {
+    super('UNKNOWN_BLOCK', `${context}: unknown RAM block '${block}'`);
+  }
+}
+
+/** A byte range that is out of a block's bounds or not aligned as required. */
+export class RangeError_ extends PostcopyError {
+  constructor(
+    readonly block: string,
+    readonly start: number,
+    readonly length: number,
+    message: string,
+  ) {
+    super('BAD_RANGE', message);
+  }
+}
+export { RangeError_ as BadRangeError };
+
+/** A bit index or range outside a bitmap. */
+export class BitmapBoundsError extends PostcopyError {
+  constructor(readonly index: number, readonly size: number) {
+    super('BITMAP_BOUNDS', `bitmap index ${index} is outside the bitmap of ${size} bits`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Wire codecs (reference section 8)
+
+/** A wire payload that does not decode: truncated, wrong version, bad size or end mark. */
+export class DecodeError extends PostcopyError {
+  constructor(
+    /** Which format was being decoded, e.g. 'RAM_DISCARD', 'RECV_BITMAP blob'. */
+    readonly format: string,
+    /** Byte offset in the payload where decoding failed. */
+    readonly at: number,
+    readonly reason: string,
+  ) {
+    super('DECODE', `${format}: ${reason} (at byte ${at})`);
+  }
+}
+
+/** A value that cannot be encoded (name too long, length out of range). */
+export class EncodeError extends PostcopyError {
+  constructor(readonly format: string, readonly reason: string) {
+    super('ENCODE', `${format}: ${reason}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle (reference sections 1, 2, 9)
+
+/** A command received in a state that does not accept it. Nothing was changed. */
+export class WrongStateError extends PostcopyError {
+  constructor(
+    /** The machine that refused, e.g. 'postcopy', 'migration', 'faultThread'. */
+    readonly machine: string,
+    readonly command: string,
+    readonly state: string,
+  ) {
+    super('WRONG_STATE', `${command} in wrong ${machine} state (${state})`);
+  }
+}
+
+/** ADVISE found the host unable to do postcopy; the state went back to NONE. */
+export class HostSupportError extends PostcopyError {
+  constructor(readonly reason: string) {
+    super('NO_HOST_SUPPORT', `postcopy is not supported on this host: ${reason}`);
+  }
+}
+
+/** A RAM block resized while postcopy cannot tolerate it (DISCARD or LISTENING). */
+export class ResizeDuringPostcopyError extends PostcopyError {
+  constructor(readonly block: string, readonly state: number) {
+    super('RESIZE_DURING_POSTCOPY', `RAM block '${block}' resized during postcopy state: ${state}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Page arrival (reference section 4)
+
+/** A page that cannot be accepted: bad offset, mixed host pages, non-zero zero page. */
+export class PageError extends PostcopyError {
+  constructor(
+    code: string,
+    readonly block: string,
+    readonly offset: number,
+    readonly channel: number,
+    message: string,
+  ) {
+    super(code, `${message} (block '${block}', offset 0x${offset.toString(16)}, channel ${channel})`);
+  }
+}
+
+/** A fault at an address outside every RAM block: the fault thread exits. */
+export class FaultOutsideRamError extends PostcopyError {
+  constructor(readonly address: number) {
+    super('FAULT_OUTSIDE_RAM', `fault at 0x${address.toString(16)} is outside every RAM block`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backends
+
+/** The backend refused an operation (bad address, kernel error other than EEXIST/EAGAIN). */
+export class BackendError extends PostcopyError {
+  constructor(readonly operation: string, readonly errno: string, message: string) {
+    super('BACKEND', `${operation}: ${message}${errno ? ` (${errno})` : ''}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Journal and replay
+
+/** A journal that cannot be read past a point; the prefix before `seq` stays usable. */
+export class JournalError extends PostcopyError {
+  constructor(
+    readonly file: string,
+    /** First sequence number that could not be read, or -1 when the file itself is unusable. */
+    readonly seq: number,
+    readonly reason: string,
+  ) {
+    super('JOURNAL', `${file}: ${reason}${seq >= 0 ? ` at sequence number ${seq}` : ''}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// QEMU trace import
+
+/** A file that is not a QEMU log-backend trace at all. */
+export class NotATraceError extends PostcopyError {
+  constructor(readonly file: string, readonly reason: string) {
+    super('NOT_A_TRACE', `${file} is not a QEMU trace log: ${reason}`);
+  }
+}
+
+/** A bad command-line argument or option. */
+export class UsageError extends PostcopyError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
