@@ -1,0 +1,744 @@
+import { pack } from 'msgpackr';
+import {
+  BackendError,
+  FaultOutsideRamError,
+  HostSupportError,
+  PageError,
+  PostcopyError,
+  ResizeDuringPostcopyError,
+  UnknownBlockError,
+  WrongStateError,
+} from '../errors.js';
+import { PlaceOutcome, type Backend, type FaultBatch, type PlaceOutcomeValue } from '../io/backend.js';
+import { Blocktime, type BlocktimeSnapshot } from './blocktime.js';
+import { Channel, MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from './constants.js';
+import { clearReceived, planDiscard } from './discard.js';
+import {
+  EventKind,
+  FaultDisposition,
+  MachineId,
+  RequestFlag,
+  type EventKindValue,
+  type RecordSink,
+} from './events.js';
+import { Lifecycle, type LifecycleSnapshot } from './lifecycle.js';
+import { createRamBlocks, type RamBlock, type RamBlockConfig } from './ramBlock.js';
+import { encodeBlockReceiveBitmap } from './receiveBitmap.js';
+import { RequestedSet } from './requestedSet.js';
+import {
+  decodeAdvise,
+  decodeRamDiscard,
+  decodeRecvBitmapRequest,
+  encodeReqPages,
+  encodeReqPagesId,
+  encodeResumeAck,
+  hostPageSizeSummary,
+} from './wire.js';
+
+/** Where the engine's return-path messages go (the io layer frames and sends them). */
+export interface ReturnPath {
+  /** Sends one message; false when the path is broken and nothing was sent. */
+  send(type: number, payload: Uint8Array): boolean;
+}
+
+/** A destination's fixed configuration: it is also what a journal's meta records. */
+export interface DestinationConfig {
+  blocks: RamBlockConfig[];
+  /** Thread id of vCPU i (faults from other threads are not vCPU faults). */
+  vcpuTids: number[];
+  /** The postcopy-preempt capability: a second channel for urgent pages. */
+  preempt: boolean;
+}
+
+/** Counters for progress displays and summaries; derived from records, kept for speed. */
+export interface EngineStats {
+  targetPagesIn: number;
+  precopyPages: number;
+  hostPagesPlaced: number;
+  zeroPlaced: number;
+  alreadyPresent: number;
+  placedByChannel: [number, number];
+  faults: number;
+  requests: number;
+  resends: number;
+  errors: number;
+}
+
+/** A host page being assembled from target pages on one channel (section 4). */
+interface TempPage {
+  block: RamBlock | null;
+  hostOffset: number;
+  filled: number;
+  allZero: boolean;
+  buf: Uint8Array;
+}
+
+/** Everything needed to continue a Destination from a point: the journal's snapshots. */
+export interface DestinationSnapshot {
+  lifecycle: LifecycleSnapshot;
+  blocks: Array<{ usedLength: number; postcopyLength: number; hugePagesEnabled: boolean; received: Uint8Array }>;
+  requested: ReturnType<RequestedSet['toJSON']>;
+  lastRequestedBlock: number;
+  temp: Array<{ block: number; hostOffset: number; filled: number; allZero: boolean }>;
+  blocktime: BlocktimeSnapshot;
+  stats: EngineStats;
+}
+
+const MAX_PLACE_RETRIES = 1000;
+const CHANNELS = 2;
+
+/**
+ * The destination side of a postcopy migration as a deterministic state machine over
+ * inputs. Every input is journaled, then applied; every effect (backend call, return-path
+ * message, state change) is journaled with the input that caused it. No clock reads, no
+ * randomness, no unordered iteration: the same inputs give the same records.
+ *
+ * Lifecycle inputs go through the XState machines (Lifecycle); per-page inputs (target
+ * pages, faults, placements) never do, because they must run a million times a second.
+ *
+ * A refused input throws a typed error after journaling FX_ERROR; it changes nothing else.
+ */
+export class Destination {
+  readonly config: DestinationConfig;
+  readonly blocks: RamBlock[];
+  readonly stats: EngineStats;
+  readonly requested: RequestedSet;
+  readonly blocktime: Blocktime;
+  private readonly byName = new Map<string, RamBlock>();
+  /** Host address of each block, sorted lookup for faults. */
+  private readonly hostAddr: number[];
+  private readonly byAddress: RamBlock[];
+  private readonly vcpuOfTid = new Map<number, number>();
+  private readonly life: Lifecycle;
+  private readonly temp: TempPage[] = [];
+  private readonly zeroHostPage: Uint8Array;
+  private lastRequestedBlock: RamBlock | null = null;
+  /** The preempt thread waits for outstanding requests before it may exit. */
+  private preemptDraining = false;
+  /** Sequence number of the input being applied: the cause of every effect. */
+  private cause = -1;
+  private readonly onFaults = (batch: FaultBatch): void => this.faultBatch(batch);
+
+  constructor(
+    config: DestinationConfig,
+    readonly backend: Backend,
+    readonly returnPath: ReturnPath,
+    readonly sink: RecordSink,
+  ) {
+    this.config = config;
+    this.blocks = createRamBlocks(config.blocks);
+    for (const b of this.blocks) this.byName.set(b.name, b);
+    this.hostAddr = this.blocks.map((b) => backend.hostAddress(b.index));
+    this.byAddress = [...this.blocks].sort((x, y) => this.hostAddr[x.index]! - this.hostAddr[y.index]!);
+    config.vcpuTids.forEach((tid, i) => this.vcpuOfTid.set(tid, i));
+    const maxHostPage = Math.max(TARGET_PAGE_SIZE, ...this.blocks.map((b) => b.hostPageSize));
+    for (let c = 0; c < CHANNELS; c++) {
+      this.temp.push({ block: null, hostOffset: 0, filled: 0, allZero: true, buf: new Uint8Array(maxHostPage) });
+    }
+    this.zeroHostPage = new Uint8Array(maxHostPage);
+    this.requested = new RequestedSet();
+    this.blocktime = new Blocktime(config.vcpuTids.length);
+    this.life = new Lifecycle((machine, from, to, event, t) => {
+      this.emit(EventKind.FX_STATE, t, this.cause, -1, 0, machine, 0, pack({ from, to, event }));
+    }, config.preempt);
+    this.stats = {
+      targetPagesIn: 0,
+      precopyPages: 0,
+      hostPagesPlaced: 0,
+      zeroPlaced: 0,
+      alreadyPresent: 0,
+      placedByChannel: [0, 0],
+      faults: 0,
+      requests: 0,
+      resends: 0,
+      errors: 0,
+    };
+  }
+
+  // -------------------------------------------------------------------------
+  // Queries
+
+  /** The numeric PostcopyState (0..5). */
+  get postcopyState(): number {
+    return this.life.postcopyState();
+  }
+
+  /** Current state name of a machine (e.g. 'postcopy-paused', 'LISTENING'). */
+  stateOf(machine: number): string {
+    return this.life.stateName(machine);
+  }
+
+  /** The block with this name, or a typed error naming the context. */
+  blockByName(name: string, context: string): RamBlock {
+    const b = this.byName.get(name);
+    if (!b) throw new UnknownBlockError(name, context);
+    return b;
+  }
+
+  /** vCPU index of a thread, or -1. */
+  vcpuOf(tid: number): number {
+    return this.vcpuOfTid.get(tid) ?? -1;
+  }
+
+  /** Host address of a block's first byte. */
+  hostAddressOf(block: number): number {
+    return this.hostAddr[block]!;
+  }
+
+  /** True when every page of every block's postcopy length has been received. */
+  allReceived(): boolean {
+    return this.blocks.every((b) => b.received.findNextZero(0) >= b.postcopyLength / TARGET_PAGE_SIZE);
+  }
+
+  // -------------------------------------------------------------------------
+  // Inputs
+
+  /** A command from the main stream (section 1). */
+  command(command: number, payload: Uint8Array, t: number): void {
+    this.cause = this.emit(EventKind.IN_COMMAND, t, -1, -1, 0, command, 0, payload.length ? payload.slice() : null);
+    this.guard(t, () => this.applyCommand(command, payload, t));
+  }
+
+  /**
+   * One target page from `channel`. `zero` pages carry one byte that must be 0
+   * (`zeroByte`); data pages carry 4 KiB at data[dataOffset..]. Hot path.
+   */
+  page(
+    channel: number,
+    block: number,
+    offset: number,
+    zero: boolean,
+    data: Uint8Array,
+    dataOffset: number,
+    t: number,
+    zeroByte = 0,
+  ): void {
+    this.cause = this.emit(
+      EventKind.IN_PAGE,
+      t,
+      -1,
+      block,
+      offset,
+      channel,
+      zero ? 1 : 0,
+      zero && zeroByte !== 0 ? Uint8Array.of(zeroByte) : null,
+    );
+    this.stats.targetPagesIn++;
+    const rb = this.blocks[block];
+    if (rb === undefined || !(channel === 0 || channel === 1)) {
+      this.refuse(t, rb === undefined ? new UnknownBlockError(`#${block}`, 'page') : new PageError('BAD_CHANNEL', rb.name, offset, channel, `no such channel ${channel}`));
+      return;
+    }
+    const state = this.life.postcopyState();
+    if (!(offset >= 0 && offset % TARGET_PAGE_SIZE === 0 && offset < (state >= PostcopyState.ADVISE ? rb.postcopyLength : rb.usedLength))) {
+      this.refuse(t, new PageError('ILLEGAL_OFFSET', rb.name, offset, channel, `Illegal RAM offset 0x${offset.toString(16)}`));
+      return;
+    }
+    if (zero && zeroByte !== 0) {
+      this.refuse(t, new PageError('NONZERO_ZERO_PAGE', rb.name, offset, channel, `Found a zero page with value ${zeroByte}`));
+      return;
+    }
+    if (state < PostcopyState.LISTENING) {
+      this.precopyPage(rb, offset, zero, data, dataOffset, t);
+      return;
+    }
+    if (state >= PostcopyState.END) {
+      this.refuse(t, new WrongStateError('postcopy', 'page', 'END'));
+      return;
+    }
+    if (rb.pagesPerHostPage === 1) {
+      this.place(rb, offset, zero, data, dataOffset, channel, t);
+      return;
+    }
+    this.assemble(rb, offset, zero, data, dataOffset, channel, t);
+  }
+
+  /** A batch of faults read by the backend. */
+  faultBatch(batch: FaultBatch): void {
+    for (let i = 0; i < batch.count; i++) this.fault(batch.addresses[i]!, batch.tids[i]!, batch.timesNs[i]!);
+  }
+
+  /** One userfault at host address `address` from thread `tid` (section 3). Hot path. */
+  fault(address: number, tid: number, t: number): void {
+    this.cause = this.emit(EventKind.IN_FAULT, t, -1, -1, address, tid, 0, null);
+    this.stats.faults++;
+    const ft = this.life.stateName(MachineId.FAULT_THREAD);
+    if (ft !== 'running' && ft !== 'paused') {
+      this.refuse(t, new WrongStateError('faultThread', 'FAULT', ft));
+      return;
+    }
+    const rb = this.blockOfAddress(address);
+    if (rb === null) {
+      this.guard(t, () => {
+        this.life.send(MachineId.FAULT_THREAD, { type: 'FAULT_OUTSIDE_RAM', address }, t);
+        throw new FaultOutsideRamError(address);
+      });
+      return;
+    }
+    const offset = address - this.hostAddr[rb.index]!;
+    const hostOffset = offset - (offset % rb.hostPageSize);
+    const key = rb.base + hostOffset;
+    const vcpu = this.vcpuOfTid.get(tid) ?? -1;
+    const received = rb.received.test(hostOffset / TARGET_PAGE_SIZE);
+    this.blocktime.begin(address, key, vcpu, t, received);
+    let disposition: number;
+    if (received) {
+      disposition = FaultDisposition.ALREADY_RECEIVED;
+    } else if (rb.isPermanentlyDiscarded(offset)) {
+      disposition = FaultDisposition.DISCARDED_ZERO;
+    } else {
+      const isNew = this.requested.add(key, t);
+      if (ft === 'paused') disposition = FaultDisposition.HELD;
+      else disposition = isNew ? FaultDisposition.REQUESTED : FaultDisposition.RESENT;
+    }
+    this.emit(EventKind.FX_FAULT_SEEN, t, this.cause, rb.index, hostOffset, vcpu, disposition, null);
+    if (disposition === FaultDisposition.DISCARDED_ZERO) {
+      this.place(rb, hostOffset, true, this.zeroHostPage, 0, -1, t);
+    } else if (disposition === FaultDisposition.REQUESTED || disposition === FaultDisposition.RESENT) {
+      this.sendRequest(rb, hostOffset, disposition === FaultDisposition.RESENT ? RequestFlag.RESEND : 0, t);
+    }
+  }
+
+  /** A channel broke (section 9): pause during postcopy, fail before it. */
+  channelBroken(channel: number, reason: string, t: number): void {
+    this.cause = this.emit(EventKind.IN_CHANNEL_BROKEN, t, -1, -1, 0, channel, 0, pack(reason));
+    this.guard(t, () => this.interrupt(channel, reason, 'broken', t));
+  }
+
+  /** A stream error other than a broken channel: same rule, any error pauses postcopy. */
+  streamError(channel: number, reason: string, t: number): void {
+    this.cause = this.emit(EventKind.IN_STREAM_ERROR, t, -1, -1, 0, channel, 0, pack(reason));
+    this.guard(t, () => this.interrupt(channel, reason, 'error', t));
+  }
+
+  /** A channel (re)connected: the preempt channel at setup, or any channel during a pause. */
+  channelConnected(channel: number, t: number): void {
+    this.cause = this.emit(EventKind.IN_CHANNEL_CONNECTED, t, -1, -1, 0, channel, 0, null);
+    this.guard(t, () => {
+      const status = this.life.stateName(MachineId.MIGRATION);
+      if (status === 'postcopy-paused') {
+        this.life.send(MachineId.MIGRATION, { type: 'RECOVER' }, t);
+        // One receive bitmap per block: the source rebuilds its dirty bitmap from them.
+        for (const rb of this.blocks) this.sendReceiveBitmap(rb, t);
+      } else if (channel === Channel.POSTCOPY && this.config.preempt) {
+        this.life.send(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' }, t);
+      } else {
+        throw new WrongStateError('migration', `CHANNEL_CONNECTED(${channel})`, status);
+      }
+    });
+  }
+
+  /** The loader reached the end of the stream on `channel`. */
+  endOfStream(channel: number, t: number): void {
+    this.cause = this.emit(EventKind.IN_EOS, t, -1, -1, 0, channel, 0, null);
+    this.guard(t, () => {
+      if (channel === Channel.POSTCOPY) {
+        this.life.send(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }, t);
+        this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+        return;
+      }
+      this.life.send(MachineId.POSTCOPY, { type: 'EOS' }, t);
+      this.cleanup(t, 'COMPLETE');
+    });
+  }
+
+  /** A RAM block resized (section 1): handled by state. */
+  resize(block: number, newLength: number, t: number): void {
+    this.cause = this.emit(EventKind.IN_RESIZE, t, -1, block, newLength, 0, 0, null);
+    this.guard(t, () => {
+      const rb = this.blocks[block];
+      if (!rb) throw new UnknownBlockError(`#${block}`, 'resize');
+      const state = this.life.postcopyState();
+      if (state === PostcopyState.DISCARD || state === PostcopyState.LISTENING) {
+        const err = new ResizeDuringPostcopyError(rb.name, state);
+        this.fail(t, err.message);
+        throw err;
+      }
+      if (state !== PostcopyState.ADVISE) return; // NONE, RUNNING, END: ignored
+      if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % rb.hostPageSize !== 0 || newLength > rb.maxLength) {
+        throw new PageError('BAD_RESIZE', rb.name, newLength, -1, `resize to ${newLength} is not a page multiple within max length ${rb.maxLength}`);
+      }
+      if (newLength > rb.usedLength) {
+        const tail = newLength - rb.usedLength;
+        this.backend.discard(rb.index, rb.usedLength, tail);
+        this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, rb.usedLength, tail, 0, null);
+        rb.received.clearRange(rb.usedLength / TARGET_PAGE_SIZE, tail / TARGET_PAGE_SIZE);
+      }
+      rb.usedLength = newLength;
+      rb.postcopyLength = newLength;
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // Commands
+
+  private applyCommand(command: number, payload: Uint8Array, t: number): void {
+    this.life.ensureStarted(t);
+    switch (command) {
+      case MigCommand.OPEN_RETURN_PATH:
+      case MigCommand.PACKAGED:
+      case MigCommand.ENABLE_COLO:
+        return;
+      case MigCommand.PING:
+        this.returnPath.send(RpMessage.PONG, payload);
+        return;
+      case MigCommand.POSTCOPY_ADVISE:
+        return this.advise(payload, t);
+      case MigCommand.POSTCOPY_RAM_DISCARD:
+        return this.ramDiscard(payload, t);
+      case MigCommand.POSTCOPY_LISTEN:
+        return this.listen(t);
+      case MigCommand.POSTCOPY_RUN:
+        this.life.send(MachineId.POSTCOPY, { type: 'RUN' }, t);
+        return;
+      case MigCommand.POSTCOPY_RESUME:
+        return this.resume(t);
+      case MigCommand.RECV_BITMAP: {
+        const status = this.life.stateName(MachineId.MIGRATION);
+        if (status !== 'postcopy-recover') throw new WrongStateError('migration', 'RECV_BITMAP', status);
+        const rb = this.blockByName(decodeRecvBitmapRequest(payload), 'RECV_BITMAP');
+        this.sendReceiveBitmap(rb, t);
+        return;
+      }
+      default:
+        throw new PostcopyError('UNKNOWN_COMMAND', `unknown command ${command} in postcopy state ${this.life.stateName(MachineId.POSTCOPY)}`);
+    }
+  }
+
+  private advise(payload: Uint8Array, t: number): void {
+    this.life.check(MachineId.POSTCOPY, { type: 'ADVISE', supported: true });
+    const advise = decodeAdvise(payload);
+    const ours = hostPageSizeSummary(this.blocks.map((b) => b.hostPageSize));
+    if (advise.targetPageSize !== TARGET_PAGE_SIZE || advise.hostPageSizeSummary !== ours) {
+      throw new PostcopyError(
+        'PAGE_SIZE_MISMATCH',
+        `Postcopy needs matching RAM page sizes (s=0x${advise.hostPageSizeSummary.toString(16)} d=0x${ours.toString(16)}, target page ${advise.targetPageSize} vs ${TARGET_PAGE_SIZE})`,
+      );
+    }
+    const report = this.backend.probe();
+    this.emit(EventKind.FX_PROBE, t, this.cause, -1, 0, report.ok ? 1 : 0, 0, pack(report));
+    if (!report.ok) {
+      const reason = report.reason ?? 'the probe failed';
+      this.life.send(MachineId.POSTCOPY, { type: 'ADVISE', supported: false, reason }, t);
+      this.life.send(MachineId.MIGRATION, { type: 'FAIL', reason: `no host support: ${reason}` }, t);
+      throw new HostSupportError(report.reason ?? 'the probe failed');
+    }
+    this.life.send(MachineId.POSTCOPY, { type: 'ADVISE', supported: true }, t);
+    this.blocktime.start(t);
+    for (const rb of this.blocks) {
+      rb.postcopyLength = rb.usedLength;
+      rb.received.clearAll();
+      this.backend.discard(rb.index, 0, rb.usedLength);
+      this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
+    }
+  }
+
+  private ramDiscard(payload: Uint8Array, t: number): void {
+    const from = this.life.postcopyState();
+    this.life.check(MachineId.POSTCOPY, { type: 'RAM_DISCARD' });
+    const discard = decodeRamDiscard(payload);
+    const plan = planDiscard(from, this.blocks, discard);
+    this.life.send(MachineId.POSTCOPY, { type: 'RAM_DISCARD' }, t);
+    if (plan.firstDiscard) this.prepareFirstDiscard(t);
+    clearReceived(this.blocks, plan.ranges);
+    for (const r of plan.ranges) {
+      this.backend.discard(r.block, r.start, r.length);
+      this.emit(EventKind.FX_DISCARD, t, this.cause, r.block, r.start, r.length, 0, null);
+    }
+  }
+
+  /** The first discard turns huge pages off on every block (section 1). */
+  private prepareFirstDiscard(t: number): void {
+    for (const rb of this.blocks) {
+      rb.hugePagesEnabled = false;
+      this.backend.setHugePages(rb.index, false);
+      this.emit(EventKind.FX_HUGEPAGES, t, this.cause, rb.index, 0, 0, 0, null);
+    }
+  }
+
+  private listen(t: number): void {
+    const from = this.life.postcopyState();
+    this.life.send(MachineId.POSTCOPY, { type: 'LISTEN' }, t);
+    if (from === PostcopyState.ADVISE) this.prepareFirstDiscard(t);
+    this.backend.listen(this.onFaults);
+    this.life.send(MachineId.FAULT_THREAD, { type: 'START' }, t);
+    for (const rb of this.blocks) {
+      this.backend.register(rb.index);
+      this.emit(EventKind.FX_REGISTER, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
+    }
+    if (this.config.preempt) this.life.send(MachineId.PREEMPT_THREAD, { type: 'START' }, t);
+    this.life.send(MachineId.MIGRATION, { type: 'POSTCOPY_START' }, t);
+  }
+
+  private resume(t: number): void {
+    const status = this.life.stateName(MachineId.MIGRATION);
+    if (status !== 'postcopy-recover') throw new WrongStateError('migration', 'POSTCOPY_RESUME', status);
+    const ack = encodeResumeAck();
+    this.returnPath.send(RpMessage.RESUME_ACK, ack);
+    this.emit(EventKind.FX_RESUME_ACK, t, this.cause, -1, 0, 0, 0, ack);
+    this.lastRequestedBlock = null; // the source forgot it too
+    this.life.send(MachineId.MIGRATION, { type: 'RESUMED' }, t);
+    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'RESUME' })) this.life.send(MachineId.FAULT_THREAD, { type: 'RESUME' }, t);
+    if (this.config.preempt && this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'RESUME' })) {
+      this.life.send(MachineId.PREEMPT_THREAD, { type: 'RESUME' }, t);
+    }
+    for (const [key] of this.requested.entries()) {
+      const rb = this.blockOfKey(key);
+      this.sendRequest(rb, key - rb.base, RequestFlag.SYNC, t);
+    }
+  }
+
+  /** Break or stream error: postcopy pauses (never fails); earlier phases fail. */
+  private interrupt(channel: number, reason: string, kind: 'broken' | 'error', t: number): void {
+    const state = this.life.postcopyState();
+    if (state >= PostcopyState.LISTENING && state < PostcopyState.END) {
+      const tp = this.temp[channel];
+      if (tp) tp.block = null; // a half-assembled host page is sent again after recovery
+      this.life.send(MachineId.MIGRATION, kind === 'broken' ? { type: 'CHANNEL_BROKEN' } : { type: 'STREAM_ERROR', error: reason }, t);
+      if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'RETURN_PATH_LOST' })) {
+        this.life.send(MachineId.FAULT_THREAD, { type: 'RETURN_PATH_LOST' }, t);
+      }
+      if (this.config.preempt && this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' })) {
+        this.life.send(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' }, t);
+      }
+      return;
+    }
+    this.fail(t, reason);
+  }
+
+  /** The migration fails: cleanup if postcopy had started listening. */
+  private fail(t: number, reason: string): void {
+    if (this.life.postcopyState() >= PostcopyState.LISTENING && this.life.postcopyState() < PostcopyState.END) {
+      this.life.send(MachineId.POSTCOPY, { type: 'FAIL', reason }, t);
+      this.cleanup(t, 'FAIL', reason);
+    } else {
+      this.life.send(MachineId.MIGRATION, { type: 'FAIL', reason }, t);
+    }
+  }
+
+  /** Section 6: threads quit, blocks unregistered, huge pages back, fds closed, blocktime reported. */
+  private cleanup(t: number, outcome: 'COMPLETE' | 'FAIL', reason = ''): void {
+    if (this.config.preempt) {
+      // A completed migration has no outstanding requests; a failed one will never get them.
+      const stop = outcome === 'COMPLETE' ? { type: 'QUIT', outstanding: this.requested.size } : { type: 'ABORT' };
+      if (this.life.accepts(MachineId.PREEMPT_THREAD, stop)) this.life.send(MachineId.PREEMPT_THREAD, stop, t);
+      if (this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'CLEANUP' })) this.life.send(MachineId.PREEMPT_THREAD, { type: 'CLEANUP' }, t);
+      this.preemptDraining = false;
+    }
+    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'QUIT' })) this.life.send(MachineId.FAULT_THREAD, { type: 'QUIT' }, t);
+    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'EXITED' })) this.life.send(MachineId.FAULT_THREAD, { type: 'EXITED' }, t);
+    for (const rb of this.blocks) {
+      this.backend.unregister(rb.index);
+      this.emit(EventKind.FX_UNREGISTER, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
+      if (!rb.hugePagesEnabled) {
+        rb.hugePagesEnabled = true;
+        this.backend.setHugePages(rb.index, true);
+        this.emit(EventKind.FX_HUGEPAGES, t, this.cause, rb.index, 0, 1, 0, null);
+      }
+    }
+    this.backend.close();
+    const bt = this.blocktime.report();
+    this.emit(EventKind.FX_BLOCKTIME, t, this.cause, -1, 0, bt.qemu.totalMs, bt.exact.totalNs, pack(bt));
+    this.life.send(MachineId.MIGRATION, outcome === 'COMPLETE' ? { type: 'COMPLETE' } : { type: 'FAIL', reason }, t);
+  }
+
+  // -------------------------------------------------------------------------
+  // Pages
+
+  private precopyPage(rb: RamBlock, offset: number, zero: boolean, data: Uint8Array, dataOffset: number, t: number): void {
+    const bit = offset / TARGET_PAGE_SIZE;
+    // Memory is empty after ADVISE, so a zero page needs a write only over earlier data.
+    if (!zero || rb.received.test(bit)) {
+      if (zero) this.backend.write(rb.index, offset, this.zeroHostPage, 0, TARGET_PAGE_SIZE);
+      else this.backend.write(rb.index, offset, data, dataOffset, TARGET_PAGE_SIZE);
+      this.emit(EventKind.FX_WRITE, t, this.cause, rb.index, offset, TARGET_PAGE_SIZE, zero ? 1 : 0, null);
+    }
+    rb.received.set(bit);
+    this.stats.precopyPages++;
+  }
+
+  /** Accumulates a target page into the channel's temp host page; places it when complete. */
+  private assemble(rb: RamBlock, offset: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
+    const tp = this.temp[channel]!;
+    const hostOffset = offset - (offset % rb.hostPageSize);
+    if (tp.block === null) {
+      tp.block = rb;
+      tp.hostOffset = hostOffset;
+      tp.filled = 0;
+      tp.allZero = true;
+    } else if (tp.block !== rb || tp.hostOffset !== hostOffset) {
+      this.refuse(t, new PageError('NON_SAME_HOST_PAGE', rb.name, offset, channel, `Non-same host page detected (assembling 0x${tp.hostOffset.toString(16)} of '${tp.block.name}')`));
+      return;
+    }
+    const within = offset - hostOffset;
+    if (within !== tp.filled * TARGET_PAGE_SIZE) {
+      this.refuse(t, new PageError('OUT_OF_ORDER', rb.name, offset, channel, `target page out of order in its host page (expected offset 0x${(hostOffset + tp.filled * TARGET_PAGE_SIZE).toString(16)})`));
+      return;
+    }
+    if (!zero) {
+      if (tp.allZero && tp.filled > 0) tp.buf.fill(0, 0, within); // earlier zero parts become real zeros
+      tp.allZero = false;
+      tp.buf.set(data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE), within);
+    } else if (!tp.allZero) {
+      tp.buf.fill(0, within, within + TARGET_PAGE_SIZE);
+    }
+    tp.filled++;
+    if (tp.filled === rb.pagesPerHostPage) {
+      tp.block = null;
+      this.place(rb, hostOffset, tp.allZero, tp.buf, 0, channel, t);
+    }
+  }
+
+  /**
+   * Places a complete host page atomically (section 4) and does the bookkeeping:
+   * receive bits, requested set, blocktime end. Hot path: no allocation.
+   */
+  private place(rb: RamBlock, hostOffset: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
+    const len = rb.hostPageSize;
+    let outcome: PlaceOutcomeValue = PlaceOutcome.RETRY;
+    for (let attempt = 0; attempt <= MAX_PLACE_RETRIES; attempt++) {
+      let kind: EventKindValue;
+      if (zero && rb.canZeroPlace) {
+        outcome = this.backend.zero(rb.index, hostOffset, len);
+        kind = EventKind.FX_ZERO;
+      } else {
+        outcome = this.backend.copy(rb.index, hostOffset, zero ? this.zeroHostPage : data, zero ? 0 : dataOffset, len);
+        kind = EventKind.FX_COPY;
+      }
+      this.emit(kind, t, this.cause, rb.index, hostOffset, len, outcome, null);
+      if (outcome !== PlaceOutcome.RETRY) break;
+    }
+    if (outcome === PlaceOutcome.RETRY) {
+      this.refuse(t, new BackendError('place', 'EAGAIN', `block '${rb.name}' offset 0x${hostOffset.toString(16)}: still EAGAIN after ${MAX_PLACE_RETRIES} retries`));
+      return;
+    }
+    rb.received.setRange(hostOffset / TARGET_PAGE_SIZE, rb.pagesPerHostPage);
+    const key = rb.base + hostOffset;
+    if (this.requested.remove(key) >= 0 && this.preemptDraining) {
+      this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
+      this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    }
+    this.blocktime.end(this.hostAddr[rb.index]! + hostOffset, key, t);
+    const s = this.stats;
+    s.hostPagesPlaced++;
+    if (zero) s.zeroPlaced++;
+    if (outcome === PlaceOutcome.ALREADY_PRESENT) s.alreadyPresent++;
+    if (channel >= 0) s.placedByChannel[channel as 0 | 1]++;
+  }
+
+  // -------------------------------------------------------------------------
+  // Return path
+
+  /** REQ_PAGES, or REQ_PAGES_ID when the block differs from the last one named (section 3). */
+  private sendRequest(rb: RamBlock, hostOffset: number, flags: number, t: number): void {
+    const withId = this.lastRequestedBlock !== rb;
+    const payload = withId ? encodeReqPagesId(rb.name, hostOffset, rb.hostPageSize) : encodeReqPages(hostOffset, rb.hostPageSize);
+    const sent = this.returnPath.send(withId ? RpMessage.REQ_PAGES_ID : RpMessage.REQ_PAGES, payload);
+    if (sent) this.lastRequestedBlock = rb;
+    if (withId) flags |= RequestFlag.WITH_ID;
+    if (!sent) flags |= RequestFlag.NOT_SENT;
+    if (flags & (RequestFlag.RESEND | RequestFlag.SYNC)) this.stats.resends++;
+    else this.stats.requests++;
+    this.emit(EventKind.FX_REQUEST, t, this.cause, rb.index, hostOffset, rb.hostPageSize, flags, payload);
+    if (!sent && this.life.accepts(MachineId.FAULT_THREAD, { type: 'REQUEST_FAILED' })) {
+      this.life.send(MachineId.FAULT_THREAD, { type: 'REQUEST_FAILED' }, t);
+    }
+  }
+
+  private sendReceiveBitmap(rb: RamBlock, t: number): void {
+    const blob = encodeBlockReceiveBitmap(rb);
+    this.returnPath.send(RpMessage.RECV_BITMAP, blob);
+    this.emit(EventKind.FX_RECV_BITMAP, t, this.cause, rb.index, 0, blob.length, 0, blob);
+  }
+
+  // -------------------------------------------------------------------------
+  // Helpers
+
+  private blockOfAddress(address: number): RamBlock | null {
+    const list = this.byAddress;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const b = list[i]!;
+      const start = this.hostAddr[b.index]!;
+      if (address >= start) return address < start + b.usedLength ? b : null;
+    }
+    return null;
+  }
+
+  private blockOfKey(key: number): RamBlock {
+    for (let i = this.blocks.length - 1; i >= 0; i--) if (key >= this.blocks[i]!.base) return this.blocks[i]!;
+    throw new Error(`host page key ${key} below every block`);
+  }
+
+  private emit(kind: EventKindValue, t: number, cause: number, block: number, offset: number, a: number, b: number, payload: Uint8Array | null): number {
+    return this.sink.append(kind, t, cause, block, offset, a, b, payload);
+  }
+
+  /** Runs a lifecycle step; a typed error is journaled as FX_ERROR and rethrown. */
+  private guard(t: number, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof PostcopyError) {
+        this.refuse(t, err);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Journals a refusal and throws it: the caller learns what was wrong, the journal keeps why. */
+  private refuse(t: number, err: PostcopyError): never {
+    this.stats.errors++;
+    this.emit(EventKind.FX_ERROR, t, this.cause, -1, 0, 0, 0, pack({ code: err.code, message: err.message }));
+    throw err;
+  }
+
+  // -------------------------------------------------------------------------
+  // Snapshots
+
+  /** Plain data from which `restore` rebuilds an identical engine (pure). */
+  snapshot(): DestinationSnapshot {
+    return {
+      lifecycle: this.life.snapshot(),
+      blocks: this.blocks.map((b) => ({
+        usedLength: b.usedLength,
+        postcopyLength: b.postcopyLength,
+        hugePagesEnabled: b.hugePagesEnabled,
+        received: b.received.toLE64Bytes(),
+      })),
+      requested: this.requested.toJSON(),
+      lastRequestedBlock: this.lastRequestedBlock?.index ?? -1,
+      temp: this.temp.map((tp) => ({ block: tp.block?.index ?? -1, hostOffset: tp.hostOffset, filled: tp.filled, allZero: tp.allZero })),
+      blocktime: this.blocktime.snapshot(),
+      stats: structuredClone(this.stats),
+    };
+  }
+
+  /** Continues from a snapshot (temp page contents are not journaled: only their shape). */
+  restore(s: DestinationSnapshot): void {
+    this.life.restore(s.lifecycle);
+    s.blocks.forEach((bs, i) => {
+      const b = this.blocks[i]!;
+      b.usedLength = bs.usedLength;
+      b.postcopyLength = bs.postcopyLength;
+      b.hugePagesEnabled = bs.hugePagesEnabled;
+      const bits = new Uint8Array(bs.received);
+      const dv = new DataView(bits.buffer, bits.byteOffset, bits.byteLength);
+      for (let w = 0; w < b.received.words.length; w++) b.received.words[w] = dv.getInt32(w * 4, true);
+    });
+    const req = RequestedSet.fromJSON(s.requested);
+    for (const [k, v] of req.entries()) this.requested.add(k, v);
+    this.requested.added = req.added;
+    this.lastRequestedBlock = s.lastRequestedBlock >= 0 ? this.blocks[s.lastRequestedBlock]! : null;
+    s.temp.forEach((ts, c) => {
+      const tp = this.temp[c]!;
+      tp.block = ts.block >= 0 ? this.blocks[ts.block]! : null;
+      tp.hostOffset = ts.hostOffset;
+      tp.filled = ts.filled;
+      tp.allZero = ts.allZero;
+    });
+    this.blocktime.restore(s.blocktime);
+    this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    Object.assign(this.stats, structuredClone(s.stats));
+  }
+}
