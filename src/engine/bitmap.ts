@@ -1,7 +1,7 @@
 import { BitmapBoundsError, DecodeError } from '../errors.js';
 
 /**
- * A fixed-size bitmap, one bit per target page, over a Uint32Array.
+ * A fixed-size bitmap, one bit per target page, over an Int32Array (signed, so V8 keeps every loaded word an untagged int32).
  *
  * Bit i lives in word i >>> 5 at position i & 31 (least significant first), so on a
  * little-endian host the words' bytes are exactly QEMU's little-endian 64-bit layout.
@@ -9,13 +9,13 @@ import { BitmapBoundsError, DecodeError } from '../errors.js';
  * method keeps that invariant), which lets scans and counts ignore the tail.
  *
  * 2^28 bits (a 1 TiB guest of 4 KiB pages) take 32 MiB. No per-bit objects anywhere;
- * scans skip empty or full words four at a time because that is where the time goes.
+ * scans skip empty or full words eight at a time because that is where the time goes.
  */
 export class Bitmap {
   readonly size: number;
-  readonly words: Uint32Array;
+  readonly words: Int32Array;
 
-  constructor(size: number, words?: Uint32Array) {
+  constructor(size: number, words?: Int32Array) {
     if (!Number.isInteger(size) || size < 0 || size > 2 ** 32) {
       throw new BitmapBoundsError(size, 2 ** 32);
     }
@@ -24,7 +24,7 @@ export class Bitmap {
     if (words !== undefined && words.length !== nwords) {
       throw new BitmapBoundsError(words.length * 32, nwords * 32);
     }
-    this.words = words ?? new Uint32Array(nwords);
+    this.words = words ?? new Int32Array(nwords);
   }
 
   /** 32-bit words needed for `bits` bits, rounded up to whole 64-bit words (pure). */
@@ -83,7 +83,7 @@ export class Bitmap {
       return;
     }
     w[first] = value ? w[first]! | headMask : w[first]! & ~headMask;
-    if (last > first + 1) w.fill(value ? 0xffffffff : 0, first + 1, last);
+    if (last > first + 1) w.fill(value ? -1 : 0, first + 1, last);
     w[last] = value ? w[last]! | tailMask : w[last]! & ~tailMask;
   }
 
@@ -110,8 +110,8 @@ export class Bitmap {
     let word = w[i]! & (-1 << (from & 31));
     if (word === 0) {
       i++;
-      // Sparse bitmaps spend their time here: test four words per branch.
-      while (i + 3 < n && (w[i]! | w[i + 1]! | w[i + 2]! | w[i + 3]!) === 0) i += 4;
+      // Sparse bitmaps spend their time here: test eight words per branch.
+      while (i + 7 < n && (w[i]! | w[i + 1]! | w[i + 2]! | w[i + 3]! | w[i + 4]! | w[i + 5]! | w[i + 6]! | w[i + 7]!) === 0) i += 8;
       while (i < n && w[i] === 0) i++;
       if (i >= n) return size;
       word = w[i]!;
@@ -131,9 +131,9 @@ export class Bitmap {
     let word = ~w[i]! & (-1 << (from & 31));
     if (word === 0) {
       i++;
-      // Long runs spend their time here: four all-ones words per branch.
-      while (i + 3 < n && (w[i]! & w[i + 1]! & w[i + 2]! & w[i + 3]!) === -1) i += 4;
-      while (i < n && w[i] === 0xffffffff) i++;
+      // Long runs spend their time here: eight all-ones words per branch.
+      while (i + 7 < n && (w[i]! & w[i + 1]! & w[i + 2]! & w[i + 3]! & w[i + 4]! & w[i + 5]! & w[i + 6]! & w[i + 7]!) === -1) i += 8;
+      while (i < n && w[i] === -1) i++;
       if (i >= n) return size;
       word = ~w[i]!;
     }
@@ -223,7 +223,7 @@ export class Bitmap {
 
   /** Sets every bit. */
   setAll(): void {
-    this.words.fill(0xffffffff);
+    this.words.fill(-1);
     this.maskTail();
   }
 
@@ -248,7 +248,7 @@ export class Bitmap {
       out.set(new Uint8Array(this.words.buffer, this.words.byteOffset, this.words.byteLength));
     } else {
       const dv = new DataView(out.buffer);
-      for (let i = 0; i < this.words.length; i++) dv.setUint32(i * 4, this.words[i]!, true);
+      for (let i = 0; i < this.words.length; i++) dv.setInt32(i * 4, this.words[i]!, true);
     }
     return out;
   }
@@ -262,9 +262,9 @@ export class Bitmap {
     if (bytes.length < nwords * 4) {
       throw new DecodeError(format, bytes.length, `need ${nwords * 4} bytes for ${size} bits, have ${bytes.length}`);
     }
-    const words = new Uint32Array(nwords);
+    const words = new Int32Array(nwords);
     const dv = new DataView(bytes.buffer, bytes.byteOffset, nwords * 4);
-    for (let i = 0; i < nwords; i++) words[i] = dv.getUint32(i * 4, true);
+    for (let i = 0; i < nwords; i++) words[i] = dv.getInt32(i * 4, true);
     const bm = new Bitmap(size, words);
     const tailStart = size;
     if (tailStart < nwords * 32 && bm.findNextSetRaw(tailStart) < nwords * 32) {

@@ -81,6 +81,11 @@ export interface Backend {
   discard(block: number, offset: number, length: number): void;
   /** Turns huge pages off (first discard) or back on (cleanup) for a block. */
   setHugePages(block: number, enabled: boolean): void;
+  /**
+   * Plain write (precopy, before postcopy listens): no atomicity, no waking. Refused
+   * while the block is registered, where every insert must be a placement (section 1).
+   */
+  write(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): void;
   /** Places `length` bytes (one host page) atomically from data[dataOffset..]. */
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue;
   /** Places a zero host page atomically (UFFDIO_ZEROPAGE, or a copy from a zeroed page). */
