@@ -202,7 +202,7 @@ export class Source {
     const b = this.byName.get(blockName);
     if (b === undefined) throw new UnknownBlockError(blockName, 'RECV_BITMAP');
     const blk = this.blocks[b]!;
-    const dirty = reloadReceiveBitmap({ name: blk.name, bits: blk.memory.length / TARGET_PAGE_SIZE, discarded: blk.discarded ?? [] }, blob);
+    const dirty = reloadReceiveBitmap({ name: blk.name, pages: blk.memory.length / TARGET_PAGE_SIZE, discarded: blk.discarded ?? [] }, blob);
     this.dirty[b]!.words.set(dirty.words);
     this.cursor[b] = 0;
     this.pushBlock = 0;

@@ -114,7 +114,7 @@ class VerifyingSink implements RecordSink {
       if (s.kind[i] !== kind || s.t[i] !== t || s.cause[i] !== cause || s.block[i] !== block || s.offset[i] !== offset || !same(s.a[i]!, a) || !same(s.b[i]!, b) || !samePayload(payloadOf(s, i), payload)) {
         const exp = recordOf(s, i);
         const act = actual();
-        const fields = (['kind', 't', 'cause', 'block', 'offset', 'a', 'b'] as const).filter((f) => !same(exp[f], act[f]));
+        const fields: string[] = (['kind', 't', 'cause', 'block', 'offset', 'a', 'b'] as const).filter((f) => !same(exp[f], act[f]));
         if (!samePayload(exp.payload, act.payload)) fields.push('payload');
         throw new DivergenceSignal(act, fields);
       }
@@ -178,7 +178,8 @@ class ReplayBackend implements Backend {
 
 /** Builds a fresh engine for a journal's configuration, wired to a recorded stream. */
 function engineFor(meta: JournalMeta, rec: RecordedStream, sink: VerifyingSink): Destination {
-  const backend = new ReplayBackend(meta.blocks, meta.blocks.map((b) => b.hostAddress), rec, sink);
+  const layouts: BlockLayout[] = meta.blocks.map((b) => ({ name: b.name, length: b.length, maxLength: b.maxLength ?? b.length, hostPageSize: b.hostPageSize ?? 4096, hugetlbfs: b.hugetlbfs ?? false }));
+  const backend = new ReplayBackend(layouts, meta.blocks.map((b) => b.hostAddress), rec, sink);
   const returnPath = {
     send: (): boolean => {
       if (!rec.seek(sink.seq) || rec.kind() !== EventKind.FX_REQUEST) return true;
