@@ -217,6 +217,7 @@ export class JournalReader {
         if (seq > toSeq) return;
         yield recordOf(seg, i);
       }
+      if (seg.firstSeq + seg.count > toSeq) return; // do not read (or fail on) segments past the range
     }
   }
 
