@@ -1,5 +1,6 @@
 /** Helpers for driving a machine through `step` in tests. */
 import type { ExecutionContext } from 'ava';
+import fc from 'fast-check';
 import type { AnyStateMachine, EventFromLogic, SnapshotFrom } from 'xstate';
 import { WrongStateError } from '../../src/errors.js';
 import { persist, stateName, step } from '../../machines/index.js';
@@ -97,4 +98,40 @@ export function stepBoth<M extends AnyStateMachine>(
   const gotEffects = outcome.actions.map((a) => a.type).join(',');
   if (gotEffects !== effects.join(',')) throw new Error(`${where}: effects [${gotEffects}], table says [${effects.join(',')}]`);
   return { snapshot: outcome.snapshot, modelState: next };
+}
+
+/**
+ * One step of a random run: either the random event as is, or (guided) an event the
+ * reference table says the current state accepts, so that runs reach deep states
+ * (e.g. a break during postcopy-recover) instead of mostly bouncing off refusals.
+ */
+export interface GuidedEvent<TEvent> {
+  readonly guided: boolean;
+  readonly pick: number;
+  readonly event: TEvent;
+}
+
+/** Random runs of up to `maxLength` steps, half of them guided. */
+export function guidedRuns<TEvent extends { type: string }>(
+  model: ReferenceModel<TEvent>,
+  maxLength = 40,
+): fc.Arbitrary<GuidedEvent<TEvent>[]> {
+  return fc.array(fc.record({ guided: fc.boolean(), pick: fc.nat(), event: model.events }), { maxLength, size: 'max' });
+}
+
+/** Pure: the event to send in `state` for this step (see GuidedEvent). */
+export function chooseEvent<TEvent extends { type: string }>(
+  model: ReferenceModel<TEvent>,
+  state: string,
+  choice: GuidedEvent<TEvent>,
+): TEvent {
+  const row = model.table[state] ?? {};
+  const labels = Object.keys(row);
+  if (!choice.guided || labels.length === 0) return choice.event;
+  // Half the guided picks avoid final states, or runs mostly end at the first FAIL.
+  const live = labels.filter((label) => Object.keys(model.table[row[label]![0]] ?? {}).length > 0);
+  const pool = choice.pick % 2 === 0 && live.length > 0 ? live : labels;
+  const label = pool[Math.floor(choice.pick / 2) % pool.length]!;
+  // Keep the random payload when it already has the chosen label.
+  return model.label(choice.event) === label ? choice.event : model.samples[label]!;
 }

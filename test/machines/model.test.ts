@@ -16,7 +16,7 @@ import {
   stateName,
 } from '../../machines/index.js';
 import { fcParams } from '../property/fcConfig.js';
-import { pathsInTable, stepBoth } from './drive.js';
+import { chooseEvent, guidedRuns, pathsInTable, stepBoth } from './drive.js';
 import {
   faultThreadModel,
   migrationStatusModel,
@@ -103,9 +103,10 @@ for (const { title, machine, model, start } of cases) {
     // fc.assert throws (with seed and path) on the first sequence where machine and table disagree.
     t.notThrows(() =>
       fc.assert(
-        fc.property(fc.array(model.events, { maxLength: 40 }), (events) => {
+        fc.property(guidedRuns(model), (choices) => {
           let current = { snapshot: start(), modelState: model.initial };
-          for (const event of events) {
+          for (const choice of choices) {
+            const event = chooseEvent(model, current.modelState, choice);
             current = stepBoth(machine, model, model.table, current.snapshot, current.modelState, event);
           }
         }),

@@ -19,8 +19,14 @@ import {
 } from '../../machines/index.js';
 import { MachineSnapshotError, WrongStateError } from '../../src/errors.js';
 import { fcParams } from '../property/fcConfig.js';
-import { run } from './drive.js';
-import { faultThreadModel, migrationStatusModel, postcopyModel, preemptThreadModel } from './referenceTables.js';
+import { chooseEvent, guidedRuns, run } from './drive.js';
+import {
+  faultThreadModel,
+  migrationStatusModel,
+  postcopyModel,
+  preemptThreadModel,
+  type ReferenceModel,
+} from './referenceTables.js';
 
 /** What one step did, as comparable text: the new state and effects, or the refusal. */
 function outcome<M extends AnyStateMachine>(machine: M, snapshot: SnapshotFrom<M>, event: EventFromLogic<M>) {
@@ -42,26 +48,27 @@ interface Case {
   readonly title: string;
   readonly machine: AnyStateMachine;
   readonly start: () => SnapshotFrom<AnyStateMachine>;
-  readonly events: fc.Arbitrary<EventFromLogic<AnyStateMachine>>;
+  readonly model: ReferenceModel<EventFromLogic<AnyStateMachine>>;
 }
 
 const cases: Case[] = [
-  { title: 'postcopy', machine: postcopyMachine, start: () => initial(postcopyMachine, { preempt: true }).snapshot, events: postcopyModel(true).events },
-  { title: 'fault thread', machine: faultThreadMachine, start: () => initial(faultThreadMachine).snapshot, events: faultThreadModel.events },
-  { title: 'preempt thread', machine: preemptThreadMachine, start: () => initial(preemptThreadMachine).snapshot, events: preemptThreadModel.events },
-  { title: 'migration status', machine: migrationStatusMachine, start: () => initial(migrationStatusMachine).snapshot, events: migrationStatusModel.events },
+  { title: 'postcopy', machine: postcopyMachine, start: () => initial(postcopyMachine, { preempt: true }).snapshot, model: postcopyModel(true) },
+  { title: 'fault thread', machine: faultThreadMachine, start: () => initial(faultThreadMachine).snapshot, model: faultThreadModel },
+  { title: 'preempt thread', machine: preemptThreadMachine, start: () => initial(preemptThreadMachine).snapshot, model: preemptThreadModel },
+  { title: 'migration status', machine: migrationStatusMachine, start: () => initial(migrationStatusMachine).snapshot, model: migrationStatusModel },
 ] as unknown as Case[];
 
-for (const { title, machine, start, events } of cases) {
+for (const { title, machine, start, model } of cases) {
   for (const [encoding, roundTrip] of Object.entries(roundTrips)) {
     test(`${title}: a snapshot restored from ${encoding} at any point continues identically`, (t) => {
       t.notThrows(() =>
         fc.assert(
-          fc.property(fc.array(events, { maxLength: 30 }), fc.nat(), (sequence, cutSeed) => {
-            const cut = cutSeed % (sequence.length + 1);
+          fc.property(guidedRuns(model, 30), fc.nat(), (choices, cutSeed) => {
+            const cut = cutSeed % (choices.length + 1);
             let straight = start();
             let restored = start();
-            for (const [index, event] of sequence.entries()) {
+            for (const [index, choice] of choices.entries()) {
+              const event = chooseEvent(model, stateName(straight), choice);
               if (index === cut) {
                 const stored = roundTrip(persist(machine, restored));
                 restored = restore(machine, stored);

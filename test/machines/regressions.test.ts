@@ -14,7 +14,7 @@ import {
 import type { MigrationStatusEvent, PreemptThreadEvent } from '../../machines/index.js';
 import { WrongStateError } from '../../src/errors.js';
 import { fcParams } from '../property/fcConfig.js';
-import { run } from './drive.js';
+import { chooseEvent, guidedRuns, run } from './drive.js';
 import { preemptThreadModel } from './referenceTables.js';
 
 const preemptAt = (events: PreemptThreadEvent[]) => run(preemptThreadMachine, initial(preemptThreadMachine).snapshot, events);
@@ -51,9 +51,10 @@ test('preempt thread: QUIT from cleanup with pages outstanding waits too, and cl
 test('preempt thread: it leaves CREATED only on a zero count, an ABORT, or a load error once stopping', (t) => {
   t.notThrows(() =>
     fc.assert(
-      fc.property(fc.array(preemptThreadModel.events, { maxLength: 40 }), (events) => {
+      fc.property(guidedRuns(preemptThreadModel), (choices) => {
         let snapshot = initial(preemptThreadMachine).snapshot;
-        for (const event of events) {
+        for (const choice of choices) {
+          const event = chooseEvent(preemptThreadModel, stateName(snapshot), choice);
           let next;
           try {
             next = step(preemptThreadMachine, snapshot, event).snapshot;

@@ -8,10 +8,11 @@ import {
   stateName,
   step,
 } from '../../machines/index.js';
+import type { PostcopyEvent } from '../../machines/index.js';
 import { WrongStateError } from '../../src/errors.js';
 import { run } from './drive.js';
 
-const postcopyIn = (events: Parameters<typeof step<typeof postcopyMachine>>[2][]) =>
+const postcopyIn = (events: PostcopyEvent[]) =>
   run(postcopyMachine, initial(postcopyMachine).snapshot, events);
 
 test('a self-transition with effects is accepted and told apart from a refused event', (t) => {
