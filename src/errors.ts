@@ -167,3 +167,17 @@ export class UsageError extends PostcopyError {
     super('USAGE', message);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Lifecycle machines (machines/step.ts)
+
+/** A persisted machine snapshot (from the journal) that does not restore into that machine. */
+export class MachineSnapshotError extends PostcopyError {
+  constructor(
+    /** The machine it was to be restored into, e.g. 'postcopy'. */
+    readonly machine: string,
+    readonly reason: string,
+  ) {
+    super('BAD_MACHINE_SNAPSHOT', `cannot restore a ${machine} snapshot: ${reason}`);
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * The lifecycle machines' public surface, listed name by name on purpose: anything
+ * not here (e.g. the `effect` placeholder) is an implementation detail.
+ */
+export { postcopyMachine } from './postcopyMachine.js';
+export type { PostcopyMachine, PostcopyEvent, PostcopyContext, PostcopyInput, CleanupReason } from './postcopyMachine.js';
+
+export { faultThreadMachine } from './faultThreadMachine.js';
+export type { FaultThreadMachine, FaultThreadEvent, FaultThreadContext } from './faultThreadMachine.js';
+
+export { preemptThreadMachine, PREEMPT_THREAD_STATUSES } from './preemptThreadMachine.js';
+export type { PreemptThreadMachine, PreemptThreadEvent, PreemptThreadStatus } from './preemptThreadMachine.js';
+
+export { migrationStatusMachine, MIGRATION_STATUSES } from './migrationStatusMachine.js';
+export type { MigrationStatusMachine, MigrationStatusEvent, MigrationStatus } from './migrationStatusMachine.js';
+
+export {
+  initial,
+  accepts,
+  step,
+  stateName,
+  postcopyStateValue,
+  isPostcopyRunning,
+  preemptThreadStatus,
+  persist,
+  restore,
+} from './step.js';
+export type { Effect, Stepped, PersistedSnapshot } from './step.js';
