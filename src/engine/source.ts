@@ -1,7 +1,7 @@
 import { Bitmap } from './bitmap.js';
-import { MAX_DISCARD_RANGES_PER_COMMAND, MigCommand, TARGET_PAGE_SIZE } from './constants.js';
+import { MigCommand, TARGET_PAGE_SIZE } from './constants.js';
 import { reloadReceiveBitmap } from './receiveBitmap.js';
-import { canonicaliseHostPages, discardRanges, batchDiscardCommands } from './sourceDiscard.js';
+import { discardBlock } from './sourceDiscard.js';
 import { encodeAdvise, encodeRamDiscard, hostPageSizeSummary, type PageRequest } from './wire.js';
 import { UnknownBlockError, BadRangeError } from '../errors.js';
 
@@ -115,20 +115,14 @@ export class Source {
   startPostcopy(): PostcopyStartReport {
     const report: PostcopyStartReport = { dirtyPages: 0, newlyDirtiedByCanonicalisation: 0, rangesSent: 0, commandsSent: 0 };
     this.blocks.forEach((blk, b) => {
-      const d = this.dirty[b]!;
-      const pages = blk.hostPageSize / TARGET_PAGE_SIZE;
-      if (pages > 1) report.newlyDirtiedByCanonicalisation += canonicaliseHostPages(d, pages);
-      report.dirtyPages += d.count();
-      const ranges = discardRanges(d);
-      const commands = batchDiscardCommands(blk.name, ranges.map(([s, l]) => [s * TARGET_PAGE_SIZE, l * TARGET_PAGE_SIZE] as [number, number]));
-      for (const c of commands) this.out.command(MigCommand.POSTCOPY_RAM_DISCARD, encodeRamDiscard(c));
-      report.rangesSent += ranges.length;
-      report.commandsSent += commands.length;
+      const pass = discardBlock({ name: blk.name, pagesPerHostPage: blk.hostPageSize / TARGET_PAGE_SIZE }, this.dirty[b]!);
+      for (const c of pass.commands) this.out.command(MigCommand.POSTCOPY_RAM_DISCARD, encodeRamDiscard(c));
+      report.newlyDirtiedByCanonicalisation += pass.newlyDirtied;
+      report.dirtyPages += this.dirty[b]!.count();
+      report.rangesSent += pass.rangesSent;
+      report.commandsSent += pass.commandsSent;
       this.cursor[b] = 0;
     });
-    if (report.commandsSent > 0 && report.rangesSent > report.commandsSent * MAX_DISCARD_RANGES_PER_COMMAND) {
-      throw new Error('discard batching broke its 12-range limit');
-    }
     this.out.command(MigCommand.POSTCOPY_LISTEN, new Uint8Array(0));
     this.out.command(MigCommand.POSTCOPY_RUN, new Uint8Array(0));
     this.postcopy = true;
