@@ -24,8 +24,8 @@ export interface SimulatedMigrationOptions {
   pagesPerTick?: number;
   /** Accesses each vCPU attempts per tick. */
   accessesPerTick?: number;
-  /** Precopy passes over RAM before the switch to postcopy (the guest dirties pages meanwhile). */
-  precopyPasses?: number;
+  /** Share of RAM precopy sends before the switch to postcopy (default 0.5; the guest dirties pages meanwhile). */
+  precopyFraction?: number;
   /** Cut the main channel once this fraction of postcopy pages has been sent, then recover. */
   breakAt?: number;
   /** Journal file to write (none: records are only counted). */
@@ -115,21 +115,19 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
   // Precopy: the guest runs on the source and dirties pages while RAM is copied.
   source.advise();
   const dirtier = seededRandom(opts.seed ^ 0x5eed);
-  const passes = opts.precopyPasses ?? 1;
-  for (let pass = 0; pass < passes; pass++) {
-    let sent = 0;
-    const target = pass === 0 ? totalPages : Math.ceil(source.remaining());
-    while (sent < target) {
-      const n = source.precopyStep(pagesPerTick);
-      if (n === 0) break;
-      sent += n;
-      for (let d = 0; d < 2; d++) {
-        const page = Math.floor(dirtier() * totalPages);
-        image[page * TARGET_PAGE_SIZE + 7] = (image[page * TARGET_PAGE_SIZE + 7]! + 1) & 0xff;
-        source.markDirty(0, page * TARGET_PAGE_SIZE);
-      }
-      t += TICK_NS;
-      if ((t / TICK_NS) % 200 === 0) progress('precopy');
+  const precopyTarget = Math.floor(totalPages * (opts.precopyFraction ?? 0.5));
+  for (let sent = 0; sent < precopyTarget; ) {
+    const n = source.precopyStep(Math.min(pagesPerTick, precopyTarget - sent));
+    if (n === 0) break;
+    sent += n;
+    for (let d = 0; d < 2; d++) {
+      const page = Math.floor(dirtier() * totalPages);
+      image[page * TARGET_PAGE_SIZE + 7] = (image[page * TARGET_PAGE_SIZE + 7]! + 1) & 0xff;
+      source.markDirty(0, page * TARGET_PAGE_SIZE);
+    }
+    t += TICK_NS;
+    if ((t / TICK_NS) % 200 === 0) {
+      progress('precopy');
       writer?.flush();
     }
   }
