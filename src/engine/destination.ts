@@ -263,7 +263,8 @@ export class Destination {
     this.cause = this.emit(EventKind.IN_FAULT, t, -1, -1, address, tid, 0, null);
     this.stats.faults++;
     const ft = this.life.stateName(MachineId.FAULT_THREAD);
-    if (ft !== 'running' && ft !== 'paused') {
+    const paused = ft.startsWith('paused');
+    if (ft !== 'running' && !paused) {
       this.refuse(t, new WrongStateError('faultThread', 'FAULT', ft));
       return;
     }
@@ -288,7 +289,7 @@ export class Destination {
       disposition = FaultDisposition.DISCARDED_ZERO;
     } else {
       const isNew = this.requested.add(key, t);
-      if (ft === 'paused') disposition = FaultDisposition.HELD;
+      if (paused) disposition = FaultDisposition.HELD;
       else disposition = isNew ? FaultDisposition.REQUESTED : FaultDisposition.RESENT;
     }
     this.emit(EventKind.FX_FAULT_SEEN, t, this.cause, rb.index, hostOffset, vcpu, disposition, null);

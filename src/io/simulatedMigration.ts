@@ -106,8 +106,8 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
     endOfStream: (ch) => engine.endOfStream(ch, t),
   }, !!opts.preempt);
 
-  const pagesPerTick = opts.pagesPerTick ?? 64;
-  const accessesPerTick = opts.accessesPerTick ?? 4;
+  const pagesPerTick = opts.pagesPerTick ?? 16;
+  const accessesPerTick = opts.accessesPerTick ?? 32;
   const totalPages = size / TARGET_PAGE_SIZE;
   const progress = (phase: SimulationProgress['phase']): void =>
     opts.onProgress?.({ phase, received: engine.blocks[0]!.received.count(), total: totalPages, outstanding: engine.requested.size });
@@ -135,6 +135,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
 
   // The switch: the source stops, its image is final; the destination's vCPUs start at RUN.
   const discard = source.startPostcopy();
+  if (opts.preempt) engine.channelConnected(1, t); // the preempt channel connects at LISTEN
   const plan = { pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0 } as const;
   backend.startVcpus(plan);
   const expected = expectedMemory(image, plan);
@@ -174,6 +175,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
         if (type === RpMessage.RECV_BITMAP) source.reloadReceiveBitmap(BLOCK, payload);
       }
       source.forgetLastRequestBlock();
+      if (opts.preempt) engine.channelConnected(1, t);
       engine.command(MigCommand.POSTCOPY_RESUME, new Uint8Array(0), t);
     }
     if (ticks % 500 === 0) {
