@@ -1,0 +1,21 @@
+import { UsageError } from '../errors.js';
+
+/** Parses '256M', '1G', '4096', '2MiB' into bytes; a clear UsageError names the option. */
+export function parseSize(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${option} must be a size like 256M, 1G or 4096, got '${text}'`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bytes = Math.round(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % 4096 !== 0) {
+    throw new UsageError(`${option} ${text} is not a positive multiple of 4 KiB`);
+  }
+  return bytes;
+}
+
+/** Milliseconds for people: '0.054 ms', '23.3 ms', '1.18 s' (pure). */
+export function formatMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 10) return `${ms.toFixed(1)} ms`;
+  return `${ms.toFixed(3)} ms`;
+}
