@@ -355,17 +355,22 @@ export class Destination {
         this.fail(t, err.message);
         throw err;
       }
-      if (state !== PostcopyState.ADVISE) return; // NONE, RUNNING, END: ignored
       if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % rb.hostPageSize !== 0 || newLength > rb.maxLength) {
         throw new PageError('BAD_RESIZE', rb.name, newLength, -1, `resize to ${newLength} is not a page multiple within max length ${rb.maxLength}`);
       }
-      if (newLength > rb.usedLength) {
-        const tail = newLength - rb.usedLength;
-        this.backend.discard(rb.index, rb.usedLength, tail);
-        this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, rb.usedLength, tail, 0, null);
-        rb.received.clearRange(rb.usedLength / TARGET_PAGE_SIZE, tail / TARGET_PAGE_SIZE);
-      }
+      const oldLength = rb.usedLength;
+      this.backend.resize(rb.index, newLength);
       rb.usedLength = newLength;
+      if (newLength < oldLength) rb.received.clearRange(newLength / TARGET_PAGE_SIZE, (oldLength - newLength) / TARGET_PAGE_SIZE);
+      // Postcopy itself ignores resizes in NONE (ADVISE will take the new length), RUNNING and END.
+      if (state === PostcopyState.NONE) rb.postcopyLength = newLength;
+      if (state !== PostcopyState.ADVISE) return;
+      if (newLength > oldLength) {
+        const tail = newLength - oldLength;
+        this.backend.discard(rb.index, oldLength, tail);
+        this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, oldLength, tail, 0, null);
+        rb.received.clearRange(oldLength / TARGET_PAGE_SIZE, tail / TARGET_PAGE_SIZE);
+      }
       rb.postcopyLength = newLength;
     });
   }

@@ -77,6 +77,11 @@ export interface Backend {
   register(block: number): void;
   /** Unregisters the block; afterwards missing pages read as zeros. */
   unregister(block: number): void;
+  /**
+   * The VMM resized the block to `length` bytes (at most its maxLength, which is mapped
+   * from the start). Shrinking drops the tail's memory.
+   */
+  resize(block: number, length: number): void;
   /** Drops the memory of a range: its pages become missing again. */
   discard(block: number, offset: number, length: number): void;
   /** Turns huge pages off (first discard) or back on (cleanup) for a block. */

@@ -222,15 +222,23 @@ test('bad discard commands: unknown block, out of bounds, unaligned, zero length
 test('RAM block resize: ignored in NONE/RUNNING, tail discarded in ADVISE, fatal in DISCARD/LISTENING', (t) => {
   const r = rig({ blocks: [{ name: 'pc.ram', length: 16 * 4096, maxLength: 32 * 4096 }] });
   r.engine.resize(0, 20 * 4096, 1);
-  t.is(r.engine.blocks[0]!.usedLength, 16 * 4096, 'ignored in NONE');
+  t.is(r.engine.blocks[0]!.usedLength, 20 * 4096, 'in NONE the block simply has its new length');
+  t.is(r.engine.sink === r.sink && r.sink.records.filter((x) => x.kind === EventKind.FX_DISCARD).length, 0, 'nothing discarded in NONE');
   advise(r);
   r.engine.resize(0, 24 * 4096, 2);
   t.is(r.engine.blocks[0]!.postcopyLength, 24 * 4096);
   const d = r.sink.records.filter((x) => x.kind === EventKind.FX_DISCARD).at(-1)!;
-  t.deepEqual([d.offset, d.a], [16 * 4096, 8 * 4096], 'the new tail is discarded');
+  t.deepEqual([d.offset, d.a], [20 * 4096, 4 * 4096], 'the new tail is discarded');
   discard(r, 'pc.ram', [[0, 4096]]);
   t.throws(() => r.engine.resize(0, 28 * 4096, 3), { instanceOf: ResizeDuringPostcopyError, message: "RAM block 'pc.ram' resized during postcopy state: 2" });
   t.is(r.engine.stateOf(MachineId.MIGRATION), 'failed');
+  const r2 = rig({ blocks: [{ name: 'pc.ram', length: 16 * 4096, maxLength: 32 * 4096 }] });
+  advise(r2);
+  listen(r2);
+  run(r2);
+  r2.engine.resize(0, 32 * 4096, 5);
+  t.is(r2.engine.blocks[0]!.postcopyLength, 16 * 4096, 'ignored by postcopy in RUNNING');
+  t.is(r2.engine.stateOf(MachineId.MIGRATION), 'postcopy-active');
 });
 
 test('regression: the preempt thread does not exit while requested pages are outstanding', (t) => {
