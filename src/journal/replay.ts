@@ -161,6 +161,7 @@ class ReplayBackend implements Backend {
   register(): void {}
   unregister(): void {}
   discard(): void {}
+  resize(): void {}
   setHugePages(): void {}
   write(): void {}
   copy(): PlaceOutcomeValue {
