@@ -41,7 +41,8 @@ export function listeningBackend(blocks: BlockLayout[], options: MockBackendOpti
 /**
  * A minimal postcopy destination: steps the vCPUs of `block` and, for every fault,
  * copies the faulting host page from `source` (EEXIST is fine: another vCPU's fault
- * placed it). Returns the faults seen, in order.
+ * placed it). Once the vCPUs are done it pushes every page still missing, as the
+ * source's background transfer would. Returns the faults seen, in order.
  */
 export function serveFaultsUntilDone(be: MockBackend, block: number, source: Uint8Array, maxSteps = 1_000_000): Fault[] {
   const seen: Fault[] = [];
@@ -63,5 +64,6 @@ export function serveFaultsUntilDone(be: MockBackend, block: number, source: Uin
       be.copy(block, hostPage, source, hostPage, hps);
     }
   }
+  for (let offset = 0; offset < source.length; offset += hps) be.copy(block, offset, source, offset, hps);
   return seen;
 }
