@@ -322,6 +322,16 @@ export class MockBackend implements Backend {
     return this.pool.pooledBytes;
   }
 
+  /**
+   * Pre-touches `bytes` of page memory into the pool, so that later placements skip the
+   * first-touch page faults of fresh memory (about 10 µs per 4 KiB on a nested-virtualisation
+   * host, ten times the cost of a placement). For benchmarks; changes no guest state.
+   */
+  reserveMemory(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new BackendError('reserveMemory', 'EINVAL', `${bytes} is not a byte count`);
+    this.pool.reserve(bytes);
+  }
+
   /** True once listen() succeeded and until close(). */
   get listening(): boolean {
     return this.listener !== null;

@@ -27,6 +27,16 @@ export class ChunkPool {
     this.free.push(chunk);
   }
 
+  /** Allocates and touches chunks for at least `bytes` bytes, adding them to the pool. */
+  reserve(bytes: number): void {
+    for (let held = 0; held < bytes; held += CHUNK_SIZE) {
+      const chunk = new Uint8Array(CHUNK_SIZE);
+      // Writing every page takes the first-touch page faults now rather than during placements.
+      chunk.fill(1);
+      this.free.push(chunk);
+    }
+  }
+
   /** Bytes held for reuse. */
   get pooledBytes(): number {
     return this.free.length * CHUNK_SIZE;

@@ -150,6 +150,18 @@ test('discarding whole chunks returns them to the pool, and a later copy reuses 
   t.deepEqual(pages.subarray(PAGE), filled(3));
 });
 
+test('reserved memory is used for new chunks and reads as zeros where nothing was placed', (t) => {
+  const { be } = listeningBackend([RAM]);
+  be.reserveMemory(3 * MiB);
+  t.is(be.pooledBytes, 4 * MiB);
+  be.copy(0, PAGE, filled(8), 0, PAGE);
+  t.is(be.pooledBytes, 2 * MiB);
+  t.is(be.allocatedBytes(0), 2 * MiB);
+  be.zero(0, 0, PAGE);
+  t.deepEqual(be.read(0, 0, 2 * PAGE), Uint8Array.from([...new Uint8Array(PAGE), ...filled(8)]));
+  throwsBackend(t, () => be.reserveMemory(-1), 'EINVAL');
+});
+
 test('placements need an open fd and a registered block', (t) => {
   const be = new MockBackend([RAM]);
   throwsBackend(t, () => be.register(0), 'EBADF');

@@ -138,7 +138,7 @@ const opArb: fc.Arbitrary<Op> = fc.integer({ min: 0, max: LAYOUTS.length - 1 }).
     { weight: 2, arbitrary: fc.record({ r: rangeArb(block), dataOffset: dataOffsetArb, fill: fc.nat({ max: 255 }) }).map(({ r, dataOffset, fill }) => ({ op: 'write' as const, ...r, dataOffset, fill })) },
     { weight: 1, arbitrary: fc.constant({ op: 'register' as const, block }) },
     { weight: 1, arbitrary: fc.constant({ op: 'unregister' as const, block }) },
-    { weight: 1, arbitrary: fc.record({ r: rangeArb(block), times: fc.nat({ max: 2 }) }).map(({ r, times }) => ({ op: 'inject' as const, ...r, times })) },
+    { weight: 2, arbitrary: fc.record({ r: rangeArb(block), times: fc.nat({ max: 2 }) }).map(({ r, times }) => ({ op: 'inject' as const, ...r, times })) },
   ),
 );
 
@@ -204,7 +204,7 @@ test('any sequence of copy/zero/discard/write/read/register/unregister/inject ag
   const reached = new Set<string>();
   const run = (): void => fc.assert(
     // Most runs start with some blocks registered, as postcopy does, so placements mostly reach the kernel rules.
-    fc.property(fc.subarray([0, 1]), fc.array(opArb, { maxLength: 60 }), (initiallyRegistered, rest) => {
+    fc.property(fc.subarray([0, 1]), fc.array(opArb, { maxLength: 60, size: 'max' }), (initiallyRegistered, rest) => {
       const ops: Op[] = [...initiallyRegistered.map((block) => ({ op: 'register' as const, block })), ...rest];
       const be = new MockBackend(LAYOUTS);
       be.listen(() => {});
