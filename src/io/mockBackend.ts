@@ -65,7 +65,8 @@ interface BlockState {
   readonly layout: BlockLayout;
   readonly name: string;
   readonly hostPageSize: number;
-  readonly usedLength: number;
+  usedLength: number;
+  readonly maxLength: number;
   readonly hostAddress: number;
   readonly memory: SparseMemory;
   registered: boolean;
@@ -143,6 +144,7 @@ export class MockBackend implements Backend {
         name: layout.name,
         hostPageSize: layout.hostPageSize,
         usedLength: layout.length,
+        maxLength,
         hostAddress: address,
         memory: new SparseMemory(maxLength, this.pool),
         registered: false,
@@ -205,6 +207,15 @@ export class MockBackend implements Backend {
     this.checkRange('discard', b, offset, length, align);
     b.memory.drop(offset, length);
     this.stats.discards++;
+  }
+
+  resize(block: number, length: number): void {
+    const b = this.blockAt(block, 'resize');
+    if (!Number.isSafeInteger(length) || length <= 0 || length % b.hostPageSize !== 0 || length > b.maxLength) {
+      throw new BackendError('resize', 'EINVAL', `block '${b.name}' (${block}): length ${length} is not a multiple of ${b.hostPageSize} within max length ${b.maxLength}`);
+    }
+    if (length < b.usedLength) b.memory.drop(length, b.usedLength - length);
+    b.usedLength = length;
   }
 
   setHugePages(block: number, enabled: boolean): void {
