@@ -37,9 +37,14 @@ const MACHINES: readonly AnyStateMachine[] = [postcopyMachine, migrationStatusMa
  */
 export class Lifecycle {
   private readonly snaps: unknown[];
+  /** State names and the PostcopyState number, cached: the per-page path reads them. */
+  private readonly names: string[];
+  private postcopyValue = 0;
 
   constructor(private readonly onTransition: TransitionListener, preempt: boolean) {
     this.snaps = MACHINES.map((m, id) => initial(m, id === MachineId.POSTCOPY ? { preempt } : undefined).snapshot);
+    this.names = this.snaps.map((s) => stateName(s as never));
+    this.postcopyValue = postcopyStateValue(this.snaps[MachineId.POSTCOPY] as never);
   }
 
   /** Pure: throws WrongStateError when `machine` would refuse `event`; changes nothing. */
@@ -59,8 +64,10 @@ export class Lifecycle {
     const before = this.snaps[machine] as never;
     const next = step(m, before, event as never).snapshot;
     this.snaps[machine] = next;
-    const from = stateName(before);
+    const from = this.names[machine]!;
     const to = stateName(next as never);
+    this.names[machine] = to;
+    if (machine === MachineId.POSTCOPY) this.postcopyValue = postcopyStateValue(next as never);
     if (from !== to) this.onTransition(machine, from, to, event.type, t);
   }
 
@@ -71,12 +78,12 @@ export class Lifecycle {
 
   /** Current state name of a machine, e.g. 'LISTENING', 'postcopy-paused', 'CREATED.loading'. */
   stateName(machine: number): string {
-    return stateName(this.snaps[machine] as never);
+    return this.names[machine]!;
   }
 
   /** The numeric PostcopyState (0..5). */
   postcopyState(): number {
-    return postcopyStateValue(this.snaps[MachineId.POSTCOPY] as never);
+    return this.postcopyValue;
   }
 
   /** JSON-safe persisted snapshots (pure). */
@@ -88,6 +95,8 @@ export class Lifecycle {
   restore(s: LifecycleSnapshot): void {
     MACHINES.forEach((m, id) => {
       this.snaps[id] = restore(m, s[id]);
+      this.names[id] = stateName(this.snaps[id] as never);
     });
+    this.postcopyValue = postcopyStateValue(this.snaps[MachineId.POSTCOPY] as never);
   }
 }
