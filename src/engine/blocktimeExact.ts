@@ -30,6 +30,7 @@ export interface ExactBlocktimeSnapshot {
   faults: number[];
   /** Per vCPU: the host-page key it waits on, or null. */
   waitKey: Array<number | null>;
+  /** Per vCPU: when its wait began (0 when not blocked). */
   waitSinceNs: number[];
   nonVcpuFaults: number;
   closedByRefault: number;
@@ -176,7 +177,12 @@ export class ExactBlocktime {
 
   toJSON(): ExactBlocktimeSnapshot {
     const waitKey: Array<number | null> = [];
-    for (let v = 0; v < this.vcpuCount; v++) waitKey.push(this.isWaiting[v] === 1 ? this.waitKey[v]! : null);
+    const waitSinceNs: number[] = [];
+    for (let v = 0; v < this.vcpuCount; v++) {
+      const waiting = this.isWaiting[v] === 1;
+      waitKey.push(waiting ? this.waitKey[v]! : null);
+      waitSinceNs.push(waiting ? this.waitSince[v]! : 0);
+    }
     return {
       vcpuCount: this.vcpuCount,
       totalNs: this.total,
@@ -184,7 +190,7 @@ export class ExactBlocktime {
       blockedNs: Array.from(this.blocked),
       faults: Array.from(this.faults),
       waitKey,
-      waitSinceNs: Array.from(this.waitSince),
+      waitSinceNs,
       nonVcpuFaults: this.nonVcpu,
       closedByRefault: this.refaultCloses,
       latency: this.hist.toJSON(),

@@ -78,10 +78,15 @@ export class LatencyHistogram {
     return this.n;
   }
 
-  /** Pure: the q-quantile (0..1) by nearest rank, as its bucket's middle, clamped to [min, max]. */
+  /**
+   * Pure: the q-quantile (0..1) by nearest rank, as its bucket's middle clamped to
+   * [min, max]; the first and last ranks are the exact min and max.
+   */
   quantile(q: number): number {
     if (this.n === 0) return 0;
     const rank = Math.min(this.n, Math.max(1, Math.ceil(q * this.n)));
+    if (rank === this.n) return this.max;
+    if (rank === 1) return this.min;
     let seen = 0;
     for (let i = 0; i < BUCKETS; i++) {
       seen += this.counts[i]!;
