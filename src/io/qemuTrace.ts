@@ -210,7 +210,10 @@ export class LineProblem {
 /** Returned for a known event that the parser was told not to parse (`only`). */
 export const SKIPPED = Symbol('skipped');
 
-const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** An event name after `tid@time:`. */
+const TIMED_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Without the prefix, only snake_case names with an underscore pass for events: "The quick" is text. */
+const UNTIMED_NAME = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$/;
 
 /**
  * Parses lines. Holds the optional `only` filter: events outside it are recognised but
@@ -257,7 +260,7 @@ export class TraceLineParser {
     const name = text.slice(nameStart, nameEnd);
     const compiled = COMPILED.get(name);
     if (compiled === undefined) {
-      if (!IDENT.test(name)) return this.notTrace(text, lineNo);
+      if (!(this.lastTimed ? TIMED_NAME : UNTIMED_NAME).test(name)) return this.notTrace(text, lineNo);
       return new LineProblem(lineNo, 'unknown', name, text.slice(0, 200));
     }
     if (this.only !== null && !this.only.has(name)) return SKIPPED;

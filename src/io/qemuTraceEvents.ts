@@ -9,7 +9,9 @@
  * precision, which no address or size in a trace comes near).
  *
  * Quirks of the formats themselves are kept verbatim: `%ud` is a `%u` followed by a
- * literal `d` (QEMU's own format bug), so "pc.ram: 16d" parses as 16.
+ * literal `d` (QEMU's own format bug), so "pc.ram: 16d" parses as 16; and
+ * `migrate_send_rp_recv_bitmap ... size 0x%li` prints decimal digits after "0x", so
+ * "size 0x8200" is 8200 bytes (a 256 MiB block's 8192-byte bitmap plus 8).
  */
 
 /** One event: its format and the names of its fields, in conversion order. */
