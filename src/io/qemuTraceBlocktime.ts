@@ -56,7 +56,7 @@ export const BLOCKTIME_REPLAY_EVENTS: readonly TraceEventName[] = [
 
 export interface BlocktimeReplayOptions {
   vcpuCount: number;
-  /** Trace time held for reordering by timestamp, µs. Default 100 000 (100 ms). */
+  /** Trace time held for reordering by timestamp, µs (0: plain file order). Default 100 000 (100 ms). */
   reorderWindowUs?: number;
   /** Largest gap between the two sides of a race that the model pairs, µs. Default 2000. */
   raceWindowUs?: number;
@@ -233,7 +233,7 @@ export class TraceBlocktimeReplay {
     buf[i] = rec;
     if (us > this.newestUs) this.newestUs = us;
     const horizon = this.newestUs - this.reorderWindowUs;
-    while (this.head < buf.length && (buf[this.head]!.us < horizon || buf.length - this.head > this.maxBuffered)) {
+    while (this.head < buf.length && (buf[this.head]!.us <= horizon || buf.length - this.head > this.maxBuffered)) {
       this.process(buf[this.head++]!);
     }
     if (this.head > 4096 && this.head * 2 > buf.length) {
