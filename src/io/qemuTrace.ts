@@ -291,6 +291,10 @@ export function parseTraceLine(text: string, lineNo = 1): TraceEvent | LineProbl
 
 /** Lines longer than this are not trace lines; they are dropped (reported) to bound memory. */
 export const MAX_LINE_CHARS = 1 << 20;
+/** Distinct unknown event names counted one by one; further names are counted together. */
+export const MAX_UNKNOWN_NAMES = 1000;
+/** The `unknown` key that counts the names beyond MAX_UNKNOWN_NAMES. */
+export const OTHER_UNKNOWN = '(other names)';
 
 export interface TraceProgress {
   /** Bytes of the file read so far (compressed bytes for a .gz). */
@@ -321,7 +325,7 @@ export interface TraceReadSummary {
   events: number;
   /** Known events not parsed because of `only`. */
   skipped: number;
-  /** Lines of events not in the catalogue, by event name. */
+  /** Lines of events not in the catalogue, by event name (at most MAX_UNKNOWN_NAMES names, then OTHER_UNKNOWN). */
   unknown: Record<string, number>;
   /** Known events whose arguments did not parse, plus lines that are not trace lines. */
   malformedCount: number;
@@ -376,9 +380,11 @@ export async function readTrace(
   let nonEmpty = 0;
   let recognised = false;
 
-  const handleLine = (text: string): void => {
+  let unknownNames = 0;
+  /** Parses one line, or reports it as too long when `text` is null. */
+  const handleLine = (text: string | null): void => {
     const lineNo = ++summary.lines;
-    const r = parser.parse(text, lineNo);
+    const r = text === null ? new LineProblem(lineNo, 'not-trace', '', `(a line longer than ${MAX_LINE_CHARS} characters)`) : parser.parse(text, lineNo);
     if (r === null) return;
     nonEmpty++;
     if (r === SKIPPED) {
@@ -387,7 +393,10 @@ export async function readTrace(
       if (parser.lastTimed) summary.timed = true;
     } else if (r instanceof LineProblem) {
       if (r.problem === 'unknown') {
-        summary.unknown[r.name] = (summary.unknown[r.name] ?? 0) + 1;
+        // Bounded: a corrupt file could invent a new name per line.
+        const name = r.name in summary.unknown || unknownNames < MAX_UNKNOWN_NAMES ? r.name : OTHER_UNKNOWN;
+        if (!(name in summary.unknown)) unknownNames++;
+        summary.unknown[name] = (summary.unknown[name] ?? 0) + 1;
         if (parser.lastTimed) recognised = true;
       } else {
         summary.malformedCount++;
@@ -414,9 +423,9 @@ export async function readTrace(
   const consume = (s: string): void => {
     let start = 0;
     for (let nl = s.indexOf('\n'); nl >= 0; nl = s.indexOf('\n', start)) {
-      if (overlong) {
+      if (overlong || nl - start > MAX_LINE_CHARS) {
         overlong = false;
-        handleLine('\u0000overlong line');
+        handleLine(null);
       } else {
         handleLine(s.slice(start, nl));
       }
@@ -445,7 +454,7 @@ export async function readTrace(
     if (source !== file) source.destroy();
   }
   const rest = carry + decoder.end();
-  if (overlong) handleLine('\u0000overlong line');
+  if (overlong || rest.length > MAX_LINE_CHARS) handleLine(null);
   else if (rest !== '') handleLine(rest);
   if (!recognised) {
     throw new NotATraceError(path, nonEmpty === 0 ? 'it has no lines' : `none of its ${nonEmpty} non-empty lines is a QEMU trace line`);

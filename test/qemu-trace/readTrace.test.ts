@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { NotATraceError } from '../../src/errors.js';
-import { MAX_LINE_CHARS, readTrace, type TraceProgress } from '../../src/io/qemuTrace.js';
+import { MAX_LINE_CHARS, MAX_UNKNOWN_NAMES, OTHER_UNKNOWN, readTrace, type TraceProgress } from '../../src/io/qemuTrace.js';
 import type { TraceEvent } from '../../src/io/qemuTraceEvents.js';
 import { loadThreadsJson, parseThreadsJson, vcpuCountOf, vcpuIndexByTid, vcpuIndexOfName } from '../../src/io/qemuThreads.js';
 import { fixture } from './fixtures.js';
@@ -103,6 +103,16 @@ test('a line longer than the cap is reported and dropped; the lines after it par
   t.is(events.length, 8);
   t.is(summary.malformedCount, 3);
   t.is(summary.lines, 17);
+  t.like(summary.malformed[1], { line: 9, problem: 'not-trace' });
+  t.regex(summary.malformed[1]!.text, /longer than/);
+});
+
+test('unknown event names are counted one by one up to a bound, then together', async (t) => {
+  const lines = Array.from({ length: MAX_UNKNOWN_NAMES + 5 }, (_, i) => `1@1795337949.000001:unknown_event_${i} x`);
+  const { summary } = await collect(tempFile(SAMPLE + '\n' + lines.join('\n')));
+  t.is(Object.keys(summary.unknown).length, MAX_UNKNOWN_NAMES + 1);
+  t.is(summary.unknown[OTHER_UNKNOWN], MAX_UNKNOWN_NAMES + 5 - (MAX_UNKNOWN_NAMES - 1)); // vhost_user_thing took a place first
+  t.is(summary.unknown['vhost_user_thing'], 2);
 });
 
 test('a truncated gzip keeps what was read and says so', async (t) => {
