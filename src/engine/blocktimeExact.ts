@@ -83,6 +83,8 @@ export class ExactBlocktime {
   /**
    * vCPU `vcpu` faulted at `address`, in host page `hostPageKey`, at `tNs`.
    * `alreadyReceived`: the page was present when the fault was handled (not blocked).
+   * Only the key matters here (the raw address is taken for symmetry with the qemu
+   * mode, whose begin needs it).
    */
   fault(vcpu: number, hostPageKey: number, _address: number, tNs: number, alreadyReceived = false): void {
     if (vcpu < 0) {

@@ -380,7 +380,8 @@ export async function readTrace(
   let nonEmpty = 0;
   let recognised = false;
 
-  let unknownNames = 0;
+  // A Map, not the summary's object: an event could be named __proto__ or toString.
+  const unknown = new Map<string, number>();
   /** Parses one line, or reports it as too long when `text` is null. */
   const handleLine = (text: string | null): void => {
     const lineNo = ++summary.lines;
@@ -394,9 +395,8 @@ export async function readTrace(
     } else if (r instanceof LineProblem) {
       if (r.problem === 'unknown') {
         // Bounded: a corrupt file could invent a new name per line.
-        const name = r.name in summary.unknown || unknownNames < MAX_UNKNOWN_NAMES ? r.name : OTHER_UNKNOWN;
-        if (!(name in summary.unknown)) unknownNames++;
-        summary.unknown[name] = (summary.unknown[name] ?? 0) + 1;
+        const name = unknown.has(r.name) || unknown.size < MAX_UNKNOWN_NAMES ? r.name : OTHER_UNKNOWN;
+        unknown.set(name, (unknown.get(name) ?? 0) + 1);
         if (parser.lastTimed) recognised = true;
       } else {
         summary.malformedCount++;
@@ -459,6 +459,7 @@ export async function readTrace(
   if (!recognised) {
     throw new NotATraceError(path, nonEmpty === 0 ? 'it has no lines' : `none of its ${nonEmpty} non-empty lines is a QEMU trace line`);
   }
+  summary.unknown = Object.fromEntries(unknown);
   return summary;
 }
 

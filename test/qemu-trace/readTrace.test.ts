@@ -109,10 +109,14 @@ test('a line longer than the cap is reported and dropped; the lines after it par
 
 test('unknown event names are counted one by one up to a bound, then together', async (t) => {
   const lines = Array.from({ length: MAX_UNKNOWN_NAMES + 5 }, (_, i) => `1@1795337949.000001:unknown_event_${i} x`);
+  lines.unshift('1@1795337949.000001:__proto__ x', '1@1795337949.000001:toString x');
   const { summary } = await collect(tempFile(SAMPLE + '\n' + lines.join('\n')));
   t.is(Object.keys(summary.unknown).length, MAX_UNKNOWN_NAMES + 1);
-  t.is(summary.unknown[OTHER_UNKNOWN], MAX_UNKNOWN_NAMES + 5 - (MAX_UNKNOWN_NAMES - 1)); // vhost_user_thing took a place first
+  // vhost_user_thing, __proto__ and toString took three places first.
+  t.is(summary.unknown[OTHER_UNKNOWN], MAX_UNKNOWN_NAMES + 5 - (MAX_UNKNOWN_NAMES - 3));
   t.is(summary.unknown['vhost_user_thing'], 2);
+  t.true(Object.hasOwn(summary.unknown, '__proto__'));
+  t.is(summary.unknown['toString'], 1);
 });
 
 test('a truncated gzip keeps what was read and says so', async (t) => {
