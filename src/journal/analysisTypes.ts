@@ -1,0 +1,70 @@
+/**
+ * What `analyzeJournal` finds in a journal (an engine run or an imported QEMU trace):
+ * the data behind `postcopy inspect` (text and --json) and `postcopy report` (HTML).
+ * Times are ms since the journal's t = 0 unless a name says otherwise. Plain JSON data.
+ */
+export interface Analysis {
+  journal: {
+    path: string;
+    source: 'engine' | 'qemu-trace';
+    events: number;
+    created: string;
+    engineVersion: string;
+    blocks: Array<{ name: string; length: number; hostPageSize: number }>;
+    capabilities: string[];
+    /** Events that could not be read (a damaged journal): the analysis covers the readable prefix. */
+    unreadableFrom: number | null;
+    unreadableReason: string | null;
+  };
+  /** Final migration status: 'completed', 'postcopy-paused', 'failed', ... */
+  status: string;
+  /** Final PostcopyState name: 'NONE' .. 'END'. */
+  postcopyState: string;
+  vcpus: number;
+  durationMs: number;
+  /** Every state change of every machine, in order. */
+  timeline: Array<{ seq: number; tMs: number; machine: string; from: string; to: string; event: string }>;
+  /** Postcopy pauses: from postcopy-paused until postcopy-active again (null end: still paused). */
+  pauses: Array<{ startSeq: number; startMs: number; endMs: number | null; durationMs: number | null }>;
+  blocktime: {
+    /** QEMU 7.2's algorithm with its quirks; for an imported trace this equals what QEMU reported. */
+    qemu: { totalMs: number; perVcpuMs: number[] };
+    /** Race-free truth. */
+    exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[] };
+  };
+  faults: {
+    count: number;
+    p50Ms: number;
+    p90Ms: number;
+    p99Ms: number;
+    maxMs: number;
+    /** Fault → placement latency histogram: [fromMs, toMs) buckets. */
+    histogram: Array<{ fromMs: number; toMs: number; count: number }>;
+    /** The slowest faults (at most 20), slowest first. */
+    slowest: Array<{ seq: number; tMs: number; block: string; offset: number; vcpu: number; latencyMs: number }>;
+  };
+  requests: {
+    count: number;
+    resent: number;
+    /** Requested and never placed by the end of the journal, oldest first. */
+    outstanding: Array<{ block: string; offset: number; address: number | null; requestedAtMs: number; ageMs: number; seq: number }>;
+  };
+  pages: {
+    placed: number;
+    zero: number;
+    precopy: number;
+    /** Host pages placed per channel: { "0": n, "1": m }. */
+    byChannel: Record<string, number>;
+    discardedRanges: number;
+  };
+  errors: Array<{ seq: number; tMs: number; code: string; message: string }>;
+  /** For plots. Bounded in size whatever the journal length (downsampled). */
+  series: {
+    /** [tMs, pages received so far]. */
+    received: Array<[number, number]>;
+    /** Per vCPU: blocked intervals [startMs, endMs] (exact mode). */
+    vcpuBlocked: Array<{ vcpu: number; intervals: Array<[number, number]> }>;
+    /** Latency CDF: [ms, fraction of faults at or below]. */
+    latencyCdf: Array<[number, number]>;
+  };
+}
