@@ -30,6 +30,8 @@ export interface SimulatedMigrationOptions {
   breakAt?: number;
   /** Journal file to write (none: records are only counted). */
   journalPath?: string;
+  /** Engine snapshots in the journal every this many events (default 100 000). */
+  snapshotEvery?: number;
   /** Replay the journal at the end and report divergences (default: when journaling). */
   verifyReplay?: boolean;
   onProgress?: (p: SimulationProgress) => void;
@@ -86,7 +88,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
       capabilities: opts.preempt ? ['preempt'] : [],
       blocktimeMode: 'both',
       run: { kind: 'simulation', backend: 'mock', workload: opts.workload, seed: opts.seed, breakAt: opts.breakAt ?? null },
-    }, { overwrite: true });
+    }, { overwrite: true, ...(opts.snapshotEvery !== undefined ? { snapshotEvery: opts.snapshotEvery } : {}) });
     sink = writer;
   }
   const rp: Array<[number, Uint8Array]> = [];
