@@ -239,6 +239,11 @@ export class Destination {
       return;
     }
     if (state < PostcopyState.LISTENING) {
+      const status = this.life.stateName(MachineId.MIGRATION);
+      if (status === 'failed' || status === 'completed') {
+        this.refuse(t, new WrongStateError('migration', 'page', status));
+        return;
+      }
       this.precopyPage(rb, offset, zero, data, dataOffset, t);
       return;
     }
@@ -293,7 +298,9 @@ export class Destination {
       else disposition = isNew ? FaultDisposition.REQUESTED : FaultDisposition.RESENT;
     }
     this.emit(EventKind.FX_FAULT_SEEN, t, this.cause, rb.index, hostOffset, vcpu, disposition, null);
-    if (disposition === FaultDisposition.DISCARDED_ZERO) {
+    if (disposition === FaultDisposition.DISCARDED_ZERO || disposition === FaultDisposition.ALREADY_RECEIVED) {
+      // Received yet faulting: either placed meanwhile (EEXIST then wakes the thread) or a
+      // precopy zero page that was never written over empty memory (a zero page fills it).
       this.place(rb, hostOffset, true, this.zeroHostPage, 0, -1, t);
     } else if (disposition === FaultDisposition.REQUESTED || disposition === FaultDisposition.RESENT) {
       this.sendRequest(rb, hostOffset, disposition === FaultDisposition.RESENT ? RequestFlag.RESEND : 0, t);
@@ -338,6 +345,8 @@ export class Destination {
         this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
         return;
       }
+      const status = this.life.stateName(MachineId.MIGRATION);
+      if (status === 'postcopy-paused' || status === 'postcopy-recover') throw new WrongStateError('migration', 'EOS', status);
       this.life.send(MachineId.POSTCOPY, { type: 'EOS' }, t);
       this.cleanup(t, 'COMPLETE');
     });
@@ -379,6 +388,7 @@ export class Destination {
   // Commands
 
   private applyCommand(command: number, payload: Uint8Array, t: number): void {
+    this.refuseWhenOver(commandName(command));
     this.life.ensureStarted(t);
     switch (command) {
       case MigCommand.OPEN_RETURN_PATH:
@@ -409,6 +419,12 @@ export class Destination {
       default:
         throw new PostcopyError('UNKNOWN_COMMAND', `unknown command ${command} in postcopy state ${this.life.stateName(MachineId.POSTCOPY)}`);
     }
+  }
+
+  /** A migration that has failed or completed takes no further command. */
+  private refuseWhenOver(what: string): void {
+    const status = this.life.stateName(MachineId.MIGRATION);
+    if (status === 'failed' || status === 'completed') throw new WrongStateError('migration', what, status);
   }
 
   private advise(payload: Uint8Array, t: number): void {
@@ -747,4 +763,11 @@ export class Destination {
     this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
     Object.assign(this.stats, structuredClone(s.stats));
   }
+}
+
+const COMMAND_NAMES: Record<number, string> = Object.fromEntries(Object.entries(MigCommand).map(([k, v]) => [v, k]));
+
+/** QEMU's name of a command number, for messages (pure). */
+function commandName(command: number): string {
+  return COMMAND_NAMES[command] ?? `command ${command}`;
 }
