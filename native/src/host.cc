@@ -134,8 +134,8 @@ Napi::Value Host::Listen(const Napi::CallbackInfo& info) {
   fault_tsfn_ = Napi::TypedThreadSafeFunction<FaultChannel, void, call_faults_js>::New(
       env, info[0].As<Napi::Function>(), "uffd-faults", 0, 1, channel_,
       [](Napi::Env, void*, FaultChannel* ch) { delete ch; });
-  // The reader must not keep the process alive by itself; vCPUs waiting do (done_tsfn_).
-  fault_tsfn_.Unref(env);
+  // Like a listening socket, a listening backend keeps the process alive until close():
+  // faults and removal notices may still arrive.
   try {
     reader_.start(uffd_, this, options);
   } catch (...) {

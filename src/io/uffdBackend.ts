@@ -25,6 +25,7 @@
  *   throws (naming the blocked vCPUs and addresses) if that does not happen in time;
  *   `close()` unregisters every block first, so blocked vCPUs resolve with zero pages
  *   and every thread ends.
+ * - listen() keeps the process alive (like a listening socket) until close().
  * - close(): unregister every block, stop and join the vCPUs, stop and join the reader
  *   (quit eventfd), close the userfault fd and the eventfd, unmap guest memory. Idempotent.
  */

@@ -1,0 +1,1 @@
+export function fcParams() { const numRuns = Number(process.env.FC_RUNS ?? 200); const seed = process.env.FC_SEED !== undefined ? Number(process.env.FC_SEED) : undefined; return seed === undefined ? { numRuns } : { numRuns, seed }; }
