@@ -225,6 +225,21 @@ void GuestMemory::clear_removed(Block& b) {
   b.removed.clear();
 }
 
+void GuestMemory::forget_removed(Block& b, size_t off, size_t len) {
+  std::lock_guard<std::mutex> lock(mu);
+  size_t end = off + len;
+  std::vector<std::pair<size_t, size_t>> kept;
+  for (const auto& r : b.removed) {
+    if (r.second <= off || r.first >= end) {
+      kept.push_back(r);
+      continue;
+    }
+    if (r.first < off) kept.emplace_back(r.first, off);
+    if (r.second > end) kept.emplace_back(end, r.second);
+  }
+  b.removed.swap(kept);
+}
+
 bool GuestMemory::locate(uintptr_t addr, size_t* index, size_t* offset) const {
   for (size_t i = 0; i < blocks_.size(); i++) {
     const Block& b = *blocks_[i];

@@ -69,6 +69,8 @@ class GuestMemory {
   bool is_removed(Block& b, size_t off, size_t len);
   void add_removed(Block& b, size_t off, size_t len);
   void clear_removed(Block& b);
+  // Takes [off, off+len) out of the removed ranges (it was registered again).
+  void forget_removed(Block& b, size_t off, size_t len);
 
   // Block index and offset of a host address, or false when it is in no block.
   bool locate(uintptr_t addr, size_t* index, size_t* offset) const;

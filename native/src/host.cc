@@ -96,10 +96,16 @@ Napi::Value Host::Listen(const Napi::CallbackInfo& info) {
   if (uffd_ >= 0) throw Refusal("listen", "already listening: the userfault fd is open");
   if (!info[0].IsFunction()) throw Refusal("listen", "the fault listener must be a function");
   ReaderOptions options;
+  bool loop_mode = false;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     options.spin_ns = static_cast<int64_t>(number_or(o, "spinUs", 0) * 1000);
     options.cpus = int_list(o, "cpus");
+    if (o.Has("mode") && !o.Get("mode").IsUndefined()) {
+      std::string mode = o.Get("mode").ToString().Utf8Value();
+      if (mode != "thread" && mode != "loop") throw Refusal("listen", "reader mode must be 'thread' or 'loop', not '" + mode + "'");
+      loop_mode = mode == "loop";
+    }
   }
 
   // Ask what is offered on a throwaway fd (one handshake per fd), then open the real one
@@ -129,6 +135,27 @@ Napi::Value Host::Listen(const Napi::CallbackInfo& info) {
   uffd_ = o.fd;
   uffd_how_ = o.how;
 
+  if (loop_mode) {
+    // The JavaScript thread's own event loop watches the fd: one wake-up per fault burst
+    // and no thread hop. The poll handle keeps the process alive, like a socket.
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    if (!loop || uv_poll_init(loop, poll_, uffd_) != 0 || uv_poll_start(poll_, UV_READABLE, &Host::on_poll) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      close(uffd_);
+      uffd_ = -1;
+      throw Refusal("listen", "cannot watch the userfault fd from the event loop");
+    }
+    loop_mode_ = true;
+    spin_ns_ = options.spin_ns;
+    loop_on_faults_ = Napi::Persistent(info[0].As<Napi::Function>());
+    if (info.Length() > 1 && info[1].IsFunction()) loop_on_removed_ = Napi::Persistent(info[1].As<Napi::Function>());
+    async_ = std::make_unique<Napi::AsyncContext>(env, "uffd-faults");
+    return env.Undefined();
+  }
   channel_ = new FaultChannel();
   if (info.Length() > 1 && info[1].IsFunction()) channel_->on_removed = Napi::Persistent(info[1].As<Napi::Function>());
   fault_tsfn_ = Napi::TypedThreadSafeFunction<FaultChannel, void, call_faults_js>::New(
@@ -165,6 +192,17 @@ void Host::removed(uint64_t start, uint64_t end) {
     stats_.own_removes.fetch_add(1);
     return;
   }
+  unregister_removed(start, end);
+  bool post = false;
+  {
+    std::lock_guard<std::mutex> lock(channel_->mu);
+    channel_->removed.emplace_back(start, end);
+    if (!channel_->posted) post = channel_->posted = true;
+  }
+  if (post) fault_tsfn_.NonBlockingCall();
+}
+
+void Host::unregister_removed(uint64_t start, uint64_t end) {
   // The guest (someone other than discard()) removed the range: unregister it and drop
   // it, as Firecracker and CRIU do. Its pages are never requested; reads see zeros.
   stats_.guest_removes.fetch_add(1);
@@ -174,13 +212,91 @@ void Host::removed(uint64_t start, uint64_t end) {
     uffd_unregister(uffd_, start, end - start);
     memory_->add_removed(b, off, end - start);
   }
-  bool post = false;
-  {
-    std::lock_guard<std::mutex> lock(channel_->mu);
-    channel_->removed.emplace_back(start, end);
-    if (!channel_->posted) post = channel_->posted = true;
+}
+
+void Host::on_poll(uv_poll_t* handle, int status, int) {
+  Host* self = static_cast<Host*>(handle->data);
+  if (status < 0 || self == nullptr || self->closed_) return;
+  self->drain_loop();
+}
+
+void Host::drain_loop() {
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  struct uffd_msg msgs[64];
+  std::vector<Fault> faults;
+  std::vector<std::pair<uint64_t, uint64_t>> removed;
+  int64_t last = monotonic_ns();
+  while (!closed_) {
+    ssize_t got = read(uffd_, msgs, sizeof msgs);
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) continue;
+      // Spin-then-poll: keep reading for a while after the last message (this holds
+      // the event loop), then return to it.
+      if (got < 0 && errno == EAGAIN && spin_ns_ > 0 && monotonic_ns() - last < spin_ns_) continue;
+      break;
+    }
+    int64_t now = monotonic_ns();
+    last = now;
+    faults.clear();
+    removed.clear();
+    size_t n = static_cast<size_t>(got) / sizeof(struct uffd_msg);
+    for (size_t i = 0; i < n; i++) {
+      const struct uffd_msg& m = msgs[i];
+      if (m.event == UFFD_EVENT_PAGEFAULT) {
+        faults.push_back({m.arg.pagefault.address, static_cast<int32_t>(m.arg.pagefault.feat.ptid), now});
+      } else if (m.event == UFFD_EVENT_REMOVE) {
+        unregister_removed(m.arg.remove.start, m.arg.remove.end);
+        removed.emplace_back(m.arg.remove.start, m.arg.remove.end);
+      }
+    }
+    stats_.faults.fetch_add(faults.size(), std::memory_order_relaxed);
+    try {
+      deliver_js(env, faults, removed, loop_on_faults_.Value(), loop_on_removed_, *async_);
+    } catch (const Napi::Error& e) {
+      // No JavaScript frame to throw into: report it as an uncaught exception.
+      napi_fatal_exception(env_, e.Value());
+      return;
+    }
   }
-  if (post) fault_tsfn_.NonBlockingCall();
+}
+
+void deliver_js(Napi::Env env, const std::vector<Fault>& faults, const std::vector<std::pair<uint64_t, uint64_t>>& removed,
+                const Napi::Function& on_faults, const Napi::FunctionReference& on_removed, napi_async_context async) {
+  if (!faults.empty()) {
+    // One ArrayBuffer for the three columns: [addresses f64 | timesNs f64 | tids i32].
+    size_t n = faults.size();
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, n * 20);
+    Napi::Float64Array addresses = Napi::Float64Array::New(env, n, ab, 0);
+    Napi::Float64Array times = Napi::Float64Array::New(env, n, ab, n * 8);
+    Napi::Int32Array tids = Napi::Int32Array::New(env, n, ab, n * 16);
+    double* a = addresses.Data();
+    double* s = times.Data();
+    int32_t* t = tids.Data();
+    for (size_t i = 0; i < n; i++) {
+      a[i] = static_cast<double>(faults[i].address);
+      t[i] = faults[i].tid;
+      s[i] = static_cast<double>(faults[i].time_ns);
+    }
+    Napi::Object batch = Napi::Object::New(env);
+    batch.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+    batch.Set("addresses", addresses);
+    batch.Set("tids", tids);
+    batch.Set("timesNs", times);
+    if (async) on_faults.MakeCallback(env.Global(), {batch}, async);
+    else on_faults.Call({batch});
+  }
+  if (!removed.empty() && !on_removed.IsEmpty()) {
+    Napi::Array list = Napi::Array::New(env, removed.size());
+    for (size_t i = 0; i < removed.size(); i++) {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("address", Napi::Number::New(env, static_cast<double>(removed[i].first)));
+      r.Set("length", Napi::Number::New(env, static_cast<double>(removed[i].second - removed[i].first)));
+      list.Set(static_cast<uint32_t>(i), r);
+    }
+    if (async) on_removed.Value().MakeCallback(env.Global(), {list}, async);
+    else on_removed.Call({list});
+  }
 }
 
 void call_faults_js(Napi::Env env, Napi::Function callback, FaultChannel* ch, void*) {
@@ -194,36 +310,7 @@ void call_faults_js(Napi::Env env, Napi::Function callback, FaultChannel* ch, vo
     ch->posted = false;
   }
   try {
-    if (!faults.empty()) {
-      size_t n = faults.size();
-      Napi::Float64Array addresses = Napi::Float64Array::New(env, n);
-      Napi::Int32Array tids = Napi::Int32Array::New(env, n);
-      Napi::Float64Array times = Napi::Float64Array::New(env, n);
-      double* a = addresses.Data();
-      int32_t* t = tids.Data();
-      double* s = times.Data();
-      for (size_t i = 0; i < n; i++) {
-        a[i] = static_cast<double>(faults[i].address);
-        t[i] = faults[i].tid;
-        s[i] = static_cast<double>(faults[i].time_ns);
-      }
-      Napi::Object batch = Napi::Object::New(env);
-      batch.Set("count", Napi::Number::New(env, static_cast<double>(n)));
-      batch.Set("addresses", addresses);
-      batch.Set("tids", tids);
-      batch.Set("timesNs", times);
-      callback.Call({batch});
-    }
-    if (!removed.empty() && !ch->on_removed.IsEmpty()) {
-      Napi::Array list = Napi::Array::New(env, removed.size());
-      for (size_t i = 0; i < removed.size(); i++) {
-        Napi::Object r = Napi::Object::New(env);
-        r.Set("address", Napi::Number::New(env, static_cast<double>(removed[i].first)));
-        r.Set("length", Napi::Number::New(env, static_cast<double>(removed[i].second - removed[i].first)));
-        list.Set(static_cast<uint32_t>(i), r);
-      }
-      ch->on_removed.Call({list});
-    }
+    deliver_js(env, faults, removed, callback, ch->on_removed, nullptr);
   } catch (const Napi::Error& e) {
     // A listener that throws: surface it as an uncaught exception, as for any callback.
     e.ThrowAsJavaScriptException();
@@ -268,6 +355,22 @@ Napi::Value Host::Unregister(const Napi::CallbackInfo& info) {
 void Host::drop(Block& b, size_t off, size_t len, bool own) {
   const char* op = own ? "discard" : "removeAsGuest";
   uint64_t start = b.base + off;
+  if (loop_mode_ && b.registered.load()) {
+    // In loop mode this thread is the one that must read the REMOVE event a madvise of a
+    // registered range waits for: it would wait for itself. So a discard takes the range
+    // out of the userfault fd around the madvise instead (no event), and the guest's
+    // removals can only come from other threads.
+    if (!own) throw Refusal(op, "removeAsGuest from the JavaScript thread needs the reader thread (mode 'thread')");
+    int err = uffd_unregister(uffd_, start, len);
+    if (err) throw Refusal(op, "UFFDIO_UNREGISTER before the discard failed", errno_name(err));
+    int rc = madvise(reinterpret_cast<void*>(start), len, MADV_DONTNEED);
+    int merr = rc ? errno : 0;
+    err = uffd_register_missing(uffd_, start, len, nullptr);
+    memory_->forget_removed(b, off, len);
+    if (merr) throw Refusal(op, "madvise(MADV_DONTNEED) of block '" + b.layout.name + "' failed", errno_name(merr));
+    if (err) throw Refusal(op, "UFFDIO_REGISTER after the discard failed", errno_name(err));
+    return;
+  }
   if (own) {
     own_start_.store(start);
     own_end_.store(start + len);
@@ -586,6 +689,7 @@ Napi::Value Host::Status(const Napi::CallbackInfo& info) {
   o.Set("openedWith", uffd_how_);
   o.Set("eventFd", reader_.event_fd());
   o.Set("readerRunning", reader_.running());
+  o.Set("mode", loop_mode_ ? "loop" : "thread");
   o.Set("readerTid", reader_.tid());
   o.Set("readerFailure", reader_.running() ? std::string() : reader_.failure());
   o.Set("features", uffd_ >= 0 ? feature_names(api_.features) : std::string());
@@ -642,6 +746,14 @@ void Host::close_all() {
   if (done_tsfn_held_.exchange(false)) done_tsfn_.Release();
   // 3. The reader: quit eventfd, join, close the eventfd.
   reader_.stop();
+  if (poll_) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+    loop_on_faults_.Reset();
+    loop_on_removed_.Reset();
+    async_.reset();
+  }
   if (channel_) {
     fault_tsfn_.Release();
     channel_ = nullptr;

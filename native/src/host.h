@@ -4,6 +4,7 @@
 // reader, close fds, unmap.
 #pragma once
 #include <napi.h>
+#include <uv.h>
 
 #include <atomic>
 #include <memory>
@@ -36,6 +37,9 @@ struct DoneChannel {
 };
 
 void call_faults_js(Napi::Env env, Napi::Function callback, FaultChannel* ch, void* unused);
+// Delivers faults (as a FaultBatch) and removed ranges to their listeners.
+void deliver_js(Napi::Env env, const std::vector<Fault>& faults, const std::vector<std::pair<uint64_t, uint64_t>>& removed,
+                const Napi::Function& on_faults, const Napi::FunctionReference& on_removed, napi_async_context async);
 void call_done_js(Napi::Env env, Napi::Function callback, DoneChannel* ch, void* unused);
 
 class Host : public Napi::ObjectWrap<Host>, private FaultSink {
@@ -73,6 +77,11 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   void removed(uint64_t start, uint64_t end) override;
 
   void require_open(const char* op);
+  // Loop mode: the JavaScript thread reads the userfault fd itself (uv_poll), no thread.
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  void drain_loop();
+  // A guest removal: unregister and record the range (either mode).
+  void unregister_removed(uint64_t start, uint64_t end);
   // Places [off, off+len) of a checked block; returns a PlaceOutcome value.
   int place(Block& b, size_t off, const uint8_t* src, size_t len, bool zero, const char* op);
   // madvise(MADV_DONTNEED) of a checked range; `own` keeps the range registered.
@@ -90,6 +99,11 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   Napi::TypedThreadSafeFunction<DoneChannel, void, call_done_js> done_tsfn_;
   std::atomic<bool> done_tsfn_held_{false};
   napi_env env_;
+  bool loop_mode_ = false;
+  int64_t spin_ns_ = 0;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference loop_on_faults_, loop_on_removed_;
+  std::unique_ptr<Napi::AsyncContext> async_;
 
   // The range of a discard() in progress: its REMOVE events are ours, not the guest's.
   std::atomic<bool> own_active_{false};

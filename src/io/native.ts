@@ -74,6 +74,8 @@ export interface UffdStatus {
   /** The fault reader's quit eventfd, or -1. */
   eventFd: number;
   readerRunning: boolean;
+  /** 'thread' or 'loop' (see ReaderOptions.mode). */
+  mode: 'thread' | 'loop';
   readerTid: number;
   readerFailure: string;
   /** Features granted by the handshake, by name. */
@@ -94,7 +96,20 @@ export interface UffdStatus {
 }
 
 export interface ReaderOptions {
-  /** Spin on the fd this long after the last message before sleeping in poll(2). */
+  /**
+   * 'thread' (default): a native fault reader thread polls the userfault fd and a quit
+   * eventfd and hands batches to the JavaScript thread (thread-safe function).
+   * 'loop': no reader thread; the JavaScript thread's event loop watches the fd (uv_poll)
+   * and reads the faults itself: one thread hop less per fault (lower latency, see
+   * bench/native.bench.ts), at the price that a discard() of a registered range is done
+   * by unregister / madvise / register (no REMOVE event to wait for) and removeAsGuest()
+   * is refused.
+   */
+  mode?: 'thread' | 'loop';
+  /**
+   * Spin-then-poll: keep reading the (non-blocking) fd this long after the last message
+   * before sleeping in poll(2). In 'loop' mode the spin holds the event loop.
+   */
   spinUs?: number;
   /** Pin the fault reader thread to these CPUs. */
   cpus?: number[];

@@ -42,6 +42,8 @@ import {
 } from './native.js';
 
 export interface UffdBackendOptions {
+  /** Who reads the userfault fd: a native reader thread (default) or the event loop (see ReaderOptions). */
+  readerMode?: 'thread' | 'loop';
   /** Fault reader: spin this long on the fd after activity before poll(2) (0: never). */
   spinUs?: number;
   /** Pin the fault reader thread to these CPUs. */
@@ -101,6 +103,7 @@ export class UffdBackend implements Backend {
 
   listen(listener: FaultListener): void {
     const reader: ReaderOptions = {};
+    if (this.options.readerMode !== undefined) reader.mode = this.options.readerMode;
     if (this.options.spinUs !== undefined) reader.spinUs = this.options.spinUs;
     if (this.options.readerCpus !== undefined) reader.cpus = this.options.readerCpus;
     this.call(() => this.host.listen(listener, this.options.onRemove, reader));

@@ -79,3 +79,21 @@ uffdTest('stopVcpus names the vCPUs still blocked on missing pages, and succeeds
     backend.close();
   }
 });
+
+uffdTest('event-loop reader: close() with a vCPU blocked leaves no registered range, fd or thread, and starts no reader thread', async (t) => {
+  const uffdFdsBefore = anonFds('[userfaultfd]');
+  const backend = new UffdBackend([layout('pc.ram', 16)], { readerMode: 'loop' });
+  const pager = startPager(backend, [seededBytes(16 * PAGE, 1)]);
+  pager.serving = false;
+  backend.register(0);
+  t.deepEqual(threadsNamed('uffd-reader'), []);
+  t.is(backend.status().eventFd, -1);
+  t.is(anonFds('[userfaultfd]').length, uffdFdsBefore.length + 1);
+  const run = backend.startVcpus({ pattern: 'sequential-increment' });
+  while (pager.faults.length < 1) await new Promise((r) => setTimeout(r, 5));
+  backend.close();
+  t.true((await run.done).every((r) => r.finished));
+  t.deepEqual(anonFds('[userfaultfd]'), uffdFdsBefore);
+  t.deepEqual(threadsNamed('vcpu-'), []);
+  t.deepEqual(uffdRegisteredMappings(), []);
+});

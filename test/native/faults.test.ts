@@ -1,11 +1,19 @@
 import { BackendError } from '../../src/errors.js';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import { UffdBackend, type UffdBackendOptions } from '../../src/io/uffdBackend.js';
 import { PAGE, PlaceOutcome, firstDifference, layout, seededBytes, startPager, uffdTest } from './helpers.js';
 
-uffdTest('faults from real vCPU threads are caught, served, and the threads resume; every page reads back', async (t) => {
+const readers: [string, UffdBackendOptions][] = [
+  ['reader thread', {}],
+  ['reader thread, spin-then-poll', { spinUs: 200 }],
+  ['event-loop reader', { readerMode: 'loop' }],
+  ['event-loop reader, spin-then-poll', { readerMode: 'loop', spinUs: 200 }],
+];
+
+for (const [readerName, options] of readers) {
+uffdTest(`faults from real vCPU threads are caught, served, and the threads resume; every page reads back (${readerName})`, async (t) => {
   const pages = 256;
   const source = seededBytes(pages * PAGE, 7);
-  const backend = new UffdBackend([layout('pc.ram', pages)]);
+  const backend = new UffdBackend([layout('pc.ram', pages)], options);
   try {
     const pager = startPager(backend, [source]);
     backend.register(0);
@@ -39,10 +47,12 @@ uffdTest('faults from real vCPU threads are caught, served, and the threads resu
     const expected = Uint8Array.from(source);
     for (let p = 0; p < pages; p++) expected[p * PAGE] = (expected[p * PAGE]! + 3) & 0xff;
     t.is(firstDifference(backend.read(0, 0, pages * PAGE), expected), -1);
+    t.is(backend.status().mode, options.readerMode ?? 'thread');
   } finally {
     backend.close();
   }
 });
+}
 
 uffdTest('zero pages read as zeros (UFFDIO_ZEROPAGE), beside copied pages', async (t) => {
   const pages = 64;

@@ -89,3 +89,24 @@ uffdTest('discard() of an unregistered block drops its pages: they read as zeros
     backend.close();
   }
 });
+
+uffdTest('event-loop reader: discard() of a registered range makes its pages missing again without waiting on itself', async (t) => {
+  const pages = 16;
+  const source = seededBytes(pages * PAGE, 23);
+  const backend = new UffdBackend([layout('pc.ram', pages)], { readerMode: 'loop' });
+  try {
+    const pager = startPager(backend, [source]);
+    backend.register(0);
+    for (let p = 0; p < pages; p++) backend.copy(0, p * PAGE, source, p * PAGE, PAGE);
+    backend.discard(0, 4 * PAGE, PAGE);
+    t.deepEqual(backend.status().registered, [true]);
+    t.throws(() => backend.read(0, 4 * PAGE, PAGE), { instanceOf: BackendError, message: /missing/ });
+    t.throws(() => backend.removeAsGuest(0, 0, PAGE), { instanceOf: BackendError, message: /reader thread/ });
+    await backend.startVcpus({ pattern: 'sequential-increment' }).done;
+    t.deepEqual(pager.faults.map((f) => f.address - backend.hostAddress(0)), [4 * PAGE]);
+    const mem = backend.read(0, 0, pages * PAGE);
+    for (let p = 0; p < pages; p++) t.is(mem[p * PAGE], (source[p * PAGE]! + 1) & 0xff, `page ${p}`);
+  } finally {
+    backend.close();
+  }
+});
