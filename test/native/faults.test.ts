@@ -10,48 +10,48 @@ const readers: [string, UffdBackendOptions][] = [
 ];
 
 for (const [readerName, options] of readers) {
-uffdTest(`faults from real vCPU threads are caught, served, and the threads resume; every page reads back (${readerName})`, async (t) => {
-  const pages = 256;
-  const source = seededBytes(pages * PAGE, 7);
-  const backend = new UffdBackend([layout('pc.ram', pages)], options);
-  try {
-    const pager = startPager(backend, [source]);
-    backend.register(0);
-    const before = UffdBackend.now();
-    const run = backend.startVcpus({ pattern: 'sequential-increment', vcpus: 2, passes: 3 });
-    t.is(run.tids.length, 2);
-    const reports = await run.done;
-    const after = UffdBackend.now();
+  uffdTest(`faults from real vCPU threads are caught, served, and the threads resume; every page reads back (${readerName})`, async (t) => {
+    const pages = 256;
+    const source = seededBytes(pages * PAGE, 7);
+    const backend = new UffdBackend([layout('pc.ram', pages)], options);
+    try {
+      const pager = startPager(backend, [source]);
+      backend.register(0);
+      const before = UffdBackend.now();
+      const run = backend.startVcpus({ pattern: 'sequential-increment', vcpus: 2, passes: 3 });
+      t.is(run.tids.length, 2);
+      const reports = await run.done;
+      const after = UffdBackend.now();
 
-    // Every page faulted exactly once and was placed once.
-    t.is(pager.outcomes.size, pages);
-    for (const outcomes of pager.outcomes.values()) t.deepEqual(outcomes, [PlaceOutcome.PLACED]);
-    t.is(pager.faults.length, pages);
-    // Faults name the vCPU threads (THREAD_ID) and carry read-time monotonic stamps.
-    for (const f of pager.faults) {
-      t.true(run.tids.includes(f.tid));
-      t.true(f.timeNs >= before && f.timeNs <= after);
+      // Every page faulted exactly once and was placed once.
+      t.is(pager.outcomes.size, pages);
+      for (const outcomes of pager.outcomes.values()) t.deepEqual(outcomes, [PlaceOutcome.PLACED]);
+      t.is(pager.faults.length, pages);
+      // Faults name the vCPU threads (THREAD_ID) and carry read-time monotonic stamps.
+      for (const f of pager.faults) {
+        t.true(run.tids.includes(f.tid));
+        t.true(f.timeNs >= before && f.timeNs <= after);
+      }
+      // vCPU 0 owns the first half, vCPU 1 the second.
+      const base = backend.hostAddress(0);
+      for (const f of pager.faults) {
+        const vcpu = f.address - base < (pages / 2) * PAGE ? 0 : 1;
+        t.is(f.tid, run.tids[vcpu]);
+      }
+      for (const r of reports) {
+        t.true(r.finished);
+        t.is(r.accesses, (pages / 2) * 3);
+        t.true(r.faults >= pages / 2, `vCPU ${r.index} took ${r.faults} faults`);
+      }
+      // Byte for byte: the source, with the first byte of each page incremented 3 times.
+      const expected = Uint8Array.from(source);
+      for (let p = 0; p < pages; p++) expected[p * PAGE] = (expected[p * PAGE]! + 3) & 0xff;
+      t.is(firstDifference(backend.read(0, 0, pages * PAGE), expected), -1);
+      t.is(backend.status().mode, options.readerMode ?? 'thread');
+    } finally {
+      backend.close();
     }
-    // vCPU 0 owns the first half, vCPU 1 the second.
-    const base = backend.hostAddress(0);
-    for (const f of pager.faults) {
-      const vcpu = f.address - base < (pages / 2) * PAGE ? 0 : 1;
-      t.is(f.tid, run.tids[vcpu]);
-    }
-    for (const r of reports) {
-      t.true(r.finished);
-      t.is(r.accesses, (pages / 2) * 3);
-      t.true(r.faults >= pages / 2, `vCPU ${r.index} took ${r.faults} faults`);
-    }
-    // Byte for byte: the source, with the first byte of each page incremented 3 times.
-    const expected = Uint8Array.from(source);
-    for (let p = 0; p < pages; p++) expected[p * PAGE] = (expected[p * PAGE]! + 3) & 0xff;
-    t.is(firstDifference(backend.read(0, 0, pages * PAGE), expected), -1);
-    t.is(backend.status().mode, options.readerMode ?? 'thread');
-  } finally {
-    backend.close();
-  }
-});
+  });
 }
 
 uffdTest('zero pages read as zeros (UFFDIO_ZEROPAGE), beside copied pages', async (t) => {
