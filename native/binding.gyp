@@ -13,6 +13,9 @@
         "src/fault_reader.cc",
         "src/vcpu_workers.cc",
         "src/host.cc",
+        "src/host_vcpus.cc",
+        "src/placement.cc",
+        "src/fault_delivery.cc",
         "src/shared_file.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
