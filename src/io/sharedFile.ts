@@ -1,6 +1,30 @@
-/** Placeholder until the native addon lands: reports the addon unavailable. */
-export function mapSharedFile(_path: string, _bytes: number): Uint8Array {
-  const err = new Error('native addon not built') as Error & { code: string };
-  err.code = 'NATIVE_UNAVAILABLE';
-  throw err;
+/**
+ * Files mapped MAP_SHARED into a Buffer (for the journal): every write to the Buffer is in
+ * the kernel's page cache at once, so it survives the process being killed (SIGKILL
+ * included); `syncSharedFile` (msync) adds durability against power loss.
+ */
+import { loadNative, toBackendError } from './native.js';
+
+/**
+ * Opens or creates `path`, sizes it to `bytes` (ftruncate: grows with zeros or cuts),
+ * and returns a Buffer over the whole file. The mapping is released when the Buffer is
+ * garbage collected. Throws BackendError when the file cannot be opened, sized or mapped.
+ */
+export function mapSharedFile(path: string, bytes: number): Buffer {
+  try {
+    return loadNative().mapSharedFile(path, bytes);
+  } catch (err) {
+    throw toBackendError(err);
+  }
+}
+
+/** msync(MS_SYNC) of a Buffer from mapSharedFile, or of [offset, offset+length) of it. */
+export function syncSharedFile(buf: Buffer, offset?: number, length?: number): void {
+  try {
+    if (offset === undefined) loadNative().syncSharedFile(buf);
+    else if (length === undefined) loadNative().syncSharedFile(buf, offset);
+    else loadNative().syncSharedFile(buf, offset, length);
+  } catch (err) {
+    throw toBackendError(err);
+  }
 }

@@ -2,14 +2,9 @@ import { mapSharedFile } from '../io/sharedFile.js';
 
 /**
  * Maps the journal's tail file (created or reused) as shared memory, so appended events
- * survive SIGKILL. Returns null only when the native addon is unavailable; the writer then
- * reports `crashSafe: false` and the CLI says so.
+ * survive SIGKILL. A failure (no native addon, no space, no permission) is an error: a
+ * journal that silently lost its crash safety would be a surprise.
  */
-export function mapTailFile(path: string, bytes: number): Uint8Array | null {
-  try {
-    return mapSharedFile(path, bytes);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'NATIVE_UNAVAILABLE') return null;
-    throw err;
-  }
+export function mapTailFile(path: string, bytes: number): Uint8Array {
+  return mapSharedFile(path, bytes);
 }

@@ -1,0 +1,165 @@
+// Placement: UFFDIO_COPY / UFFDIO_ZEROPAGE / UFFDIO_WAKE of checked ranges, with EEXIST
+// (already placed: wake, report), EAGAIN (retry later) and removed ranges (dropped).
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "host.h"
+#include "js_util.h"
+#include "refusal.h"
+
+namespace pc {
+
+namespace {
+
+constexpr int kPlaced = 0, kAlreadyPresent = 1, kRetry = 2;  // PlaceOutcome in backend.ts
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The bytes of a TypedArray or Buffer argument.
+void typed_bytes(const Napi::Value& v, const char* op, uint8_t** data, size_t* len) {
+  if (!v.IsTypedArray()) throw Refusal(op, "the source must be a Uint8Array or Buffer");
+  napi_typedarray_type type;
+  size_t count;
+  void* ptr;
+  napi_value ab;
+  size_t byte_offset;
+  napi_get_typedarray_info(v.Env(), v, &type, &count, &ptr, &ab, &byte_offset);
+  size_t elem = type == napi_uint8_array || type == napi_int8_array || type == napi_uint8_clamped_array ? 1
+                : type == napi_int16_array || type == napi_uint16_array                                  ? 2
+                : type == napi_float64_array || type == napi_bigint64_array || type == napi_biguint64_array ? 8
+                                                                                                       : 4;
+  *data = static_cast<uint8_t*>(ptr);
+  *len = count * elem;
+}
+
+}  // namespace
+
+// --- placement -------------------------------------------------------------------
+
+int Host::place(Block& b, size_t off, const uint8_t* src, size_t len, bool zero, const char* op) {
+  uintptr_t dst = b.base + off;
+  if (!b.registered.load(std::memory_order_relaxed)) {
+    // Not registered (before LISTEN, or after cleanup): nothing can wait on these pages,
+    // so a plain write is as good as an atomic placement.
+    if (zero) memset(reinterpret_cast<void*>(dst), 0, len);
+    else memcpy(reinterpret_cast<void*>(dst), src, len);
+    return kPlaced;
+  }
+  bool zeropage = zero && !b.layout.hugetlbfs;
+  if (zero && !zeropage) src = static_cast<const uint8_t*>(zero_source(len));
+  size_t step = b.kernel_page, pos = 0;
+  bool placed = false;
+  while (pos < len) {
+    size_t done = 0;
+    int err = zeropage ? uffd_zeropage(uffd_, dst + pos, len - pos, &done)
+                       : uffd_copy(uffd_, dst + pos, src + pos, len - pos, &done);
+    if (err == 0) {
+      placed = true;
+      break;
+    }
+    if (done) placed = true;
+    pos += done;
+    if (err == EAGAIN) {
+      if (done) continue;  // the kernel stopped part way: go on from there
+      stats_.retries.fetch_add(1, std::memory_order_relaxed);
+      return kRetry;
+    }
+    if (err == EEXIST) {
+      // Already there (placed before, or by a racing placement): wake whoever waits.
+      stats_.already_present.fetch_add(1, std::memory_order_relaxed);
+      uffd_wake(uffd_, dst + pos, step);
+      pos += step;
+      continue;
+    }
+    if (err == ENOENT && memory_->is_removed(b, off + pos, step)) {
+      // The guest removed this range: it is unregistered and dropped, not filled.
+      stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+      pos += step;
+      continue;
+    }
+    throw Refusal(op, std::string(zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + " of block '" + b.layout.name + "' at " +
+                          hex(off + pos) + " failed", errno_name(err));
+  }
+  return placed ? kPlaced : kAlreadyPresent;
+}
+
+Napi::Value Host::Copy(const Napi::CallbackInfo& info) {
+  int outcome = 0;
+  GUARD_BEGIN
+  require_open("copy");
+  Block& b = memory_->block(number_arg(info, 0), "copy");
+  double off = number_arg(info, 1), data_off = number_arg(info, 3), len = number_arg(info, 4);
+  memory_->check_pages(b, off, len, "copy");
+  uint8_t* data;
+  size_t data_len;
+  typed_bytes(info[2], "copy", &data, &data_len);
+  if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
+      len > data_len - data_off) {
+    throw Refusal("copy", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
+                              std::to_string(data_len) + "-byte source");
+  }
+  outcome = place(b, static_cast<size_t>(off), data + static_cast<size_t>(data_off), static_cast<size_t>(len), false, "copy");
+  GUARD_END(info.Env())
+  return Napi::Number::New(info.Env(), outcome);
+}
+
+Napi::Value Host::Zero(const Napi::CallbackInfo& info) {
+  int outcome = 0;
+  GUARD_BEGIN
+  require_open("zero");
+  Block& b = memory_->block(number_arg(info, 0), "zero");
+  double off = number_arg(info, 1), len = number_arg(info, 2);
+  memory_->check_pages(b, off, len, "zero");
+  outcome = place(b, static_cast<size_t>(off), nullptr, static_cast<size_t>(len), true, "zero");
+  GUARD_END(info.Env())
+  return Napi::Number::New(info.Env(), outcome);
+}
+
+Napi::Value Host::Wake(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  require_open("wake");
+  Block& b = memory_->block(number_arg(info, 0), "wake");
+  double off = number_arg(info, 1), len = number_arg(info, 2);
+  memory_->check_pages(b, off, len, "wake");
+  if (b.registered.load()) {
+    int err = uffd_wake(uffd_, b.base + static_cast<size_t>(off), static_cast<size_t>(len));
+    if (err) throw Refusal("wake", "UFFDIO_WAKE of block '" + b.layout.name + "' failed", errno_name(err));
+  }
+  GUARD_END(info.Env())
+  return info.Env().Undefined();
+}
+
+Napi::Value Host::CopyLoop(const Napi::CallbackInfo& info) {
+  int64_t elapsed = 0;
+  double placed = 0;
+  GUARD_BEGIN
+  require_open("copyLoop");
+  Block& b = memory_->block(number_arg(info, 0), "copyLoop");
+  double off = number_arg(info, 1), count = number_arg(info, 2);
+  size_t ps = b.layout.page_size;
+  memory_->check_pages(b, off, count * static_cast<double>(ps), "copyLoop");
+  uint8_t* data;
+  size_t data_len;
+  typed_bytes(info[3], "copyLoop", &data, &data_len);
+  if (data_len < ps) throw Refusal("copyLoop", "the source must hold one host page");
+  int64_t t0 = monotonic_ns();
+  for (size_t i = 0; i < static_cast<size_t>(count); i++) {
+    if (place(b, static_cast<size_t>(off) + i * ps, data, ps, false, "copyLoop") == kPlaced) placed++;
+  }
+  elapsed = monotonic_ns() - t0;
+  GUARD_END(info.Env())
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("ns", Napi::Number::New(info.Env(), static_cast<double>(elapsed)));
+  r.Set("placed", Napi::Number::New(info.Env(), placed));
+  return r;
+}
+
+}  // namespace pc
