@@ -35,6 +35,8 @@ Napi::Function Host::Init(Napi::Env env) {
                          InstanceMethod<&Host::RemoveAsGuest>("removeAsGuest"),
                          InstanceMethod<&Host::SetHugePages>("setHugePages"),
                          InstanceMethod<&Host::Copy>("copy"),
+                         InstanceMethod<&Host::Write>("write"),
+                         InstanceMethod<&Host::Resize>("resize"),
                          InstanceMethod<&Host::Zero>("zero"),
                          InstanceMethod<&Host::Wake>("wake"),
                          InstanceMethod<&Host::Read>("read"),

@@ -62,6 +62,8 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   Napi::Value RemoveAsGuest(const Napi::CallbackInfo& info);
   Napi::Value SetHugePages(const Napi::CallbackInfo& info);
   Napi::Value Copy(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Resize(const Napi::CallbackInfo& info);
   Napi::Value Zero(const Napi::CallbackInfo& info);
   Napi::Value Wake(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);

@@ -16,6 +16,7 @@ namespace pc {
 namespace {
 
 constexpr int kPlaced = 0, kAlreadyPresent = 1, kRetry = 2;  // PlaceOutcome in backend.ts
+constexpr size_t kTargetPage = 4096;
 
 std::string hex(uint64_t v) {
   char buf[32];
@@ -109,6 +110,56 @@ Napi::Value Host::Copy(const Napi::CallbackInfo& info) {
   outcome = place(b, static_cast<size_t>(off), data + static_cast<size_t>(data_off), static_cast<size_t>(len), false, "copy");
   GUARD_END(info.Env())
   return Napi::Number::New(info.Env(), outcome);
+}
+
+// Plain write of whole target pages (precopy, before the block is registered): no
+// atomicity and nothing to wake. Refused on a registered block, where every insert must be
+// a placement (reference section 1).
+Napi::Value Host::Write(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  require_open("write");
+  Block& b = memory_->block(number_arg(info, 0), "write");
+  double off = number_arg(info, 1), data_off = number_arg(info, 3), len = number_arg(info, 4);
+  memory_->check_bytes(b, off, len, "write");
+  if (static_cast<size_t>(off) % kTargetPage != 0 || static_cast<size_t>(len) % kTargetPage != 0) {
+    throw Refusal("write", "block '" + b.layout.name + "': range " + hex(static_cast<size_t>(off)) + "+" +
+                               hex(static_cast<size_t>(len)) + " is not whole target pages");
+  }
+  if (b.registered.load()) {
+    throw Refusal("write", "block '" + b.layout.name + "' is registered: pages must be placed atomically, not written");
+  }
+  uint8_t* data;
+  size_t data_len;
+  typed_bytes(info[2], "write", &data, &data_len);
+  if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
+      len > data_len - data_off) {
+    throw Refusal("write", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
+                               std::to_string(data_len) + "-byte source");
+  }
+  std::memcpy(reinterpret_cast<void*>(b.base + static_cast<size_t>(off)), data + static_cast<size_t>(data_off),
+              static_cast<size_t>(len));
+  GUARD_END(info.Env())
+  return info.Env().Undefined();
+}
+
+// The VMM resized the block: the mapping already spans max_length, so only the used
+// length changes; a shrink drops the tail's memory.
+Napi::Value Host::Resize(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  require_open("resize");
+  Block& b = memory_->block(number_arg(info, 0), "resize");
+  double lend = number_arg(info, 1);
+  size_t ps = b.layout.page_size;
+  if (!(lend > 0) || lend != static_cast<double>(static_cast<size_t>(lend)) || static_cast<size_t>(lend) % ps != 0 ||
+      static_cast<size_t>(lend) > b.layout.max_length) {
+    throw Refusal("resize", "block '" + b.layout.name + "': length " + std::to_string(lend) + " is not a multiple of " +
+                                std::to_string(ps) + " within the mapped " + std::to_string(b.layout.max_length));
+  }
+  size_t len = static_cast<size_t>(lend);
+  if (len < b.layout.length) madvise(reinterpret_cast<void*>(b.base + len), b.layout.length - len, MADV_DONTNEED);
+  b.layout.length = len;
+  GUARD_END(info.Env())
+  return info.Env().Undefined();
 }
 
 Napi::Value Host::Zero(const Napi::CallbackInfo& info) {

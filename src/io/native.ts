@@ -124,6 +124,8 @@ export interface NativeHost {
   removeAsGuest(block: number, offset: number, length: number): void;
   setHugePages(block: number, enabled: boolean): void;
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue;
+  write(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): void;
+  resize(block: number, length: number): void;
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
   wake(block: number, offset: number, length: number): void;
   read(block: number, offset: number, length: number): Buffer;

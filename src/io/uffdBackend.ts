@@ -125,6 +125,15 @@ export class UffdBackend implements Backend {
     this.call(() => this.host.setHugePages(block, enabled));
   }
 
+  write(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): void {
+    this.call(() => this.host.write(block, offset, data, dataOffset, length));
+  }
+
+  resize(block: number, length: number): void {
+    this.call(() => this.host.resize(block, length));
+    (this.blocks[block] as BlockLayout).length = length;
+  }
+
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue {
     try {
       return this.host.copy(block, offset, data, dataOffset, length);
