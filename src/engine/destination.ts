@@ -11,6 +11,7 @@ import {
 } from '../errors.js';
 import { PlaceOutcome, type Backend, type FaultBatch, type PlaceOutcomeValue } from '../io/backend.js';
 import { Blocktime, type BlocktimeSnapshot } from './blocktime.js';
+import { LatencyHistogram, type LatencyHistogramSnapshot } from './latencyHistogram.js';
 import { Channel, MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from './constants.js';
 import { clearReceived, planDiscard } from './discard.js';
 import {
@@ -23,7 +24,7 @@ import {
 } from './events.js';
 import { Lifecycle, type LifecycleSnapshot } from './lifecycle.js';
 import { createRamBlocks, type RamBlock, type RamBlockConfig } from './ramBlock.js';
-import { encodeBlockReceiveBitmap } from './receiveBitmap.js';
+import { encodeBlockReceiveBitmap, encodeRecvBitmapMessage } from './receiveBitmap.js';
 import { RequestedSet } from './requestedSet.js';
 import {
   decodeAdvise,
@@ -81,6 +82,7 @@ export interface DestinationSnapshot {
   lastRequestedBlock: number;
   temp: Array<{ block: number; hostOffset: number; filled: number; allZero: boolean }>;
   blocktime: BlocktimeSnapshot;
+  requestLatency: LatencyHistogramSnapshot;
   stats: EngineStats;
 }
 
@@ -104,6 +106,8 @@ export class Destination {
   readonly stats: EngineStats;
   readonly requested: RequestedSet;
   readonly blocktime: Blocktime;
+  /** Page request → placement of that page (what QEMU's page_req add→del measures). */
+  requestLatency = new LatencyHistogram();
   private readonly byName = new Map<string, RamBlock>();
   /** Host address of each block, sorted lookup for faults. */
   private readonly hostAddr: number[];
@@ -636,7 +640,9 @@ export class Destination {
     }
     rb.received.setRange(hostOffset / TARGET_PAGE_SIZE, rb.pagesPerHostPage);
     const key = rb.base + hostOffset;
-    if (this.requested.remove(key) >= 0 && this.preemptDraining) {
+    const requestedAt = this.requested.remove(key);
+    if (requestedAt >= 0) this.requestLatency.record(t - requestedAt);
+    if (requestedAt >= 0 && this.preemptDraining) {
       this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
       this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
     }
@@ -669,7 +675,7 @@ export class Destination {
 
   private sendReceiveBitmap(rb: RamBlock, t: number): void {
     const blob = encodeBlockReceiveBitmap(rb);
-    this.returnPath.send(RpMessage.RECV_BITMAP, blob);
+    this.returnPath.send(RpMessage.RECV_BITMAP, encodeRecvBitmapMessage(rb.name, blob));
     this.emit(EventKind.FX_RECV_BITMAP, t, this.cause, rb.index, 0, blob.length, 0, blob);
   }
 
@@ -732,6 +738,7 @@ export class Destination {
       lastRequestedBlock: this.lastRequestedBlock?.index ?? -1,
       temp: this.temp.map((tp) => ({ block: tp.block?.index ?? -1, hostOffset: tp.hostOffset, filled: tp.filled, allZero: tp.allZero })),
       blocktime: this.blocktime.snapshot(),
+      requestLatency: this.requestLatency.toJSON(),
       stats: structuredClone(this.stats),
     };
   }
@@ -760,6 +767,7 @@ export class Destination {
       tp.allZero = ts.allZero;
     });
     this.blocktime.restore(s.blocktime);
+    this.requestLatency = LatencyHistogram.fromJSON(s.requestLatency);
     this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
     Object.assign(this.stats, structuredClone(s.stats));
   }

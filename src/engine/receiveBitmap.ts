@@ -1,3 +1,4 @@
+import { decodeRecvBitmapRequest, encodeRecvBitmapRequest } from './wire.js';
 /**
  * The receive-bitmap blob (reference section 8), sent destination -> source once per
  * block during recovery, and the source's reload of it (section 9).
@@ -129,4 +130,26 @@ export function reloadReceiveBitmap(block: ReloadBlock, blob: Uint8Array): Bitma
 /** pure: the reload view of a RamBlock (used length, permanently discarded ranges). */
 export function reloadBlockOf(block: RamBlock): ReloadBlock {
   return { name: block.name, pages: block.usedLength / TARGET_PAGE_SIZE, discarded: block.discarded };
+}
+
+/**
+ * pure: the return-path RECV_BITMAP message: the block name (byte length, name) as in the
+ * RECV_BITMAP request, then the receive-bitmap blob — QEMU sends the name in the message
+ * and the blob right after it on the return path.
+ */
+export function encodeRecvBitmapMessage(blockName: string, blob: Uint8Array): Uint8Array {
+  const name = encodeRecvBitmapRequest(blockName);
+  const out = new Uint8Array(name.length + blob.length);
+  out.set(name, 0);
+  out.set(blob, name.length);
+  return out;
+}
+
+/** pure: the block name and blob of a return-path RECV_BITMAP message (the blob is a view). */
+export function decodeRecvBitmapMessage(payload: Uint8Array): { blockName: string; blob: Uint8Array } {
+  if (payload.length < 1 || payload.length < 1 + payload[0]!) {
+    throw new DecodeError('RECV_BITMAP message', 0, `${payload.length} bytes cannot hold the block name`);
+  }
+  const end = 1 + payload[0]!;
+  return { blockName: decodeRecvBitmapRequest(payload.subarray(0, end)), blob: payload.subarray(end) };
 }

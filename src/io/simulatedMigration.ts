@@ -4,6 +4,7 @@ import { MachineId, type RecordSink, CountingSink } from '../engine/events.js';
 import type { BlocktimeReport } from '../engine/blocktime.js';
 import { Source, type PostcopyStartReport } from '../engine/source.js';
 import { decodeReqPages, decodeReqPagesId } from '../engine/wire.js';
+import { decodeRecvBitmapMessage } from '../engine/receiveBitmap.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { JournalWriter } from '../journal/journalWriter.js';
 import { replay } from '../journal/replay.js';
@@ -174,7 +175,10 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
       linkUp = true;
       engine.channelConnected(0, t);
       for (const [type, payload] of rp.splice(0)) {
-        if (type === RpMessage.RECV_BITMAP) source.reloadReceiveBitmap(BLOCK, payload);
+        if (type === RpMessage.RECV_BITMAP) {
+          const m = decodeRecvBitmapMessage(payload);
+          source.reloadReceiveBitmap(m.blockName, m.blob);
+        }
       }
       source.forgetLastRequestBlock();
       if (opts.preempt) engine.channelConnected(1, t);

@@ -2,7 +2,7 @@ import test from 'ava';
 import { unpack } from 'msgpackr';
 import { MigCommand, RpMessage } from '../../src/engine/constants.js';
 import { EventKind, FaultDisposition, MachineId, RequestFlag } from '../../src/engine/events.js';
-import { decodeReceiveBitmap } from '../../src/engine/receiveBitmap.js';
+import { decodeReceiveBitmap, decodeRecvBitmapMessage } from '../../src/engine/receiveBitmap.js';
 import { decodeReqPages, decodeReqPagesId, encodeRecvBitmapRequest } from '../../src/engine/wire.js';
 import { HostSupportError, PageError, ResizeDuringPostcopyError, WrongStateError, FaultOutsideRamError, DecodeError, BadRangeError } from '../../src/errors.js';
 import { advise, discard, listen, pageData, rig, run, transitions, kinds } from './harness.js';
@@ -42,7 +42,9 @@ test('a scripted postcopy migration: advise, discard, listen, run, faults, reque
   t.is(engine.stateOf(MachineId.MIGRATION), 'postcopy-recover');
   t.is(r.sent.length, 1);
   t.is(r.sent[0]![0], RpMessage.RECV_BITMAP);
-  const received = decodeReceiveBitmap(r.sent[0]![1], 16);
+  const msg = decodeRecvBitmapMessage(r.sent[0]![1]);
+  t.is(msg.blockName, 'pc.ram');
+  const received = decodeReceiveBitmap(msg.blob, 16);
   t.deepEqual(received.runs(), [[0, 5], [6, 2]], 'pages 0-4 and 6-7 received; 5 was discarded and not resent yet');
   r.sent.length = 0;
   engine.command(MigCommand.POSTCOPY_RESUME, new Uint8Array(0), 41);
@@ -291,7 +293,7 @@ test('regression: the receive bitmap of a one-page block is not empty', (t) => {
   listen(r);
   r.engine.channelBroken(0, 'cut', 3);
   r.engine.channelConnected(0, 4);
-  const blob = r.sent.find(([type]) => type === RpMessage.RECV_BITMAP)![1];
+  const blob = decodeRecvBitmapMessage(r.sent.find(([type]) => type === RpMessage.RECV_BITMAP)![1]).blob;
   t.is(blob.length, 8 + 8 + 8);
   t.deepEqual(decodeReceiveBitmap(blob, 1).runs(), [[0, 1]]);
 });

@@ -1,0 +1,221 @@
+import { createHash } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../engine/constants.js';
+import { Source } from '../engine/source.js';
+import { decodeReqPages, decodeReqPagesId, encodeCommandFrame } from '../engine/wire.js';
+import { decodeRecvBitmapMessage } from '../engine/receiveBitmap.js';
+import { seededImage } from './guestImage.js';
+import { FrameKind, FrameReader, frame, pageFrameHeader } from './streamFrames.js';
+
+/** What the orchestrator tells the source process. */
+export interface SourceOptions {
+  port: number;
+  sizeBytes: number;
+  hostPageSize: number;
+  seed: number;
+  preempt: boolean;
+  /** Bytes per second on the wire, 0 = unlimited. */
+  bandwidth: number;
+  /** Pages per second the guest dirties during precopy (sequential, one byte per page). */
+  dirtyRate: number;
+  /** Cut every connection once this fraction of the postcopy pages was sent, then reconnect. */
+  breakAt?: number;
+}
+
+/** Messages the source sends to the orchestrator. */
+export type SourceMessage =
+  | { type: 'phase'; phase: 'precopy' | 'postcopy' | 'paused' | 'done'; atMs: number }
+  | { type: 'progress'; sentFraction: number; remaining: number }
+  | { type: 'digest'; pages: number; hashes: string; byte0: string }
+  | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number };
+
+const BLOCK = 'pc.ram';
+
+/**
+ * The source side of an end-to-end migration, in its own process: a seeded guest image
+ * that a simulated guest keeps dirtying during precopy, precopy over the main channel,
+ * the switch to postcopy, then pages pushed in the background with requested pages
+ * first (on the preempt channel when enabled), with recovery after a cut.
+ */
+export async function runMigrationSource(opts: SourceOptions, report: (m: SourceMessage) => void): Promise<void> {
+  const image = seededImage(opts.sizeBytes, opts.seed);
+  const pages = opts.sizeBytes / TARGET_PAGE_SIZE;
+  const started = Date.now();
+  let main = await openChannel(opts.port, 0, false);
+  let preempt = opts.preempt ? await openChannel(opts.port, 1, false) : null;
+  let wireBytes = 0;
+  const write = (sock: Socket, buf: Buffer): void => {
+    wireBytes += buf.length;
+    sock.write(buf);
+  };
+  const source = new Source([{ name: BLOCK, hostPageSize: opts.hostPageSize, memory: image }], {
+    command: (cmd, payload) => write(main, frame(FrameKind.COMMAND, encodeCommandFrame(cmd, payload))),
+    page: (channel, block, offset, zero, data, dataOffset) => {
+      const sock = channel === 1 && preempt ? preempt : main;
+      const header = pageFrameHeader(block, offset, zero);
+      write(sock, zero ? header : Buffer.concat([header, data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE)]));
+    },
+    endOfStream: (channel) => write(channel === 1 && preempt ? preempt : main, frame(FrameKind.EOS, new Uint8Array(0))),
+  }, opts.preempt);
+
+  // The return path: requests become urgent pages; receive bitmaps rebuild the dirty bitmap.
+  let wake: (() => void) | null = null;
+  let bitmapsReloaded = 0;
+  const onReturnPath = (kind: number, payload: Uint8Array): void => {
+    if (kind !== FrameKind.RETURN_PATH) throw new Error(`unexpected frame kind ${kind} on the return path`);
+    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    const type = b.readUInt16BE(0);
+    const body = payload.subarray(2);
+    if (type === RpMessage.REQ_PAGES) source.request(decodeReqPages(body));
+    else if (type === RpMessage.REQ_PAGES_ID) source.request(decodeReqPagesId(body));
+    else if (type === RpMessage.RECV_BITMAP) {
+      const m = decodeRecvBitmapMessage(body);
+      source.reloadReceiveBitmap(m.blockName, m.blob);
+      bitmapsReloaded++;
+    }
+    wake?.();
+  };
+  const listenReturnPath = (sock: Socket): void => {
+    const reader = new FrameReader(onReturnPath);
+    sock.on('data', (chunk: Buffer) => reader.push(chunk));
+  };
+  listenReturnPath(main);
+
+  const pace = makePacer(opts.bandwidth, () => wireBytes);
+  const drained = (sock: Socket): Promise<void> =>
+    sock.writableNeedDrain ? new Promise((r) => sock.once('drain', () => r())) : Promise.resolve();
+
+  // Precopy: one pass over RAM while the guest keeps running and dirtying pages.
+  report({ type: 'phase', phase: 'precopy', atMs: Date.now() - started });
+  source.advise();
+  let dirtyCursor = 0;
+  let lastDirty = Date.now();
+  const dirtyGuest = (): void => {
+    const now = Date.now();
+    const n = Math.floor(((now - lastDirty) / 1000) * opts.dirtyRate);
+    if (n <= 0) return;
+    lastDirty = now;
+    for (let i = 0; i < n; i++) {
+      const p = dirtyCursor;
+      dirtyCursor = (dirtyCursor + 1) % pages;
+      image[p * TARGET_PAGE_SIZE] = (image[p * TARGET_PAGE_SIZE]! + 1) & 0xff;
+      source.markDirty(0, p * TARGET_PAGE_SIZE);
+    }
+  };
+  for (let sent = 0; sent < pages; ) {
+    const n = source.precopyStep(256);
+    if (n === 0) break;
+    sent += n;
+    dirtyGuest();
+    await drained(main);
+    await pace();
+  }
+  const precopyMs = Date.now() - started;
+
+  // The switch: the guest stops here; its image is final.
+  const discard = source.startPostcopy();
+  report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
+  report({ type: 'digest', ...digestOf(image, pages) });
+  const postcopyPages = source.remaining();
+  let broken = false;
+  let reconnects = 0;
+  let lastProgress = 0;
+  while (!source.finished()) {
+    const sentFraction = 1 - source.remaining() / Math.max(1, postcopyPages);
+    if (Date.now() - lastProgress > 100) {
+      lastProgress = Date.now();
+      report({ type: 'progress', sentFraction, remaining: source.remaining() });
+    }
+    if (opts.breakAt !== undefined && !broken && sentFraction >= opts.breakAt) {
+      broken = true;
+      report({ type: 'phase', phase: 'paused', atMs: Date.now() - started });
+      main.destroy();
+      preempt?.destroy();
+      await sleep(300);
+      // Reconnect: the destination answers with one receive bitmap per block, then RESUME.
+      bitmapsReloaded = 0;
+      main = await openChannel(opts.port, 0, true);
+      listenReturnPath(main);
+      if (opts.preempt) preempt = await openChannel(opts.port, 1, true);
+      while (bitmapsReloaded < 1) await waitFor((w) => (wake = w), 1000);
+      source.forgetLastRequestBlock();
+      write(main, frame(FrameKind.COMMAND, encodeCommandFrame(MigCommand.POSTCOPY_RESUME, new Uint8Array(0))));
+      reconnects++;
+      report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
+      continue;
+    }
+    const sent = source.postcopyStep(opts.hostPageSize > TARGET_PAGE_SIZE ? 1 : 64);
+    if (sent === 0) {
+      await waitFor((w) => (wake = w), 5);
+      continue;
+    }
+    if (main.writableNeedDrain || preempt?.writableNeedDrain) {
+      // Keep serving requests while the background push waits for the socket.
+      await Promise.race([drained(main), preempt ? drained(preempt) : Promise.resolve(), waitFor((w) => (wake = w), 50)]);
+    }
+    await pace();
+    if (source.urgentQueued === 0) await new Promise((r) => setImmediate(r));
+  }
+  source.finish();
+  await drained(main);
+  report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
+  report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
+  // Wait for the destination to close the connection after its cleanup.
+  await new Promise<void>((r) => {
+    main.once('close', () => r());
+    main.end();
+    setTimeout(r, 10_000).unref();
+  });
+  preempt?.destroy();
+}
+
+/** Connects one channel and introduces it. */
+function openChannel(port: number, channel: number, reconnect: boolean): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: '127.0.0.1', port }, () => {
+      sock.setNoDelay(true);
+      sock.write(frame(FrameKind.HELLO, Uint8Array.of(channel, reconnect ? 1 : 0)));
+      resolve(sock);
+    });
+    sock.once('error', reject);
+    sock.on('error', () => {}); // after connect, a reset during a cut is expected
+  });
+}
+
+/** Per page: 8 bytes of SHA-1 over bytes 1..4095, plus byte 0 (the byte the guest increments). */
+export function digestOf(image: Uint8Array, pages: number): { pages: number; hashes: string; byte0: string } {
+  const hashes = Buffer.allocUnsafe(pages * 8);
+  const byte0 = Buffer.allocUnsafe(pages);
+  for (let p = 0; p < pages; p++) {
+    const off = p * TARGET_PAGE_SIZE;
+    createHash('sha1').update(image.subarray(off + 1, off + TARGET_PAGE_SIZE)).digest().copy(hashes, p * 8, 0, 8);
+    byte0[p] = image[off]!;
+  }
+  return { pages, hashes: hashes.toString('base64'), byte0: byte0.toString('base64') };
+}
+
+/** A bandwidth cap: resolves once the bytes written so far fit the budget (0: no cap). */
+function makePacer(bytesPerSecond: number, written: () => number): () => Promise<void> {
+  if (bytesPerSecond <= 0) return () => Promise.resolve();
+  const start = Date.now();
+  return async () => {
+    const dueMs = (written() / bytesPerSecond) * 1000 - (Date.now() - start);
+    if (dueMs > 1) await sleep(dueMs);
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until `arm`'s callback is called or `ms` pass. */
+function waitFor(arm: (wake: () => void) => void, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      resolve();
+    }
+    arm(done);
+  });
+}
