@@ -46,6 +46,7 @@ Napi::Function Host::Init(Napi::Env env) {
                          InstanceMethod<&Host::VcpuReports>("vcpuReports"),
                          InstanceMethod<&Host::Status>("status"),
                          InstanceMethod<&Host::Close>("close"),
+                         InstanceMethod<&Host::StopListening>("stopListening"),
                      });
 }
 
@@ -355,18 +356,26 @@ Napi::Value Host::Close(const Napi::CallbackInfo& info) {
 void Host::close_all() {
   if (closed_ || !memory_) return;
   closed_ = true;
-  // 1. Unregister: waiting vCPUs are woken and their faults resolve (zero pages), so
-  //    nothing can block any more.
-  if (uffd_ >= 0) {
-    for (size_t i = 0; i < memory_->count(); i++) {
-      Block& b = memory_->at(i);
-      if (b.registered.exchange(false)) uffd_unregister(uffd_, b.base, b.layout.length);
-    }
-  }
-  // 2. vCPUs stop after their current access and are joined.
+  // Unregister first: waiting vCPUs are woken and their faults resolve (zero pages), so
+  // nothing can block any more; then the vCPUs stop after their current access and are
+  // joined; then the reader and the userfault fd go; then the memory.
+  unregister_all();
   vcpus_.stop(-1);
   if (done_tsfn_held_.exchange(false)) done_tsfn_.Release();
-  // 3. The reader: quit eventfd, join, close the eventfd.
+  stop_reader_and_close_uffd();
+  memory_->release();
+}
+
+void Host::unregister_all() {
+  if (uffd_ < 0) return;
+  for (size_t i = 0; i < memory_->count(); i++) {
+    Block& b = memory_->at(i);
+    if (b.registered.exchange(false)) uffd_unregister(uffd_, b.base, b.layout.length);
+  }
+}
+
+void Host::stop_reader_and_close_uffd() {
+  // The reader: quit eventfd, join, close the eventfd.
   reader_.stop();
   if (poll_) {
     uv_poll_stop(poll_);
@@ -380,12 +389,23 @@ void Host::close_all() {
     fault_tsfn_.Release();
     channel_ = nullptr;
   }
-  // 4. The userfault fd, then the memory.
   if (uffd_ >= 0) {
     close(uffd_);
     uffd_ = -1;
   }
-  memory_->release();
+}
+
+// The end of postcopy (reference section 6): every block unregistered, the fault reader
+// stopped and joined, the userfault fd closed. Guest memory and the vCPUs carry on: the
+// guest keeps running on the destination.
+Napi::Value Host::StopListening(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  if (!closed_ && memory_) {
+    unregister_all();
+    stop_reader_and_close_uffd();
+  }
+  GUARD_END(info.Env())
+  return info.Env().Undefined();
 }
 
 }  // namespace pc

@@ -54,6 +54,8 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   VcpuWorkers& vcpus() { return vcpus_; }
 
  private:
+  void unregister_all();
+  void stop_reader_and_close_uffd();
   Napi::Value HostAddress(const Napi::CallbackInfo& info);
   Napi::Value Listen(const Napi::CallbackInfo& info);
   Napi::Value Register(const Napi::CallbackInfo& info);
@@ -63,6 +65,7 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   Napi::Value SetHugePages(const Napi::CallbackInfo& info);
   Napi::Value Copy(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value StopListening(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
   Napi::Value Zero(const Napi::CallbackInfo& info);
   Napi::Value Wake(const Napi::CallbackInfo& info);

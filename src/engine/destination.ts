@@ -562,7 +562,7 @@ export class Destination {
         this.emit(EventKind.FX_HUGEPAGES, t, this.cause, rb.index, 0, 1, 0, null);
       }
     }
-    this.backend.close();
+    this.backend.endPostcopy();
     const bt = this.blocktime.report();
     this.emit(EventKind.FX_BLOCKTIME, t, this.cause, -1, 0, bt.qemu.totalMs, bt.exact.totalNs, pack(bt));
     this.life.send(MachineId.MIGRATION, outcome === 'COMPLETE' ? { type: 'COMPLETE' } : { type: 'FAIL', reason }, t);

@@ -99,6 +99,12 @@ export interface Backend {
   wake(block: number, offset: number, length: number): void;
   /** Reads guest memory for verification; only for present pages or after unregister. */
   read(block: number, offset: number, length: number): Uint8Array;
-  /** Stops the fault reader and closes every fd; idempotent. */
+  /**
+   * The end of postcopy (section 6), after the engine unregistered every block: stops the
+   * fault reader and closes the userfault fd. Guest memory and the vCPUs carry on (the
+   * guest keeps running); a later listen() may start again.
+   */
+  endPostcopy(): void;
+  /** Tears everything down (fds, threads, guest memory where the backend owns it); idempotent. */
   close(): void;
 }

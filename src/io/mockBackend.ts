@@ -286,6 +286,12 @@ export class MockBackend implements Backend {
   }
 
   /** Closes the simulated fd: no more faults; every block is unregistered and its blocked vCPUs woken. Idempotent. */
+  endPostcopy(): void {
+    // Faults can no longer be read; memory, registrations already dropped by the engine, and vCPUs stay.
+    this.listener = null;
+    this.faultCount = 0;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

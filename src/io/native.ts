@@ -126,6 +126,7 @@ export interface NativeHost {
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue;
   write(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): void;
   resize(block: number, length: number): void;
+  stopListening(): void;
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
   wake(block: number, offset: number, length: number): void;
   read(block: number, offset: number, length: number): Buffer;

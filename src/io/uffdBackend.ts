@@ -158,6 +158,10 @@ export class UffdBackend implements Backend {
     return this.call(() => this.host.read(block, offset, length));
   }
 
+  endPostcopy(): void {
+    this.call(() => this.host.stopListening());
+  }
+
   close(): void {
     this.host.close();
   }

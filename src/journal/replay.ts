@@ -183,6 +183,7 @@ class ReplayBackend implements Backend {
   read(): Uint8Array {
     throw new PostcopyError('REPLAY', 'a replayed engine has no guest memory to read');
   }
+  endPostcopy(): void {}
   close(): void {}
 }
 
