@@ -13,13 +13,35 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-program
-  .command('start')
-  .description('The main job with good defaults: a verified migration, journaled and replayed')
-  .option('--journal <path>', 'journal file', 'postcopy-journal.db')
-  .action(async (o: { journal: string }) => {
-    const { simulateCommand } = await import('./simulateCommand.js');
-    return exit(simulateCommand({ size: '256M', vcpus: '2', workload: 'sequential-increment', seed: '1', journal: o.journal }));
+/** The options of `migrate`, shared by `start` (which only changes nothing: good defaults). */
+function migrateOptions(cmd: Command): Command {
+  return cmd
+    .option('--size <bytes>', 'guest RAM (e.g. 256M, 1G)', '256M')
+    .option('--vcpus <n>', 'vCPU threads on the destination', '2')
+    .option('--huge-pages', 'back guest RAM with 2 MiB huge pages (one host page = 512 target pages)')
+    .addOption(new Option('--workload <name>', 'what the destination vCPUs do').choices(['sequential-increment', 'random', 'hot-set']).default('sequential-increment'))
+    .option('--bandwidth <bytes-per-second>', 'cap on the wire, e.g. 100M (0 = unlimited)', '0')
+    .option('--dirty-rate <pages-per-second>', 'pages the guest dirties per second on the source during precopy', '40000')
+    .option('--preempt', 'postcopy-preempt: urgent pages on a second channel')
+    .option('--journal <path>', 'destination journal file', 'postcopy-journal.db')
+    .addOption(new Option('--backend <kind>', 'destination backend').choices(['auto', 'uffd', 'mock']).default('auto'))
+    .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd').choices(['thread', 'loop']).default('thread'))
+    .option('--seed <n>', 'seed of the guest image and the workload', '1')
+    .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent; it recovers')
+    .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent; the destination stays paused')
+    .option('--json', 'print the result as JSON');
+}
+
+migrateOptions(program.command('start').description('The main job with good defaults: a real, verified postcopy migration between two processes (same options as migrate)'))
+  .action(async (o) => {
+    const { migrateCommand } = await import('./migrateCommand.js');
+    return exit(await migrateCommand(o));
+  });
+
+migrateOptions(program.command('migrate').description('A real postcopy migration between two processes on 127.0.0.1: userfaultfd, vCPU threads, journal, verified memory (exit 0 only when verified, 3 when left paused)'))
+  .action(async (o) => {
+    const { migrateCommand } = await import('./migrateCommand.js');
+    return exit(await migrateCommand(o));
   });
 
 program

@@ -45,8 +45,10 @@ export interface ReturnPath {
 /** A destination's fixed configuration: it is also what a journal's meta records. */
 export interface DestinationConfig {
   blocks: RamBlockConfig[];
-  /** Thread id of vCPU i (faults from other threads are not vCPU faults). */
+  /** Thread id of vCPU i (faults from other threads are not vCPU faults); see attachVcpus. */
   vcpuTids: number[];
+  /** Number of vCPUs, when their thread ids are attached later (defaults to vcpuTids.length). */
+  vcpus?: number;
   /** The postcopy-preempt capability: a second channel for urgent pages. */
   preempt: boolean;
 }
@@ -121,7 +123,19 @@ export class Destination {
   private preemptDraining = false;
   /** Sequence number of the input being applied: the cause of every effect. */
   private cause = -1;
-  private readonly onFaults = (batch: FaultBatch): void => this.faultBatch(batch);
+  /** The backend's fault listener: a refused fault is journaled; it must not throw into the backend. */
+  private readonly onFaults = (batch: FaultBatch): void => {
+    const origin = this.faultTimeOriginNs;
+    for (let i = 0; i < batch.count; i++) {
+      try {
+        this.fault(batch.addresses[i]!, batch.tids[i]!, batch.timesNs[i]! - origin);
+      } catch (err) {
+        if (!(err instanceof PostcopyError)) throw err;
+      }
+    }
+  };
+  /** Subtracted from backend fault timestamps so they share the inputs' time origin. */
+  faultTimeOriginNs = 0;
 
   constructor(
     config: DestinationConfig,
@@ -141,7 +155,7 @@ export class Destination {
     }
     this.zeroHostPage = new Uint8Array(maxHostPage);
     this.requested = new RequestedSet();
-    this.blocktime = new Blocktime(config.vcpuTids.length);
+    this.blocktime = new Blocktime(config.vcpus ?? config.vcpuTids.length);
     this.life = new Lifecycle((machine, from, to, event, t) => {
       this.emit(EventKind.FX_STATE, t, this.cause, -1, 0, machine, 0, pack({ from, to, event }));
     }, config.preempt);
@@ -177,6 +191,17 @@ export class Destination {
     const b = this.byName.get(name);
     if (!b) throw new UnknownBlockError(name, context);
     return b;
+  }
+
+  /**
+   * Names the vCPU threads when they only exist once the guest starts (before the first
+   * fault). The journal's meta must record the same list for replay.
+   */
+  attachVcpus(tids: readonly number[]): void {
+    if (this.stats.faults > 0) throw new PostcopyError('VCPUS_LATE', 'vCPU threads must be attached before the first fault');
+    this.vcpuOfTid.clear();
+    tids.forEach((tid, i) => this.vcpuOfTid.set(tid, i));
+    this.config.vcpuTids = [...tids];
   }
 
   /** vCPU index of a thread, or -1. */
@@ -264,7 +289,8 @@ export class Destination {
 
   /** A batch of faults read by the backend. */
   faultBatch(batch: FaultBatch): void {
-    for (let i = 0; i < batch.count; i++) this.fault(batch.addresses[i]!, batch.tids[i]!, batch.timesNs[i]!);
+    const origin = this.faultTimeOriginNs;
+    for (let i = 0; i < batch.count; i++) this.fault(batch.addresses[i]!, batch.tids[i]!, batch.timesNs[i]! - origin);
   }
 
   /** One userfault at host address `address` from thread `tid` (section 3). Hot path. */
@@ -328,12 +354,17 @@ export class Destination {
     this.cause = this.emit(EventKind.IN_CHANNEL_CONNECTED, t, -1, -1, 0, channel, 0, null);
     this.guard(t, () => {
       const status = this.life.stateName(MachineId.MIGRATION);
-      if (status === 'postcopy-paused') {
+      if (channel === Channel.PRECOPY && status === 'postcopy-paused') {
         this.life.send(MachineId.MIGRATION, { type: 'RECOVER' }, t);
         // One receive bitmap per block: the source rebuilds its dirty bitmap from them.
         for (const rb of this.blocks) this.sendReceiveBitmap(rb, t);
       } else if (channel === Channel.POSTCOPY && this.config.preempt) {
-        this.life.send(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' }, t);
+        // At setup the preempt thread starts loading; during a recovery it resumes with RESUME.
+        if (this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' })) {
+          this.life.send(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' }, t);
+        } else if (status !== 'postcopy-paused' && status !== 'postcopy-recover') {
+          throw new WrongStateError('preemptThread', 'CHANNEL_CONNECTED', this.life.stateName(MachineId.PREEMPT_THREAD));
+        }
       } else {
         throw new WrongStateError('migration', `CHANNEL_CONNECTED(${channel})`, status);
       }

@@ -159,11 +159,23 @@ export class Source {
    * `maxHostPages` host pages of background push on the main channel. Returns host pages sent.
    */
   postcopyStep(maxHostPages: number): number {
+    const sent = this.serveUrgent(maxHostPages);
+    return sent + this.pushBackground(maxHostPages - sent);
+  }
+
+  /** Sends up to `maxHostPages` requested pages (preempt channel when enabled); returns host pages sent. */
+  serveUrgent(maxHostPages: number): number {
     let sent = 0;
     while (this.urgent.length > 0 && sent < maxHostPages) {
       const [b, start] = this.urgent.shift()!;
       if (this.sendHostPageIfDirty(b, start, this.preempt ? 1 : 0, true)) sent++;
     }
+    return sent;
+  }
+
+  /** Sends up to `maxHostPages` host pages of background push on the main channel. */
+  pushBackground(maxHostPages: number): number {
+    let sent = 0;
     while (sent < maxHostPages && this.pushBlock < this.blocks.length) {
       const b = this.pushBlock;
       const d = this.dirty[b]!;

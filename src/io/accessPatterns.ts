@@ -111,11 +111,11 @@ export function createAccessPattern(plan: AccessPlan, index: number, usedLength:
   const random = seededRandom(vcpuSeed(plan.seed, index));
   const limit = plan.accessesPerVcpu ?? Math.floor(pages / plan.vcpus);
   const anyPage = (): number => Math.floor(random() * pages);
-  if (plan.pattern === 'random') return randomPattern(limit, random, anyPage);
+  if (plan.pattern === 'random') return randomPattern(limit, random, anyPage, plan.touchOffset);
   const hot = hotSet(plan, pages);
   const fraction = plan.hotFraction ?? DEFAULT_HOT_FRACTION;
   const hotOrAnywhere = (): number => (random() < fraction ? hot[Math.floor(random() * hot.length)]! : anyPage());
-  return randomPattern(limit, random, hotOrAnywhere);
+  return randomPattern(limit, random, hotOrAnywhere, plan.touchOffset);
 }
 
 /** Pure: the hot set of a hot-set plan, the same for every vCPU (seeded by the plan seed alone). */
@@ -143,14 +143,14 @@ function sequentialPattern(first: number, count: number, passes: number, touch: 
 }
 
 /** `limit` accesses, each at a page from `pickPage` and a seeded byte inside it. */
-function randomPattern(limit: number, random: () => number, pickPage: () => number): AccessPattern {
+function randomPattern(limit: number, random: () => number, pickPage: () => number, touch?: number): AccessPattern {
   let done = 0;
   return {
     next(): number {
       if (done >= limit) return -1;
       done++;
       const page = pickPage();
-      return page * TARGET_PAGE_SIZE + Math.floor(random() * TARGET_PAGE_SIZE);
+      return page * TARGET_PAGE_SIZE + (touch ?? Math.floor(random() * TARGET_PAGE_SIZE));
     },
   };
 }

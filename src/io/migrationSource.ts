@@ -30,6 +30,8 @@ export type SourceMessage =
   | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number };
 
 const BLOCK = 'pc.ram';
+/** Target pages the background push may have in flight on the main channel (1 MiB). */
+const WINDOW_PAGES = 256;
 
 /**
  * The source side of an end-to-end migration, in its own process: a seeded guest image
@@ -52,6 +54,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     command: (cmd, payload) => write(main, frame(FrameKind.COMMAND, encodeCommandFrame(cmd, payload))),
     page: (channel, block, offset, zero, data, dataOffset) => {
       const sock = channel === 1 && preempt ? preempt : main;
+      if (sock === main) mainSent++;
       const header = pageFrameHeader(block, offset, zero);
       write(sock, zero ? header : Buffer.concat([header, data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE)]));
     },
@@ -61,7 +64,14 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   // The return path: requests become urgent pages; receive bitmaps rebuild the dirty bitmap.
   let wake: (() => void) | null = null;
   let bitmapsReloaded = 0;
+  let mainSent = 0;
+  let mainAcked = 0;
   const onReturnPath = (kind: number, payload: Uint8Array): void => {
+    if (kind === FrameKind.ACK) {
+      mainAcked = Buffer.from(payload.buffer, payload.byteOffset, payload.length).readUInt32BE(0);
+      wake?.();
+      return;
+    }
     if (kind !== FrameKind.RETURN_PATH) throw new Error(`unexpected frame kind ${kind} on the return path`);
     const b = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
     const type = b.readUInt16BE(0);
@@ -82,8 +92,20 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   listenReturnPath(main);
 
   const pace = makePacer(opts.bandwidth, () => wireBytes);
-  const drained = (sock: Socket): Promise<void> =>
-    sock.writableNeedDrain ? new Promise((r) => sock.once('drain', () => r())) : Promise.resolve();
+  // One pending 'drain' wait per socket, shared by every waiter (no listener pile-up).
+  const drainWaits = new WeakMap<Socket, Promise<void>>();
+  const drained = (sock: Socket): Promise<void> => {
+    if (!sock.writableNeedDrain) return Promise.resolve();
+    let p = drainWaits.get(sock);
+    if (!p) {
+      p = new Promise((r) => sock.once('drain', () => {
+        drainWaits.delete(sock);
+        r();
+      }));
+      drainWaits.set(sock, p);
+    }
+    return p;
+  };
 
   // Precopy: one pass over RAM while the guest keeps running and dirtying pages.
   report({ type: 'phase', phase: 'precopy', atMs: Date.now() - started });
@@ -115,7 +137,6 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   // The switch: the guest stops here; its image is final.
   const discard = source.startPostcopy();
   report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
-  report({ type: 'digest', ...digestOf(image, pages) });
   const postcopyPages = source.remaining();
   let broken = false;
   let reconnects = 0;
@@ -135,6 +156,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       // Reconnect: the destination answers with one receive bitmap per block, then RESUME.
       bitmapsReloaded = 0;
       main = await openChannel(opts.port, 0, true);
+      mainSent = 0;
+      mainAcked = 0;
       listenReturnPath(main);
       if (opts.preempt) preempt = await openChannel(opts.port, 1, true);
       while (bitmapsReloaded < 1) await waitFor((w) => (wake = w), 1000);
@@ -144,19 +167,22 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
       continue;
     }
-    const sent = source.postcopyStep(opts.hostPageSize > TARGET_PAGE_SIZE ? 1 : 64);
-    if (sent === 0) {
-      await waitFor((w) => (wake = w), 5);
+    // Requested pages first; the background push keeps at most a window of pages in
+    // flight on the main channel, so a requested page never waits behind a long queue.
+    source.serveUrgent(Number.MAX_SAFE_INTEGER);
+    const room = WINDOW_PAGES - (mainSent - mainAcked);
+    const hostPages = Math.floor(room / (opts.hostPageSize / TARGET_PAGE_SIZE));
+    const pushed = hostPages > 0 && !main.writableNeedDrain ? source.pushBackground(Math.min(hostPages, 64)) : 0;
+    if (pushed === 0) {
+      await waitFor((w) => (wake = w), 20);
       continue;
     }
-    if (main.writableNeedDrain || preempt?.writableNeedDrain) {
-      // Keep serving requests while the background push waits for the socket.
-      await Promise.race([drained(main), preempt ? drained(preempt) : Promise.resolve(), waitFor((w) => (wake = w), 50)]);
-    }
     await pace();
-    if (source.urgentQueued === 0) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
   }
   source.finish();
+  // The image has not changed since the switch (the guest stopped there): its digest for verification.
+  report({ type: 'digest', ...digestOf(image, pages) });
   await drained(main);
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
   report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });

@@ -19,6 +19,8 @@ export const FrameKind = {
   EOS: 4,
   /** Destination → source: be16 message type, then the message payload. */
   RETURN_PATH: 5,
+  /** Destination → source: be32 pages consumed from this main connection (flow control). */
+  ACK: 6,
 } as const;
 
 const HEADER = 5;

@@ -92,6 +92,14 @@ export class JournalWriter implements RecordSink {
     }
   }
 
+  /** Replaces meta values (e.g. vCPU thread ids known only once the guest starts). */
+  updateMeta(values: Partial<JournalMeta>): void {
+    const put = this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
+    this.db.transaction(() => {
+      for (const [k, v] of Object.entries(values)) if (k !== 'formatVersion') put.run(k, JSON.stringify(v));
+    })();
+  }
+
   /** Where snapshots come from (the engine); asked at an input boundary every `snapshotEvery` events. */
   setSnapshotSource(fn: () => unknown): void {
     this.snapshotSource = fn;

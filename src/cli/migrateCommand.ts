@@ -1,0 +1,237 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { POSTCOPY_STATE_NAMES } from '../engine/constants.js';
+import { UsageError } from '../errors.js';
+import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/accessPatterns.js';
+import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migrationDestination.js';
+import type { SourceMessage, SourceOptions } from '../io/migrationSource.js';
+import { formatMs, parseSize } from './format.js';
+import { createProgress } from './progress.js';
+
+export interface MigrateCommandOptions {
+  size: string;
+  vcpus: string;
+  hugePages?: boolean;
+  workload: string;
+  bandwidth: string;
+  dirtyRate: string;
+  preempt?: boolean;
+  journal: string;
+  backend: string;
+  faultReader: string;
+  seed: string;
+  breakAt?: string;
+  killSourceAt?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** Everything a finished `migrate` knows; printed as the summary or as --json. */
+export interface MigrateResult {
+  verified: boolean;
+  exitCode: number;
+  message: string;
+  mismatches: number[];
+  backend: { kind: string; reason?: string };
+  source?: Extract<SourceMessage, { type: 'done' }>;
+  destination?: DestinationSummary;
+  paused?: { outstanding: number; journalPath: string };
+  wallMs: number;
+}
+
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), '..', 'io', 'migrationChild.js');
+
+function fraction(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  const f = Number(text);
+  if (!(f >= 0 && f < 1)) throw new UsageError(`${option} must be a fraction in [0, 1), got '${text}'`);
+  return f;
+}
+
+/** Validates the options into the two processes' options (pure, throws UsageError). */
+export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptions, 'port'>; dst: DestinationOptions; killSourceAt?: number } {
+  const size = parseSize(o.size, '--size');
+  const vcpus = Number(o.vcpus);
+  if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > 64) throw new UsageError(`--vcpus must be a whole number from 1 to 64, got '${o.vcpus}'`);
+  if (!ACCESS_PATTERN_NAMES.includes(o.workload as AccessPatternName)) throw new UsageError(`--workload must be one of ${ACCESS_PATTERN_NAMES.join(', ')}, got '${o.workload}'`);
+  const seed = Number(o.seed);
+  if (!Number.isSafeInteger(seed)) throw new UsageError(`--seed must be an integer, got '${o.seed}'`);
+  const bandwidth = o.bandwidth === '0' || o.bandwidth === 'unlimited' ? 0 : parseSize(o.bandwidth, '--bandwidth');
+  const dirtyRate = Number(o.dirtyRate);
+  if (!(dirtyRate >= 0)) throw new UsageError(`--dirty-rate must be pages per second (>= 0), got '${o.dirtyRate}'`);
+  if (!['auto', 'uffd', 'mock'].includes(o.backend)) throw new UsageError(`--backend must be auto, uffd or mock, got '${o.backend}'`);
+  if (!['thread', 'loop'].includes(o.faultReader)) throw new UsageError(`--fault-reader must be thread or loop, got '${o.faultReader}'`);
+  const hostPageSize = o.hugePages ? 2 * 2 ** 20 : 4096;
+  if (size % hostPageSize !== 0) throw new UsageError(`--size ${o.size} is not a multiple of the ${hostPageSize}-byte host page`);
+  if (size / 4096 < vcpus) throw new UsageError(`--size ${o.size} is too small for ${vcpus} vCPUs`);
+  const breakAt = fraction(o.breakAt, '--break-at');
+  const killSourceAt = fraction(o.killSourceAt, '--kill-source-at');
+  if (breakAt !== undefined && killSourceAt !== undefined) throw new UsageError('--break-at and --kill-source-at cannot be combined');
+  const preempt = !!o.preempt;
+  return {
+    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, ...(breakAt !== undefined ? { breakAt } : {}) },
+    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'] },
+    ...(killSourceAt !== undefined ? { killSourceAt } : {}),
+  };
+}
+
+function spawnRole(role: 'source' | 'destination', options: unknown): ChildProcess {
+  return fork(CHILD, [role, JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+}
+
+/**
+ * Runs a real postcopy migration between two child processes on 127.0.0.1 and verifies
+ * the destination's memory against the source's final image. Resolves with the result
+ * (exit code 0 only for a verified migration).
+ */
+export async function runMigration(o: MigrateCommandOptions): Promise<MigrateResult> {
+  const plan = planMigration(o);
+  const started = Date.now();
+  const result: MigrateResult = { verified: false, exitCode: 1, message: '', mismatches: [], backend: { kind: '?' }, wallMs: 0 };
+  const dst = spawnRole('destination', plan.dst);
+  let src: ChildProcess | null = null;
+  let srcDigest: Extract<SourceMessage, { type: 'digest' }> | null = null;
+  let dstDigest: Extract<DestinationMessage, { type: 'digest' }> | null = null;
+  let lastStatus = '';
+  let sourceKilled = false;
+  let givenUp = false;
+  const bar = createProgress('migrate', {
+    format: 'migrate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding} | p50 request→page {latency}',
+    enabled: !o.json && !o.quiet,
+    plainEveryMs: 1000,
+  });
+  const exited = (child: ChildProcess): Promise<number> =>
+    new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', (code, signal) => r(code ?? (signal ? 128 : 1)))));
+
+  await new Promise<void>((resolveAll, reject) => {
+    dst.on('message', (m: DestinationMessage | { type: 'error'; message: string }) => {
+      switch (m.type) {
+        case 'listening':
+          src = spawnRole('source', { ...plan.src, port: m.port });
+          src.on('message', (sm: SourceMessage | { type: 'error'; message: string }) => {
+            if (sm.type === 'digest') srcDigest = sm;
+            else if (sm.type === 'done') result.source = sm;
+            else if (sm.type === 'error') result.message = `source failed: ${sm.message}`;
+            else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.sentFraction >= plan.killSourceAt) {
+              sourceKilled = true;
+              src!.kill('SIGKILL');
+            }
+          });
+          return;
+        case 'backend':
+          result.backend = m.reason !== undefined ? { kind: m.kind, reason: m.reason } : { kind: m.kind };
+          if (m.kind === 'mock' && !o.json) process.stderr.write(`note: using the mock backend: ${m.reason}\n`);
+          return;
+        case 'progress': {
+          lastStatus = m.status;
+          const phase = m.status.startsWith('postcopy-') && m.status !== 'postcopy-active' ? m.status : POSTCOPY_STATE_NAMES[m.postcopyState as 0] ?? '?';
+          bar.update(m.received, m.total, { phase, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
+          if (sourceKilled && !givenUp && m.status === 'postcopy-paused') {
+            givenUp = true;
+            // The source is gone: nothing will resume this migration. Keep the evidence.
+            setTimeout(() => dst.send({ type: 'give-up' }), 500);
+          }
+          return;
+        }
+        case 'digest':
+          dstDigest = m;
+          return;
+        case 'paused':
+          result.paused = { outstanding: m.outstanding, journalPath: m.journalPath };
+          return;
+        case 'done':
+          result.destination = m.summary;
+          return;
+        case 'error':
+          result.message = `destination failed: ${m.message}`;
+          return;
+      }
+    });
+    dst.once('exit', () => resolveAll());
+    dst.once('error', reject);
+  });
+  bar.stop();
+  const dstCode = await exited(dst);
+  const srcCode = src ? await exited(src) : -1;
+  result.wallMs = Date.now() - started;
+
+  if (result.paused) {
+    result.exitCode = 3;
+    result.message = `the source was lost during postcopy: the destination stays ${lastStatus || 'postcopy-paused'} with ${result.paused.outstanding} outstanding page requests. The journal is complete: run 'postcopy inspect ${result.paused.journalPath}' to see them.`;
+    return result;
+  }
+  if (dstCode !== 0 || srcCode !== 0 || srcDigest === null || dstDigest === null) {
+    result.message ||= `the migration did not complete (destination exit ${dstCode}, source exit ${srcCode})`;
+    return result;
+  }
+  result.mismatches = compareDigests(srcDigest, dstDigest, plan.dst.workload);
+  result.verified = result.mismatches.length === 0;
+  result.exitCode = result.verified ? 0 : 1;
+  result.message = result.verified
+    ? 'verified: the destination memory equals the source image page for page (plus the destination vCPUs\' own writes)'
+    : `MEMORY MISMATCH at ${result.mismatches.length === 10 ? 'least 10' : result.mismatches.length} pages, first: ${result.mismatches.map((p) => `page ${p} (offset 0x${(p * 4096).toString(16)})`).join(', ')}`;
+  return result;
+}
+
+/**
+ * Page numbers whose content differs (at most 10). Bytes 1..4095 must be identical; byte 0
+ * is the one the guest increments: +1 per page for sequential-increment (one pass), and
+ * for random and hot-set the increments must add up to the vCPUs' accesses (mod 256).
+ */
+export function compareDigests(
+  src: { pages: number; hashes: string; byte0: string },
+  dst: { pages: number; hashes: string; byte0: string; vcpuAccesses: number[]; passes: number },
+  workload: AccessPatternName,
+): number[] {
+  const sh = Buffer.from(src.hashes, 'base64');
+  const dh = Buffer.from(dst.hashes, 'base64');
+  const s0 = Buffer.from(src.byte0, 'base64');
+  const d0 = Buffer.from(dst.byte0, 'base64');
+  const bad: number[] = [];
+  let deltaSum = 0;
+  for (let p = 0; p < src.pages && bad.length < 10; p++) {
+    if (sh.compare(dh, p * 8, p * 8 + 8, p * 8, p * 8 + 8) !== 0) {
+      bad.push(p);
+      continue;
+    }
+    const delta = (d0[p]! - s0[p]! + 256) & 0xff;
+    if (workload === 'sequential-increment' && delta !== (dst.passes & 0xff)) bad.push(p);
+    deltaSum += delta;
+  }
+  if (bad.length === 0 && workload !== 'sequential-increment') {
+    const accesses = dst.vcpuAccesses.reduce((a, b) => a + b, 0);
+    if ((deltaSum & 0xff) !== (accesses & 0xff)) bad.push(-1);
+  }
+  return bad;
+}
+
+/** The summary a person reads after a migration (pure). */
+export function formatSummary(r: MigrateResult, plan: ReturnType<typeof planMigration>): string {
+  const d = r.destination;
+  const s = r.source;
+  const lines = [
+    `postcopy migration: ${plan.dst.sizeBytes / 2 ** 20} MiB guest, ${plan.dst.vcpus} vCPUs, workload ${plan.dst.workload}${plan.dst.preempt ? ', preempt' : ''}${plan.dst.hostPageSize > 4096 ? ', 2 MiB huge pages' : ''}, backend ${r.backend.kind}${r.backend.reason ? ` (${r.backend.reason})` : ''}`,
+    `  result:      ${r.message}`,
+  ];
+  if (s) lines.push(`  phases:      precopy ${formatMs(s.precopyMs)}, postcopy ${formatMs(s.postcopyMs)}, total ${formatMs(r.wallMs)} wall${s.reconnects ? `; ${s.reconnects} reconnect(s)` : ''}`);
+  if (s) lines.push(`  pages:       precopy ${s.counters.precopyPages}, postcopy ${s.counters.postcopyPages}, urgent ${s.counters.urgentPages} (zero pages ${s.counters.zeroPages}); discard ${s.discard.rangesSent} ranges in ${s.discard.commandsSent} commands`);
+  if (d) {
+    const l = d.requestLatency;
+    lines.push(`  requests:    ${d.stats.requests} (re-sent ${d.stats.resends}); faults ${d.stats.faults}; placed by channel ${d.stats.placedByChannel.join(' / ')}`);
+    lines.push(`  latency:     page request → placement p50 ${formatMs(l.p50Ns / 1e6)}, p99 ${formatMs(l.p99Ns / 1e6)}, max ${formatMs(l.maxNs / 1e6)} (${l.count} requests)`);
+    lines.push(`  blocktime:   qemu mode ${d.blocktime.qemu.totalMs} ms [${d.blocktime.qemu.perVcpuMs.join(', ')}]; exact ${formatMs(d.blocktime.exact.totalNs / 1e6)} [${d.blocktime.exact.perVcpuBlockedNs.map((n) => formatMs(n / 1e6)).join(', ')}]`);
+    lines.push(`  journal:     ${d.journalPath} (${d.events} events)`);
+  }
+  if (r.paused) lines.push(`  journal:     ${r.paused.journalPath}`);
+  return lines.join('\n');
+}
+
+/** `postcopy migrate`: exit 0 only for a verified migration; 3 when left paused. */
+export async function migrateCommand(o: MigrateCommandOptions): Promise<number> {
+  const plan = planMigration(o);
+  const r = await runMigration(o);
+  if (o.json) console.log(JSON.stringify(r, null, 2));
+  else console.log(formatSummary(r, plan));
+  return r.exitCode;
+}

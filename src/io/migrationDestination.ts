@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { PostcopyState, TARGET_PAGE_SIZE } from '../engine/constants.js';
+import { Destination } from '../engine/destination.js';
+import { MachineId } from '../engine/events.js';
+import { decodeCommandFrame } from '../engine/wire.js';
+import { PostcopyError } from '../errors.js';
+import { JournalWriter } from '../journal/journalWriter.js';
+import type { AccessPatternName } from './accessPatterns.js';
+import type { Backend, BlockLayout } from './backend.js';
+import { MockBackend } from './mockBackend.js';
+import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
+import { UffdBackend } from './uffdBackend.js';
+
+export interface DestinationOptions {
+  sizeBytes: number;
+  hostPageSize: number;
+  vcpus: number;
+  workload: AccessPatternName;
+  seed: number;
+  preempt: boolean;
+  journalPath: string;
+  backend: 'auto' | 'uffd' | 'mock';
+  faultReader: 'thread' | 'loop';
+}
+
+export type DestinationMessage =
+  | { type: 'listening'; port: number }
+  | { type: 'backend'; kind: 'uffd' | 'mock'; reason?: string }
+  | { type: 'progress'; postcopyState: number; status: string; received: number; total: number; outstanding: number; faults: number; lastLatencyMs: number }
+  | { type: 'digest'; pages: number; hashes: string; byte0: string; vcpuAccesses: number[]; passes: number }
+  | { type: 'paused'; outstanding: number; journalPath: string }
+  | { type: 'done'; status: string; summary: DestinationSummary };
+
+export interface DestinationSummary {
+  status: string;
+  journalPath: string;
+  events: number;
+  stats: Destination['stats'];
+  requestLatency: ReturnType<Destination['requestLatency']['summary']>;
+  blocktime: ReturnType<Destination['blocktime']['report']>;
+  phasesMs: { precopy: number; postcopy: number };
+  outstanding: number;
+}
+
+const BLOCK = 'pc.ram';
+
+/**
+ * The destination side of an end-to-end migration, in its own process: the engine over
+ * the native userfaultfd backend (or the mock one, with the reason said), a TCP server
+ * on 127.0.0.1 for the main channel (with the return path) and the preempt channel, real
+ * vCPU threads started at RUN, the journal, and at the end a digest of guest memory.
+ */
+export async function runMigrationDestination(opts: DestinationOptions, report: (m: DestinationMessage) => void, giveUp: Promise<void>): Promise<number> {
+  const layout: BlockLayout = { name: BLOCK, length: opts.sizeBytes, hostPageSize: opts.hostPageSize };
+  const backend = chooseBackend(opts, layout, report);
+  const t0 = Number(process.hrtime.bigint());
+  const now = (): number => Number(process.hrtime.bigint()) - t0;
+  const writer = JournalWriter.create(opts.journalPath, {
+    engineVersion: '0.1.0',
+    source: 'engine',
+    created: new Date().toISOString(),
+    timeOriginNs: Date.now() * 1e6,
+    blocks: [{ ...layout, hostAddress: backend.hostAddress(0) }],
+    vcpuTids: [],
+    capabilities: opts.preempt ? ['preempt'] : [],
+    blocktimeMode: 'both',
+    run: { kind: 'migrate', role: 'destination', backend: backend.kind, workload: opts.workload, seed: opts.seed, vcpus: opts.vcpus },
+  }, { overwrite: true });
+  let mainSock: Socket | null = null;
+  /** Pages consumed from the current main connection, acknowledged for flow control. */
+  let mainConsumed = 0;
+  const engine = new Destination(
+    { blocks: [layout], vcpuTids: [], vcpus: opts.vcpus, preempt: opts.preempt },
+    backend,
+    { send: (type, payload) => (mainSock !== null && !mainSock.destroyed ? (mainSock.write(returnPathFrame(type, payload)), true) : false) },
+    writer,
+  );
+  engine.faultTimeOriginNs = t0;
+  writer.setSnapshotSource(() => engine.snapshot());
+  const flushTimer = setInterval(() => writer.flush(), 50);
+  let listenAt = -1;
+  let endAt = -1;
+  let vcpusStarted = false;
+  let vcpuDone: Promise<number[]> = Promise.resolve([]);
+  let mockStepper: NodeJS.Timeout | null = null;
+
+  /** An input the engine refuses is journaled; the stream goes on (a bad peer is not fatal here). */
+  const apply = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof PostcopyError)) throw err;
+      process.stderr.write(`destination: ${err.message}\n`);
+    }
+  };
+
+  const startVcpus = (): void => {
+    vcpusStarted = true;
+    if (backend instanceof UffdBackend) {
+      const run = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, passes: 1 });
+      engine.attachVcpus(run.tids);
+      writer.updateMeta({ vcpuTids: run.tids });
+      vcpuDone = run.done.then((reports) => reports.map((r) => r.accesses));
+    } else if (backend instanceof MockBackend) {
+      const tids = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, touchOffset: 0 });
+      engine.attachVcpus([...tids]);
+      writer.updateMeta({ vcpuTids: [...tids] });
+      vcpuDone = new Promise((resolve) => {
+        mockStepper = setInterval(() => {
+          backend.stepVcpus(256 * opts.vcpus, now() + t0);
+          if (backend.allVcpusFinished()) {
+            clearInterval(mockStepper!);
+            resolve(backend.vcpuStates().map((v) => v.accessesDone));
+          }
+        }, 1);
+      });
+    }
+  };
+
+  const onChannelFrame = (channel: number) => (kind: number, payload: Uint8Array): void => {
+    switch (kind) {
+      case FrameKind.COMMAND: {
+        const f = decodeCommandFrame(payload);
+        apply(() => engine.command(f.kind, f.payload, now()));
+        if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) listenAt = now();
+        if (engine.postcopyState === PostcopyState.RUNNING && !vcpusStarted) startVcpus();
+        return;
+      }
+      case FrameKind.PAGE: {
+        const p = decodePage(payload);
+        apply(() => engine.page(channel, p.block, p.offset, p.zero, p.data, 0, now()));
+        if (channel === 0 && ++mainConsumed % 32 === 0 && mainSock !== null) {
+          const ack = Buffer.allocUnsafe(4);
+          ack.writeUInt32BE(mainConsumed >>> 0, 0);
+          mainSock.write(frame(FrameKind.ACK, ack));
+        }
+        return;
+      }
+      case FrameKind.EOS:
+        apply(() => engine.endOfStream(channel, now()));
+        if (engine.postcopyState === PostcopyState.END && endAt < 0) endAt = now();
+        return;
+      default:
+        throw new PostcopyError('BAD_FRAME', `unexpected frame kind ${kind} on channel ${channel}`);
+    }
+  };
+
+  const server: Server = createServer((sock) => {
+    sock.setNoDelay(true);
+    let channel = -1;
+    const reader = new FrameReader((kind, payload) => {
+      if (channel < 0) {
+        if (kind !== FrameKind.HELLO) throw new PostcopyError('BAD_FRAME', 'a connection must start with HELLO');
+        channel = payload[0]!;
+        const reconnect = payload[1] === 1;
+        if (channel === 0) {
+          mainSock = sock;
+          mainConsumed = 0;
+        }
+        if (channel === 0 && reconnect) apply(() => engine.channelConnected(0, now()));
+        if (channel === 1) apply(() => engine.channelConnected(1, now()));
+        sock.on('close', () => {
+          if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
+          apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
+        });
+        return;
+      }
+      onChannelFrame(channel)(kind, payload);
+    });
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        apply(() => engine.streamError(channel, (err as Error).message, now()));
+        sock.destroy();
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  report({ type: 'listening', port: (server.address() as { port: number }).port });
+
+  const total = opts.sizeBytes / TARGET_PAGE_SIZE;
+  const progress = setInterval(() => {
+    const lat = engine.requestLatency.count > 0 ? engine.requestLatency.quantile(0.5) / 1e6 : 0;
+    report({
+      type: 'progress',
+      postcopyState: engine.postcopyState,
+      status: engine.stateOf(MachineId.MIGRATION),
+      received: engine.blocks[0]!.received.count(),
+      total,
+      outstanding: engine.requested.size,
+      faults: engine.stats.faults,
+      lastLatencyMs: lat,
+    });
+  }, 100);
+
+  // Wait for completion, or for the orchestrator to give up on a paused migration.
+  const outcome = await Promise.race([
+    new Promise<'completed'>((resolve) => {
+      const check = setInterval(() => {
+        if (engine.stateOf(MachineId.MIGRATION) === 'completed') {
+          clearInterval(check);
+          resolve('completed');
+        }
+      }, 5);
+    }),
+    giveUp.then(() => 'gave-up' as const),
+  ]);
+  clearInterval(progress);
+  if (outcome === 'gave-up') {
+    clearInterval(flushTimer);
+    const outstanding = engine.requested.size;
+    writer.close();
+    report({ type: 'paused', outstanding, journalPath: opts.journalPath });
+    server.close();
+    backend.close();
+    return 3;
+  }
+  // The guest runs on: let the vCPUs finish their work, then take the memory's digest.
+  const accesses = await vcpuDone;
+  if (mockStepper) clearInterval(mockStepper);
+  const memory = backend.read(0, 0, opts.sizeBytes);
+  const hashes = Buffer.allocUnsafe(total * 8);
+  const byte0 = Buffer.allocUnsafe(total);
+  for (let p = 0; p < total; p++) {
+    const off = p * TARGET_PAGE_SIZE;
+    createHash('sha1').update(memory.subarray(off + 1, off + TARGET_PAGE_SIZE)).digest().copy(hashes, p * 8, 0, 8);
+    byte0[p] = memory[off]!;
+  }
+  report({ type: 'digest', pages: total, hashes: hashes.toString('base64'), byte0: byte0.toString('base64'), vcpuAccesses: accesses, passes: 1 });
+  clearInterval(flushTimer);
+  const events = writer.nextSeq;
+  writer.close();
+  report({
+    type: 'done',
+    status: engine.stateOf(MachineId.MIGRATION),
+    summary: {
+      status: engine.stateOf(MachineId.MIGRATION),
+      journalPath: opts.journalPath,
+      events,
+      stats: engine.stats,
+      requestLatency: engine.requestLatency.summary(),
+      blocktime: engine.blocktime.report(),
+      phasesMs: { precopy: listenAt / 1e6, postcopy: (endAt - listenAt) / 1e6 },
+      outstanding: engine.requested.size,
+    },
+  });
+  (mainSock as Socket | null)?.end();
+  server.close();
+  backend.close();
+  return 0;
+}
+
+/** The native backend where the probe allows, otherwise the mock one with the reason said. */
+function chooseBackend(opts: DestinationOptions, layout: BlockLayout, report: (m: DestinationMessage) => void): Backend {
+  if (opts.backend !== 'mock') {
+    const probe = UffdBackend.probe([layout]);
+    if (probe.ok) {
+      report({ type: 'backend', kind: 'uffd' });
+      return new UffdBackend([layout], { readerMode: opts.faultReader });
+    }
+    if (opts.backend === 'uffd') throw new PostcopyError('NO_HOST_SUPPORT', `the userfaultfd backend was asked for but the host refuses it: ${probe.reason}`);
+    report({ type: 'backend', kind: 'mock', reason: probe.reason ?? 'userfaultfd refused' });
+  } else {
+    report({ type: 'backend', kind: 'mock', reason: 'asked for with --backend mock' });
+  }
+  const mock = new MockBackend([layout]);
+  mock.reserveMemory(opts.sizeBytes);
+  return mock;
+}
