@@ -102,7 +102,11 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
     plainEveryMs: 1000,
   });
   const exited = (child: ChildProcess): Promise<number> =>
-    new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', (code, signal) => r(code ?? (signal ? 128 : 1)))));
+    new Promise((r) => {
+      if (child.exitCode !== null) r(child.exitCode);
+      else if (child.signalCode !== null) r(128);
+      else child.once('exit', (code, signal) => r(code ?? (signal ? 128 : 1)));
+    });
 
   await new Promise<void>((resolveAll, reject) => {
     dst.on('message', (m: DestinationMessage | { type: 'error'; message: string }) => {

@@ -197,20 +197,20 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   }, 100);
 
   // Wait for completion, or for the orchestrator to give up on a paused migration.
+  let check: NodeJS.Timeout | null = null;
   const outcome = await Promise.race([
     new Promise<'completed'>((resolve) => {
-      const check = setInterval(() => {
-        if (engine.stateOf(MachineId.MIGRATION) === 'completed') {
-          clearInterval(check);
-          resolve('completed');
-        }
+      check = setInterval(() => {
+        if (engine.stateOf(MachineId.MIGRATION) === 'completed') resolve('completed');
       }, 5);
     }),
     giveUp.then(() => 'gave-up' as const),
   ]);
+  clearInterval(check!);
   clearInterval(progress);
   if (outcome === 'gave-up') {
     clearInterval(flushTimer);
+    if (mockStepper) clearInterval(mockStepper);
     const outstanding = engine.requested.size;
     writer.close();
     report({ type: 'paused', outstanding, journalPath: opts.journalPath });

@@ -141,10 +141,13 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let broken = false;
   let reconnects = 0;
   let lastProgress = 0;
+  let nextProgressFraction = 0;
   while (!source.finished()) {
     const sentFraction = 1 - source.remaining() / Math.max(1, postcopyPages);
-    if (Date.now() - lastProgress > 100) {
+    // Every 100 ms, and at every 1% of the postcopy pages (the orchestrator acts on fractions).
+    if (Date.now() - lastProgress > 100 || sentFraction >= nextProgressFraction) {
       lastProgress = Date.now();
+      nextProgressFraction = Math.floor(sentFraction * 100 + 1) / 100;
       report({ type: 'progress', sentFraction, remaining: source.remaining() });
     }
     if (opts.breakAt !== undefined && !broken && sentFraction >= opts.breakAt) {
@@ -171,7 +174,9 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     // flight on the main channel, so a requested page never waits behind a long queue.
     source.serveUrgent(Number.MAX_SAFE_INTEGER);
     const room = WINDOW_PAGES - (mainSent - mainAcked);
-    const hostPages = Math.floor(room / (opts.hostPageSize / TARGET_PAGE_SIZE));
+    const perHostPage = opts.hostPageSize / TARGET_PAGE_SIZE;
+    // At least one host page when nothing is in flight (a huge page is larger than the window).
+    const hostPages = mainSent === mainAcked ? Math.max(1, Math.floor(room / perHostPage)) : Math.floor(room / perHostPage);
     const pushed = hostPages > 0 && !main.writableNeedDrain ? source.pushBackground(Math.min(hostPages, 64)) : 0;
     if (pushed === 0) {
       await waitFor((w) => (wake = w), 20);
