@@ -179,6 +179,7 @@ class JournalAnalyzer {
   private readonly received: Array<[number, number]> = [];
   private receivedStride = 1;
   private receivedNext = 1;
+  private receivedLastT = 0;
 
   constructor(
     private readonly path: string,
@@ -479,6 +480,7 @@ class JournalAnalyzer {
 
   private countReceived(t: number, targetPages: number): void {
     this.receivedTargetPages += targetPages;
+    this.receivedLastT = t;
     if (targetPages <= 0 || this.receivedTargetPages < this.receivedNext) return;
     this.received.push([t / 1e6, this.receivedTargetPages]);
     this.receivedNext = this.receivedTargetPages + this.receivedStride;
@@ -504,7 +506,7 @@ class JournalAnalyzer {
     const exact = this.exact.report();
     const summary = this.latency.summary();
     if (this.received.length === 0 || this.received[this.received.length - 1]![1] !== this.receivedTargetPages) {
-      if (this.receivedTargetPages > 0) this.received.push([endT / 1e6, this.receivedTargetPages]);
+      if (this.receivedTargetPages > 0) this.received.push([this.receivedLastT / 1e6, this.receivedTargetPages]);
     }
     const outstanding = [...this.outstanding.values()]
       .sort((x, y) => x.t - y.t || x.seq - y.seq)
