@@ -132,6 +132,7 @@ function blocktimeSection(a: Analysis): string[] {
     const reported = c.reportedTotalMs !== null ? `QEMU reported ${c.reportedTotalMs} ms` : `QEMU reported no final figure; its last running total was ${c.lastEndTotalMs ?? '—'} ms`;
     const agree = c.totalMismatches === 0 && c.affectedMismatches === 0 ? `all ${count(c.endLines)} running totals reproduced` : `${c.totalMismatches} running total(s) and ${c.affectedMismatches} affected count(s) differ`;
     lines.push(`  ${reported}; ${agree} (races modelled: ${c.races.alreadyReceivedBegin} already-received, ${c.races.endBeforeBeginStore} end-before-store)`);
+    if (c.unknownVcpuBegins > 0) lines.push(`  ${count(c.unknownVcpuBegins)} begin line(s) of vCPUs the journal does not count were left out: the qemu figures may differ from QEMU's`);
   }
   return lines;
 }

@@ -17,7 +17,7 @@
  * Unknown events are counted by name, malformed lines reported with their line numbers,
  * and the import goes on; a file that is not a trace at all is refused (NotATraceError).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pack } from 'msgpackr';
 import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../engine/constants.js';
@@ -855,7 +855,15 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
   } catch (err) {
     await dst.return(undefined as never);
     await src?.return(undefined as never);
-    writer?.close();
+    if (writer !== null) {
+      // A journal cut short by an error would pass for the whole run: remove it.
+      try {
+        writer.close();
+      } catch {
+        // the error being thrown says more than this one
+      }
+      for (const suffix of ['', '-wal', '-shm']) rmSync(opts.out + suffix, { force: true });
+    }
     throw err;
   }
   const eventsWritten = writer!.nextSeq;

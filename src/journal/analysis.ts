@@ -150,7 +150,7 @@ class JournalAnalyzer {
   // Blocktime.
   private qemu: QemuBlocktime | null = null;
   private readonly replay: TraceBlocktimeReplay | null;
-  private replayVcpuErrors = 0;
+  private unknownVcpuBegins = 0;
   private readonly exact: ExactBlocktime;
   private readonly blockedSince: Float64Array;
   private readonly intervals: Array<Array<[number, number]>>;
@@ -416,7 +416,7 @@ class JournalAnalyzer {
     }
     const cpu = seg.a[i]!;
     if (!(cpu >= 0 && cpu < Math.max(1, this.vcpus))) {
-      this.replayVcpuErrors++; // a vCPU the meta does not know (vCPUs inferred from incomplete faults)
+      this.unknownVcpuBegins++; // a vCPU the meta does not know (vCPUs inferred from incomplete faults)
       return;
     }
     r.begin(us, seq, seg.offset[i]!, cpu, beginMs(seg, i) ?? 0, seg.b[i]!);
@@ -583,6 +583,7 @@ class JournalAnalyzer {
           reportedTotalMs: this.reportedBlocktime,
           lastEndTotalMs: r.lastEndTotalMs,
           races: r.races,
+          unknownVcpuBegins: this.unknownVcpuBegins,
         },
       };
     }

@@ -52,6 +52,8 @@ export interface Analysis {
         /** The running total on QEMU's last end line. */
         lastEndTotalMs: number | null;
         races: { alreadyReceivedBegin: number; endBeforeBeginStore: number };
+        /** Begin lines of a vCPU the journal's meta does not count (left out of the replay). */
+        unknownVcpuBegins: number;
       };
     };
     /** Race-free truth. */
