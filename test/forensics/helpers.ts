@@ -1,6 +1,7 @@
 /** Shared by the forensics tests: temp journals, imports of the QEMU 7.2 captures, the CLI. */
+import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ import { fixture } from '../qemu-trace/fixtures.js';
 export { fixture };
 
 const dir = mkdtempSync(join(tmpdir(), 'forensics-test-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 
 /** A fresh path in this run's temp folder. */
