@@ -444,7 +444,7 @@ class TraceImporter {
       const s = this.syncs.get(e.tid);
       if (s !== undefined) {
         this.syncs.delete(e.tid);
-        this.request(s.block, s.hostOffset, type, RequestFlag.SYNC, s.t, this.lastInputOfTid.get(e.tid) ?? -1);
+        this.request(s.block, s.hostOffset, type, RequestFlag.SYNC, s.t, this.causeFor(e.tid));
         return;
       }
     } else if (type === RpMessage.RESUME_ACK) {
@@ -555,7 +555,8 @@ class TraceImporter {
   private lifecycle(e: TraceEvent, t: number): void {
     switch (e.kind) {
       case 'loadvm_process_command': {
-        const command = e.com === null ? undefined : (MigCommand as Record<string, number>)[e.com];
+        // Own keys only: a corrupt line could name "toString".
+        const command = e.com !== null && Object.hasOwn(MigCommand, e.com) ? (MigCommand as Record<string, number>)[e.com] : undefined;
         if (command === undefined) return this.note(e, t);
         this.lastCommand = this.input(e.tid, EventKind.IN_COMMAND, t, -1, 0, command, 0, null);
         return;
