@@ -1,9 +1,10 @@
 /**
  * QEMU trace import speed and the blocktime models' per-page cost.
  *
- * - `import.qemu`: lines/s of readTrace parsing every event of the largest capture
+ * - `import.qemu.parse`: lines/s of readTrace parsing every event of the largest capture
  *   (preempt dst, 209 453 lines, gzip). Baseline, same run, same .gz: a readline loop
- *   over the gunzipped stream that only counts lines.
+ *   over the gunzipped stream that only counts lines. (The whole import, journal
+ *   included, is `import.qemu` in import.bench.ts.)
  * - `blocktime.qemu.end` / `blocktime.exact.placed`: placed pages/s through each model,
  *   2 vCPUs, one fault every 64 pages (most placements have no waiter, as in the
  *   captures). Baseline, same run: setting one bitmap bit per page, the least
@@ -80,7 +81,7 @@ function pagesPerSecond(fn: () => void): number {
 
 export const benchmarks: Benchmark[] = [
   {
-    name: 'import.qemu',
+    name: 'import.qemu.parse',
     description: 'QEMU 7.2 trace lines parsed per second (every event, gzip input)',
     async run() {
       if (!existsSync(TRACE)) throw new Error(`fixture missing: ${TRACE}`);

@@ -72,6 +72,31 @@ program
     return exit(replayCommand(path, o));
   });
 
+program
+  .command('import-qemu')
+  .description('Import a QEMU 7.2 destination trace (log backend, .log or .log.gz) into a journal (exit 0 written, 2 not a trace or unreadable)')
+  .argument('<dst-trace>', "the destination's trace log")
+  .option('--src <src-trace>', "the source's trace log, merged in by time as notes")
+  .option('--threads <threads.json>', 'TID -> thread names (default: threads.json beside the trace, if any)')
+  .requiredOption('-o, --output <journal>', 'journal file to write')
+  .option('--force', 'replace an existing journal')
+  .option('--json', 'print the import summary as JSON')
+  .action(async (path: string, o) => {
+    const { importCommand } = await import('./importCommand.js');
+    return exit(await importCommand(path, o));
+  });
+
+program
+  .command('inspect')
+  .description('Explain a journal, ours or an imported QEMU trace: outstanding requests, timeline, pauses, blocktime, latencies, pages, errors (exit 0, 2 unreadable)')
+  .argument('<journal>', 'journal file')
+  .option('--slowest <n>', 'how many of the slowest faults to list', '20')
+  .option('--json', 'print the analysis as one JSON object')
+  .action(async (path: string, o) => {
+    const { inspectCommand } = await import('./inspectCommand.js');
+    return exit(inspectCommand(path, o));
+  });
+
 function exit(code: number): void {
   process.exitCode = code;
 }

@@ -352,6 +352,27 @@ export async function readTrace(
   onEvent: (e: TraceEvent) => void,
   opts: ReadTraceOptions = {},
 ): Promise<TraceReadSummary> {
+  const batches = traceEventBatches(path, opts);
+  try {
+    for (;;) {
+      const next = await batches.next();
+      if (next.done === true) return next.value;
+      for (const e of next.value) onEvent(e);
+    }
+  } catch (err) {
+    // Stop reading (closes the file) when the caller's handler throws.
+    await batches.return(undefined as never);
+    throw err;
+  }
+}
+
+/**
+ * The pull side of `readTrace`: the events of the trace in file order, one batch per
+ * chunk read (a few thousand lines), and the summary as the generator's return value.
+ * A consumer that pulls from two traces at once (a merge by time) holds one batch of
+ * each, so memory stays bounded; stopping early (`return()`) closes the file.
+ */
+export async function* traceEventBatches(path: string, opts: ReadTraceOptions = {}): AsyncGenerator<TraceEvent[], TraceReadSummary, void> {
   const sniffLines = opts.sniffLines ?? 50;
   const keep = opts.keepProblems ?? 100;
   const parser = new TraceLineParser(opts.only);
@@ -379,6 +400,7 @@ export async function readTrace(
   };
   let nonEmpty = 0;
   let recognised = false;
+  let batch: TraceEvent[] = [];
 
   // A Map, not the summary's object: an event could be named __proto__ or toString.
   const unknown = new Map<string, number>();
@@ -407,11 +429,16 @@ export async function readTrace(
       summary.events++;
       recognised = true;
       if (r.tid !== NO_TIME) summary.timed = true;
-      onEvent(r);
+      batch.push(r);
     }
     if (!recognised && nonEmpty >= sniffLines) {
       throw new NotATraceError(path, `none of its first ${nonEmpty} non-empty lines is a QEMU trace line`);
     }
+  };
+  const takeBatch = (): TraceEvent[] => {
+    const out = batch;
+    batch = [];
+    return out;
   };
 
   const file = createReadStream(path, { highWaterMark: 256 * 1024 });
@@ -442,6 +469,7 @@ export async function readTrace(
       const text = decoder.write(chunk);
       consume(carry === '' ? text : carry + text);
       opts.onProgress?.({ bytesRead: file.bytesRead, totalBytes, lines: summary.lines });
+      if (batch.length > 0) yield takeBatch();
     }
   } catch (err) {
     if (err instanceof NotATraceError) throw err;
@@ -459,6 +487,7 @@ export async function readTrace(
   if (!recognised) {
     throw new NotATraceError(path, nonEmpty === 0 ? 'it has no lines' : `none of its ${nonEmpty} non-empty lines is a QEMU trace line`);
   }
+  if (batch.length > 0) yield takeBatch();
   summary.unknown = Object.fromEntries(unknown);
   return summary;
 }

@@ -171,18 +171,14 @@ export class TraceBlocktimeReplay {
   push(e: TraceEvent): void {
     switch (e.kind) {
       case 'mark_postcopy_blocktime_begin':
-        this.beginLines++;
-        if (e.alreadyReceived === 0 && !this.offsetFixed) this.offsetUs = Math.min(this.offsetUs, offsetBound(e));
-        this.enqueue(BEGIN, e.timeUs, e.line, e.addr, e.cpu, e.time, e.alreadyReceived);
+        this.begin(timedUs(e), e.line, e.addr, e.cpu, e.time, e.alreadyReceived);
         break;
       case 'mark_postcopy_blocktime_end':
-        this.endLines++;
-        this.enqueue(END, e.timeUs, e.line, e.addr, -1, e.time, e.affectedCpu);
+        this.end(timedUs(e), e.line, e.addr, e.time, e.affectedCpu);
         break;
       case 'postcopy_place_page':
       case 'postcopy_place_page_zero':
-        this.placements++;
-        this.enqueue(PLACE, e.timeUs, e.line, e.host, -1, 0, 0);
+        this.placed(timedUs(e), e.line, e.host);
         break;
       case 'migrate_set_state':
         this.status = e.state;
@@ -193,6 +189,40 @@ export class TraceBlocktimeReplay {
       default:
         break;
     }
+  }
+
+  // The same inputs without a parsed trace line: a journal's TR_BLOCKTIME_* events feed
+  // these (analysis.ts), the trace file feeds them through `push`. `us` is trace time in
+  // µs from any origin (the clock offset must use the same one); `line` only labels
+  // mismatches; calls come in file order.
+
+  /** QEMU's mark_postcopy_blocktime_begin: vCPU `cpu` faulted at `addr`; `ms` is the line's `time:` (0 when already received). */
+  begin(us: number, line: number, addr: number, cpu: number, ms: number, alreadyReceived: number): void {
+    this.beginLines++;
+    if (alreadyReceived === 0 && !this.offsetFixed) this.offsetUs = Math.min(this.offsetUs, offsetBound({ timeUs: us, time: ms }));
+    this.enqueue(BEGIN, us, line, addr, cpu, ms, alreadyReceived);
+  }
+
+  /** QEMU's mark_postcopy_blocktime_end for the placed host page `addr`, with the line's running total and affected_cpu. */
+  end(us: number, line: number, addr: number, totalMs: number, affected: number): void {
+    this.endLines++;
+    this.enqueue(END, us, line, addr, -1, totalMs, affected);
+  }
+
+  /** A placement (postcopy_place_page[_zero]) at host address `host`: exact mode only. */
+  placed(us: number, line: number, host: number): void {
+    this.placements++;
+    this.enqueue(PLACE, us, line, host, -1, 0, 0);
+  }
+
+  /** The migration status the trace reached (its last migrate_set_state). */
+  setStatus(status: string): void {
+    this.status = status;
+  }
+
+  /** QEMU's own final figure (postcopy_ram_incoming_cleanup_blocktime). */
+  setReportedTotal(ms: number): void {
+    this.reportedTotal = ms;
   }
 
   /** Replays what is still buffered and reports. */
@@ -220,7 +250,6 @@ export class TraceBlocktimeReplay {
   }
 
   private enqueue(type: number, us: number, line: number, addr: number, cpu: number, ms: number, flag: number): void {
-    if (us < 0) throw new UsageError(`line ${line}: the blocktime replay needs timestamps (QEMU's -msg timestamp=on)`);
     if (Number.isNaN(this.originUs)) this.originUs = us;
     const rec: Rec = { type, us, line, addr, cpu, ms, flag, mode: NORMAL, deferred: null, storeMs: 0 };
     const buf = this.buf;
@@ -349,8 +378,14 @@ export class TraceBlocktimeReplay {
   }
 }
 
-/** Pure: the upper bound on the clock offset that one begin line gives (µs). */
-function offsetBound(e: { timeUs: number; time: number }): number {
+/** The line's time in µs; a line without one cannot be replayed (its order and QEMU's clock are unknown). */
+function timedUs(e: { timeUs: number; line: number }): number {
+  if (e.timeUs < 0) throw new UsageError(`line ${e.line}: the blocktime replay needs timestamps (QEMU's -msg timestamp=on)`);
+  return e.timeUs;
+}
+
+/** Pure: the upper bound on the clock offset that one begin line (not already received) gives, µs. */
+export function offsetBound(e: { timeUs: number; time: number }): number {
   return e.timeUs - e.time * 1000;
 }
 

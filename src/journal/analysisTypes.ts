@@ -25,10 +25,37 @@ export interface Analysis {
   /** Every state change of every machine, in order. */
   timeline: Array<{ seq: number; tMs: number; machine: string; from: string; to: string; event: string }>;
   /** Postcopy pauses: from postcopy-paused until postcopy-active again (null end: still paused). */
-  pauses: Array<{ startSeq: number; startMs: number; endMs: number | null; durationMs: number | null }>;
+  pauses: Array<{
+    startSeq: number;
+    startMs: number;
+    endMs: number | null;
+    durationMs: number | null;
+    /** The input that paused postcopy (a broken channel, a stream error) and its reason, when the journal has it. */
+    causeSeq?: number;
+    reason?: string;
+  }>;
   blocktime: {
     /** QEMU 7.2's algorithm with its quirks; for an imported trace this equals what QEMU reported. */
-    qemu: { totalMs: number; perVcpuMs: number[] };
+    qemu: {
+      totalMs: number;
+      perVcpuMs: number[];
+      /**
+       * Imported traces only: how the replay of QEMU's blocktime lines compares with the
+       * running totals QEMU printed (0 mismatches: every intermediate figure reproduced).
+       */
+      check?: {
+        endLines: number;
+        totalMismatches: number;
+        affectedMismatches: number;
+        /** QEMU's final figure (cleanup), null when the run never got there. */
+        reportedTotalMs: number | null;
+        /** The running total on QEMU's last end line. */
+        lastEndTotalMs: number | null;
+        races: { alreadyReceivedBegin: number; endBeforeBeginStore: number };
+        /** Begin lines of a vCPU the journal's meta does not count (left out of the replay). */
+        unknownVcpuBegins: number;
+      };
+    };
     /** Race-free truth. */
     exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[] };
   };
@@ -57,7 +84,8 @@ export interface Analysis {
     byChannel: Record<string, number>;
     discardedRanges: number;
   };
-  errors: Array<{ seq: number; tMs: number; code: string; message: string }>;
+  /** Refused inputs and reported failures; `causeSeq`/`input` name the input that was refused. */
+  errors: Array<{ seq: number; tMs: number; code: string; message: string; causeSeq?: number; input?: string }>;
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */

@@ -1,0 +1,75 @@
+/** Shared by the forensics tests: temp journals, imports of the QEMU 7.2 captures, the CLI. */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { analyzeJournal } from '../../src/journal/analysis.js';
+import type { Analysis } from '../../src/journal/analysisTypes.js';
+import { JournalReader } from '../../src/journal/journalReader.js';
+import { importQemuTrace, type ImportQemuOptions, type ImportSummary } from '../../src/io/qemuImport.js';
+import { fixture } from '../qemu-trace/fixtures.js';
+
+export { fixture };
+
+const dir = mkdtempSync(join(tmpdir(), 'forensics-test-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+
+/** A fresh path in this run's temp folder. */
+export function tmpPath(name: string): string {
+  return join(dir, `${++files}-${name}`);
+}
+
+export interface QueryMigrate {
+  status: string;
+  'postcopy-blocktime'?: number;
+  'postcopy-vcpu-blocktime'?: number[];
+}
+
+/** QEMU's own final figures for a capture. */
+export function queryMigrate(run: string): QueryMigrate {
+  return JSON.parse(readFileSync(fixture(run, 'query-migrate-dst.json'), 'utf8')) as QueryMigrate;
+}
+
+/** Reads and analyzes a journal, closing it. */
+export function analyze(path: string, opts = {}): Analysis {
+  const reader = JournalReader.open(path);
+  try {
+    return analyzeJournal(reader, opts);
+  } finally {
+    reader.close();
+  }
+}
+
+export interface Imported {
+  path: string;
+  summary: ImportSummary;
+  analysis: Analysis;
+}
+
+const imports = new Map<string, Promise<Imported>>();
+
+/** Imports a capture's destination trace once per set of options and analyzes the journal. */
+export function importRun(run: string, opts: Partial<ImportQemuOptions> = {}): Promise<Imported> {
+  const key = `${run} ${JSON.stringify(opts)}`;
+  let p = imports.get(key);
+  if (p === undefined) {
+    p = (async () => {
+      const path = tmpPath(`${run}.db`);
+      const summary = await importQemuTrace({ dstTrace: fixture(run, 'dst-trace.log.gz'), out: path, ...opts });
+      return { path, summary, analysis: analyze(path) };
+    })();
+    imports.set(key, p);
+  }
+  return p;
+}
+
+const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+
+/** Runs the `postcopy` command line; stderr is not a terminal, so progress prints plain lines there. */
+export function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
