@@ -97,6 +97,17 @@ program
     return exit(inspectCommand(path, o));
   });
 
+program
+  .command('report')
+  .description('Write one self-contained HTML report of a journal: state timeline, pages received, vCPUs blocked, fault latency (exit 0 written, 2 unreadable journal)')
+  .argument('<journal>', 'journal file (an engine run or an imported QEMU trace)')
+  .option('-o, --output <file>', 'HTML file to write', 'report.html')
+  .option('--title <text>', 'heading of the report (default: names the journal file)')
+  .action(async (path: string, o) => {
+    const { reportCommand } = await import('./reportCommand.js');
+    return exit(reportCommand(path, o));
+  });
+
 function exit(code: number): void {
   process.exitCode = code;
 }

@@ -1,0 +1,62 @@
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { JournalError } from '../errors.js';
+import { analyzeJournal } from '../journal/analysis.js';
+import type { Analysis } from '../journal/analysisTypes.js';
+import { JournalReader } from '../journal/journalReader.js';
+import { renderReport } from '../report/renderReport.js';
+import { formatMs } from './format.js';
+
+export interface ReportCommandOptions {
+  output?: string;
+  title?: string;
+}
+
+/** What the command needs besides the file system; tests may give their own analysis. */
+export interface ReportCommandDeps {
+  analyze: (reader: JournalReader) => Analysis;
+}
+
+/**
+ * `postcopy report <journal> -o report.html`: analyses the journal and writes one
+ * self-contained HTML file. Exit 0 when written (a damaged journal is reported on its
+ * readable part, with a warning), 2 when the journal cannot be read or the file cannot be written.
+ */
+export function reportCommand(path: string, opts: ReportCommandOptions, deps: ReportCommandDeps = { analyze: analyzeJournal }): number {
+  const output = opts.output ?? 'report.html';
+  let journal: JournalReader;
+  try {
+    journal = JournalReader.open(path);
+  } catch (err) {
+    return unreadable(err);
+  }
+  let analysis: Analysis;
+  try {
+    analysis = deps.analyze(journal);
+  } catch (err) {
+    return unreadable(err);
+  } finally {
+    journal.close();
+  }
+  const html = renderReport(analysis, opts.title !== undefined ? { title: opts.title } : {});
+  // Written beside and renamed: a browser or a watcher never sees half a report.
+  const partial = `${output}.partial-${process.pid}`;
+  try {
+    writeFileSync(partial, html);
+    renameSync(partial, output);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    console.error(`postcopy report: cannot write ${output}: ${(err as Error).message}`);
+    return 2;
+  }
+  if (analysis.journal.unreadableFrom !== null) {
+    console.error(`warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part`);
+  }
+  console.log(`${output}: ${Math.ceil(Buffer.byteLength(html) / 1024)} KiB report of ${path}: ${analysis.status}, ${formatMs(analysis.durationMs)}, ${analysis.vcpus} vCPUs, ${analysis.faults.count} faults, ${analysis.requests.outstanding.length} outstanding requests`);
+  return 0;
+}
+
+function unreadable(err: unknown): number {
+  if (!(err instanceof JournalError)) throw err;
+  console.error(err.message);
+  return 2;
+}

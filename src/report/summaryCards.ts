@@ -1,0 +1,44 @@
+import type { Analysis } from '../journal/analysisTypes.js';
+import { formatMs } from '../cli/format.js';
+import { esc } from './escape.js';
+import { groupDigits } from './numberText.js';
+
+type Tone = 'good' | 'warn' | 'bad' | 'plain';
+
+/** Pure: the tone of a final migration status: green completed, red failed, amber anything unfinished. */
+export function statusTone(status: string): Tone {
+  if (status === 'completed') return 'good';
+  if (/fail|cancel/.test(status)) return 'bad';
+  return 'warn';
+}
+
+/**
+ * Pure: the cards at the top of the report, the numbers an operator looks at first:
+ * status, postcopy state, duration, blocktime (QEMU's and exact), fault latency,
+ * outstanding requests, pages, errors.
+ */
+export function summaryCards(a: Analysis): string {
+  const unfinished = a.status !== 'completed';
+  const outstanding = a.requests.outstanding.length;
+  const perVcpu = (ms: number[]) => ms.map((v) => formatMs(v)).join(' · ');
+  const cards = [
+    card('Status', esc(a.status), `${a.journal.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine run'} · ${a.vcpus} vCPU${a.vcpus === 1 ? '' : 's'}`, statusTone(a.status), 'status'),
+    card('Postcopy state', esc(a.postcopyState), `${a.pauses.length} pause${a.pauses.length === 1 ? '' : 's'}${a.pauses.some((p) => p.endMs === null) ? ' (still paused)' : ''}`, a.postcopyState === 'END' ? 'good' : unfinished ? 'warn' : 'plain', 'postcopy-state'),
+    card('Duration', esc(formatMs(a.durationMs)), `${groupDigits(a.journal.events)} events`, 'plain', 'duration'),
+    card('Blocktime',
+      `<span class="pair"><small>QEMU</small> ${esc(formatMs(a.blocktime.qemu.totalMs))}</span><span class="pair"><small>exact</small> ${esc(formatMs(a.blocktime.exact.totalMs))}</span>`,
+      `per vCPU: QEMU ${perVcpu(a.blocktime.qemu.perVcpuMs)}; exact ${perVcpu(a.blocktime.exact.perVcpuMs)}`, 'plain', 'blocktime'),
+    card('Fault latency',
+      `<span class="pair"><small>p50</small> ${esc(formatMs(a.faults.p50Ms))}</span><span class="pair"><small>p99</small> ${esc(formatMs(a.faults.p99Ms))}</span><span class="pair"><small>max</small> ${esc(formatMs(a.faults.maxMs))}</span>`,
+      `${groupDigits(a.faults.count)} faults · p90 ${formatMs(a.faults.p90Ms)}`, 'plain', 'faults'),
+    card('Outstanding requests', groupDigits(outstanding), `of ${groupDigits(a.requests.count)} requests · ${groupDigits(a.requests.resent)} re-sent`, outstanding > 0 ? (unfinished ? 'bad' : 'warn') : 'good', 'outstanding'),
+    card('Pages placed', groupDigits(a.pages.placed), `${groupDigits(a.pages.zero)} zero · ${groupDigits(a.pages.precopy)} precopy · ${groupDigits(a.pages.discardedRanges)} discarded ranges`, 'plain', 'pages'),
+    card('Errors', groupDigits(a.errors.length), a.errors.length ? `first at sequence number ${a.errors[0]!.seq}` : 'none refused', a.errors.length ? 'bad' : 'good', 'errors'),
+  ];
+  return `<section class="cards">${cards.join('')}</section>`;
+}
+
+/** Pure: one card; `valueHtml` is markup whose journal strings are already escaped, `sub` is plain text. */
+function card(label: string, valueHtml: string, sub: string, tone: Tone, key: string): string {
+  return `<div class="card tone-${tone}" data-card="${key}"><div class="card-label">${esc(label)}</div><div class="card-value${valueHtml.includes('class="pair"') ? ' pairs' : ''}">${valueHtml}</div><div class="card-sub">${esc(sub)}</div></div>`;
+}

@@ -1,0 +1,62 @@
+import type { Analysis } from '../journal/analysisTypes.js';
+import { formatMs } from '../cli/format.js';
+import { esc } from './escape.js';
+import { groupDigits, hex } from './numberText.js';
+
+/** Rows listed per table at most; the rest is counted, so a huge journal keeps a small report. */
+export const MAX_TABLE_ROWS = 200;
+
+/** A column: its heading, how to show a row's cell (plain text), and whether it holds numbers. */
+interface Column<T> { head: string; cell: (row: T) => string; numeric?: boolean }
+
+/** Pure: an HTML table of at most MAX_TABLE_ROWS rows, every cell escaped, with "and N more" below. */
+export function table<T>(id: string, columns: Array<Column<T>>, rows: readonly T[], empty: string): string {
+  if (rows.length === 0) return `<p class="empty-table" id="${esc(id)}">${esc(empty)}</p>`;
+  const head = columns.map((c) => `<th${c.numeric ? ' class="num"' : ''}>${esc(c.head)}</th>`).join('');
+  const body = rows.slice(0, MAX_TABLE_ROWS).map((r) => `<tr>${columns.map((c) => `<td${c.numeric ? ' class="num"' : ''}>${esc(c.cell(r))}</td>`).join('')}</tr>`).join('');
+  const more = rows.length > MAX_TABLE_ROWS ? `<p class="more">… and ${groupDigits(rows.length - MAX_TABLE_ROWS)} more not listed.</p>` : '';
+  return `<table id="${esc(id)}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>${more}`;
+}
+
+/** Pure: the pages requested and never placed, oldest first: block, offset, host address, age. */
+export function outstandingTable(a: Analysis): string {
+  return table('table-outstanding', [
+    { head: 'seq', cell: (r) => String(r.seq), numeric: true },
+    { head: 'block', cell: (r) => r.block },
+    { head: 'offset', cell: (r) => hex(r.offset), numeric: true },
+    { head: 'host address', cell: (r) => (r.address === null ? '—' : hex(r.address)), numeric: true },
+    { head: 'requested at', cell: (r) => formatMs(r.requestedAtMs), numeric: true },
+    { head: 'age at end', cell: (r) => formatMs(r.ageMs), numeric: true },
+  ], a.requests.outstanding, 'No page requests outstanding: every requested page was placed.');
+}
+
+/** Pure: the inputs the engine refused, with their sequence numbers. */
+export function errorsTable(a: Analysis): string {
+  return table('table-errors', [
+    { head: 'seq', cell: (r) => String(r.seq), numeric: true },
+    { head: 'time', cell: (r) => formatMs(r.tMs), numeric: true },
+    { head: 'code', cell: (r) => r.code },
+    { head: 'message', cell: (r) => r.message },
+  ], a.errors, 'No errors: no input was refused.');
+}
+
+/** Pure: the slowest faults, slowest first. */
+export function slowestFaultsTable(a: Analysis): string {
+  return table('table-slowest', [
+    { head: 'seq', cell: (r) => String(r.seq), numeric: true },
+    { head: 'time', cell: (r) => formatMs(r.tMs), numeric: true },
+    { head: 'vCPU', cell: (r) => (r.vcpu < 0 ? '—' : String(r.vcpu)), numeric: true },
+    { head: 'block', cell: (r) => r.block },
+    { head: 'offset', cell: (r) => hex(r.offset), numeric: true },
+    { head: 'latency', cell: (r) => formatMs(r.latencyMs), numeric: true },
+  ], a.faults.slowest, 'No faults.');
+}
+
+/** Pure: the RAM blocks of the journal. */
+export function blocksTable(a: Analysis): string {
+  return table('table-blocks', [
+    { head: 'block', cell: (r) => r.name },
+    { head: 'length', cell: (r) => `${groupDigits(r.length)} B (${hex(r.length)})`, numeric: true },
+    { head: 'host page size', cell: (r) => `${groupDigits(r.hostPageSize)} B`, numeric: true },
+  ], a.journal.blocks, 'No RAM blocks recorded.');
+}
