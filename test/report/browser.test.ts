@@ -131,3 +131,33 @@ test.serial('journal strings with markup are shown as text in the browser, never
     await browser.close();
   }
 });
+
+test.serial('the report of a real fixture journal (QEMU 7.2 `fail` capture, imported) opens in Chromium with every plot drawn', async (t) => {
+  const { importQemuTrace } = await import('../../src/io/qemuImport.js');
+  const { JournalReader } = await import('../../src/journal/journalReader.js');
+  const { analyzeJournal } = await import('../../src/journal/analysis.js');
+  const { fixture } = await import('../qemu-trace/fixtures.js');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const journal = join(mkdtempSync(join(tmpdir(), 'pcreport-')), 'fail.journal');
+  await importQemuTrace({ dstTrace: fixture('fail', 'dst-trace.log.gz'), out: journal });
+  const reader = JournalReader.open(journal);
+  const analysis = analyzeJournal(reader);
+  reader.close();
+  t.is(analysis.status, 'postcopy-paused');
+  const browser = await launch(t);
+  if (!browser) return;
+  try {
+    const page = await load(browser, 'report-qemu-fail.html', renderReport(analysis, { title: 'QEMU 7.2 fixture: source killed during postcopy' }));
+    await screenshot(browser, page.session, `${OUT_DIR}report-qemu-fail.png`);
+    t.deepEqual(page.consoleMessages.map((e) => JSON.stringify(e.params)), []);
+    t.deepEqual(page.logProblems.map((e) => JSON.stringify(e.params.entry)), []);
+    t.deepEqual(page.requests, [page.url]);
+    for (const plot of page.facts.plots) t.true(plot.present && plot.visibleShapes > 0, `${plot.id} drawn`);
+    t.is(page.facts.outstandingRows, 2, 'the two requests QEMU never got back');
+    t.true(Object.keys(page.facts.ganttBars).length >= 2, 'both vCPUs have blocked intervals');
+  } finally {
+    await browser.close();
+  }
+});
