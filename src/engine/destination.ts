@@ -376,6 +376,8 @@ export class Destination {
     this.cause = this.emit(EventKind.IN_EOS, t, -1, -1, 0, channel, 0, null);
     this.guard(t, () => {
       if (channel === Channel.POSTCOPY) {
+        // The preempt channel may end after the main one already cleaned the thread up.
+        if (!this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }) && this.life.postcopyState() === PostcopyState.END) return;
         this.life.send(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }, t);
         this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
         return;
