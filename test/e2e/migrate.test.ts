@@ -1,12 +1,11 @@
 import test from 'ava';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runMigration, type MigrateCommandOptions } from '../../src/cli/migrateCommand.js';
 import { UffdBackend } from '../../src/io/uffdBackend.js';
 import { analyzeJournal } from '../../src/journal/analysis.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { replay } from '../../src/journal/replay.js';
+import { scratchDir } from '../scratchDir.js';
 
 /**
  * End-to-end migrations between two real processes on 127.0.0.1 with the native
@@ -19,7 +18,7 @@ const probe = UffdBackend.probe([{ name: 'pc.ram', length: 32 << 20, hostPageSiz
 if (!probe.ok) console.log(`[e2e] userfaultfd refused on this host, the destination falls back to the mock backend: ${probe.reason}`);
 
 function options(extra: Partial<MigrateCommandOptions>): MigrateCommandOptions {
-  const dir = mkdtempSync(join(tmpdir(), 'pce2e-'));
+  const dir = scratchDir('pce2e-');
   return {
     size: '32M', vcpus: '2', workload: 'sequential-increment', bandwidth: '0', dirtyRate: '20000',
     journal: join(dir, 'dst.journal'), backend: 'auto', faultReader: 'thread', seed: '7', quiet: true, ...extra,

@@ -1,8 +1,7 @@
 /** Shared by the forensics tests: temp journals, imports of the QEMU 7.2 captures, the CLI. */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { analyzeJournal } from '../../src/journal/analysis.js';
@@ -10,10 +9,11 @@ import type { Analysis } from '../../src/journal/analysisTypes.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { importQemuTrace, type ImportQemuOptions, type ImportSummary } from '../../src/io/qemuImport.js';
 import { fixture } from '../qemu-trace/fixtures.js';
+import { scratchDir } from '../scratchDir.js';
 
 export { fixture };
 
-const dir = mkdtempSync(join(tmpdir(), 'forensics-test-'));
+const dir = scratchDir('forensics-test-');
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 

@@ -1,7 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ArraySink } from '../../src/engine/events.js';
@@ -9,6 +8,7 @@ import { TAIL_SUFFIX } from '../../src/journal/schema.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { replay } from '../../src/journal/replay.js';
 import { crashBackend, runCrashWorkload } from './crashWorkload.js';
+import { scratchDir } from '../scratchDir.js';
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'crashChild.js');
 const KILLS = Number(process.env.CRASH_KILLS ?? 50);
@@ -46,7 +46,7 @@ test.serial(`SIGKILL at ${KILLS} random moments: every applied event is in the j
   // The expected records: the workload is deterministic, so run it once to a generous length.
   const expected = new ArraySink();
   runCrashWorkload(crashBackend(), expected, 600_000, () => {});
-  const dir = mkdtempSync(join(tmpdir(), 'pccrash-'));
+  const dir = scratchDir('pccrash-');
   for (const [i, ms] of delays(KILLS, 20261123).entries()) {
     const path = join(dir, `crash-${i}.journal`);
     const reported = await killChild(path, ms);

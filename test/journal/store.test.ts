@@ -1,13 +1,13 @@
 import test from 'ava';
 import Database from 'better-sqlite3';
-import { mkdtempSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventKind, type EventKindValue } from '../../src/engine/events.js';
 import { JournalError } from '../../src/errors.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { JournalWriter } from '../../src/journal/journalWriter.js';
 import type { JournalMeta } from '../../src/journal/meta.js';
+import { scratchDir } from '../scratchDir.js';
 
 export const META: JournalMeta = {
   engineVersion: 'test',
@@ -21,7 +21,7 @@ export const META: JournalMeta = {
 };
 
 function tmp(name: string): string {
-  return join(mkdtempSync(join(tmpdir(), 'pcj-')), name);
+  return join(scratchDir('pcj-'), name);
 }
 
 /** Deterministic synthetic event i: every field depends on i, some carry payloads. */

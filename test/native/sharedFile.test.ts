@@ -1,15 +1,16 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendError } from '../../src/errors.js';
 import { mapSharedFile, syncSharedFile } from '../../src/io/sharedFile.js';
+import { scratchDir } from '../scratchDir.js';
+import { tmpdir } from 'node:os';
 
 const moduleUrl = new URL('../../src/io/sharedFile.js', import.meta.url).href;
 
 test('writes into a shared mapping survive SIGKILL of the writing process', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'shared-file-'));
+  const dir = scratchDir('shared-file-');
   try {
     const file = join(dir, 'journal.bin');
     const bytes = 3 * 4096 + 100;
@@ -32,7 +33,7 @@ test('writes into a shared mapping survive SIGKILL of the writing process', (t) 
 });
 
 test('mapSharedFile sizes the file, shares it with readers, and syncSharedFile flushes it', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'shared-file-'));
+  const dir = scratchDir('shared-file-');
   try {
     const file = join(dir, 'j.bin');
     const buf = mapSharedFile(file, 10_000);

@@ -1,8 +1,7 @@
 /** Streaming reader: plain and gzip files, problems, refusals, progress; the real captures. */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { NotATraceError } from '../../src/errors.js';
@@ -10,8 +9,9 @@ import { MAX_LINE_CHARS, MAX_UNKNOWN_NAMES, OTHER_UNKNOWN, readTrace, type Trace
 import type { TraceEvent } from '../../src/io/qemuTraceEvents.js';
 import { loadThreadsJson, parseThreadsJson, vcpuCountOf, vcpuIndexByTid, vcpuIndexOfName } from '../../src/io/qemuThreads.js';
 import { fixture } from './fixtures.js';
+import { scratchDir } from '../scratchDir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'qemu-trace-test-'));
+const dir = scratchDir('qemu-trace-test-');
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
 let fileCount = 0;

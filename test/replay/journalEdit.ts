@@ -1,13 +1,13 @@
-import { copyFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EventRecord } from '../../src/engine/events.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { JournalWriter } from '../../src/journal/journalWriter.js';
+import { scratchDir } from '../scratchDir.js';
 
 /** A fresh temporary path. */
 export function tmpPath(name: string): string {
-  return join(mkdtempSync(join(tmpdir(), 'pcreplay-')), name);
+  return join(scratchDir('pcreplay-'), name);
 }
 
 /** Every record of a journal, as objects (payloads copied). */

@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { renderReport } from '../../src/report/renderReport.js';
 import { Chromium } from './chromium.js';
 import { sampleAnalysis } from './sampleAnalysis.js';
+import { scratchDir } from '../scratchDir.js';
 
 /**
  * The report in a real browser: Debian's chromium (installed by .ci/run when missing)
@@ -137,10 +138,8 @@ test.serial('the report of a real fixture journal (QEMU 7.2 `fail` capture, impo
   const { JournalReader } = await import('../../src/journal/journalReader.js');
   const { analyzeJournal } = await import('../../src/journal/analysis.js');
   const { fixture } = await import('../qemu-trace/fixtures.js');
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const journal = join(mkdtempSync(join(tmpdir(), 'pcreport-')), 'fail.journal');
+  const journal = join(scratchDir('pcreport-'), 'fail.journal');
   await importQemuTrace({ dstTrace: fixture('fail', 'dst-trace.log.gz'), out: journal });
   const reader = JournalReader.open(journal);
   const analysis = analyzeJournal(reader);

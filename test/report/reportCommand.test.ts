@@ -1,7 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reportCommand } from '../../src/cli/reportCommand.js';
@@ -10,11 +9,12 @@ import { JournalError } from '../../src/errors.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { JournalWriter } from '../../src/journal/journalWriter.js';
 import { sampleAnalysis } from './sampleAnalysis.js';
+import { scratchDir } from '../scratchDir.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 function tmp(name: string): string {
-  return join(mkdtempSync(join(tmpdir(), 'postcopy-report-')), name);
+  return join(scratchDir('postcopy-report-'), name);
 }
 
 /** A small, valid journal: what the command opens before it analyses. */
