@@ -26,6 +26,7 @@ function migrateOptions(cmd: Command): Command {
     .option('--journal <path>', 'destination journal file', 'postcopy-journal.db')
     .addOption(new Option('--backend <kind>', 'destination backend').choices(['auto', 'uffd', 'mock']).default('auto'))
     .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd').choices(['thread', 'loop']).default('thread'))
+    .option('--vcpu-nice <n>', 'nice value of the destination vCPU threads, so the fault path wins a core (0 = same priority)', '5')
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
     .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent; it recovers')
     .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent; the destination stays paused')

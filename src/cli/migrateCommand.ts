@@ -20,6 +20,7 @@ export interface MigrateCommandOptions {
   journal: string;
   backend: string;
   faultReader: string;
+  vcpuNice?: string;
   seed: string;
   breakAt?: string;
   killSourceAt?: string;
@@ -69,9 +70,11 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const killSourceAt = fraction(o.killSourceAt, '--kill-source-at');
   if (breakAt !== undefined && killSourceAt !== undefined) throw new UsageError('--break-at and --kill-source-at cannot be combined');
   const preempt = !!o.preempt;
+  const vcpuNice = Number(o.vcpuNice ?? '5');
+  if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
   return {
     src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, ...(breakAt !== undefined ? { breakAt } : {}) },
-    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'] },
+    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import { setPriority } from 'node:os';
 import { PostcopyState, TARGET_PAGE_SIZE } from '../engine/constants.js';
 import { Destination } from '../engine/destination.js';
 import { MachineId } from '../engine/events.js';
@@ -22,6 +23,8 @@ export interface DestinationOptions {
   journalPath: string;
   backend: 'auto' | 'uffd' | 'mock';
   faultReader: 'thread' | 'loop';
+  /** Nice value of the vCPU threads (0: same as the migration threads). */
+  vcpuNice: number;
 }
 
 export type DestinationMessage =
@@ -99,6 +102,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     vcpusStarted = true;
     if (backend instanceof UffdBackend) {
       const run = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, passes: 1 });
+      // vCPU threads run at a lower priority than the migration (the fault path must win a
+      // core when a vCPU is blocked and another one spins): a VMM's choice, made explicit.
+      if (opts.vcpuNice !== 0) for (const tid of run.tids) setPriority(tid, opts.vcpuNice);
       engine.attachVcpus(run.tids);
       writer.updateMeta({ vcpuTids: run.tids });
       vcpuDone = run.done.then((reports) => reports.map((r) => r.accesses));
@@ -130,7 +136,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       case FrameKind.PAGE: {
         const p = decodePage(payload);
         apply(() => engine.page(channel, p.block, p.offset, p.zero, p.data, 0, now()));
-        if (channel === 0 && ++mainConsumed % 32 === 0 && mainSock !== null) {
+        if (channel === 0 && ++mainConsumed % 16 === 0 && mainSock !== null) {
           const ack = Buffer.allocUnsafe(4);
           ack.writeUInt32BE(mainConsumed >>> 0, 0);
           mainSock.write(frame(FrameKind.ACK, ack));

@@ -30,8 +30,8 @@ export type SourceMessage =
   | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number };
 
 const BLOCK = 'pc.ram';
-/** Target pages the background push may have in flight on the main channel (1 MiB). */
-const WINDOW_PAGES = 256;
+/** Target pages the background push may have in flight on the main channel (256 KiB). */
+const WINDOW_PAGES = 64;
 
 /**
  * The source side of an end-to-end migration, in its own process: a seeded guest image
