@@ -7,28 +7,17 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bitmap } from '../src/engine/bitmap.js';
+import { seededRandom } from '../src/io/accessPatterns.js';
 import { buildC, repoRoot } from './cbuild.js';
 import { median, timeRuns, type Benchmark } from './harness.js';
 
 const BITS = 2 ** 28;
 const RUNS = 9;
 
-/** A deterministic pseudo-random generator (mulberry32) so both scanners see one bitmap. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** One set bit per ~64 Ki bits on average: a dirty bitmap late in precopy. */
 function sparse(): Bitmap {
   const bm = new Bitmap(BITS);
-  const r = rng(1);
+  const r = seededRandom(1);
   for (let i = 0; i < BITS / 65536; i++) bm.set(Math.floor(r() * BITS));
   return bm;
 }
@@ -36,7 +25,7 @@ function sparse(): Bitmap {
 /** Runs of 1..4096 set bits separated by gaps of 1..4096: a working set. */
 function runs(): Bitmap {
   const bm = new Bitmap(BITS);
-  const r = rng(2);
+  const r = seededRandom(2);
   let pos = 0;
   for (;;) {
     pos += 1 + Math.floor(r() * 4096);

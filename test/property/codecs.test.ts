@@ -1,4 +1,4 @@
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { Bitmap } from '../../src/engine/bitmap.js';
 import { MigCommand, RpMessage } from '../../src/engine/constants.js';
@@ -23,22 +23,10 @@ import {
   ReturnPathRequester,
 } from '../../src/engine/wire.js';
 import { DecodeError } from '../../src/errors.js';
-import { fcParams } from './fcConfig.js';
+import { forAll } from './fcConfig.js';
 
 const utf8 = new TextEncoder();
 
-/** Checks `check` on every generated value; fails with fast-check's seed and path. */
-function forAll<T>(t: ExecutionContext, arb: fc.Arbitrary<T>, check: (value: T) => void): void {
-  let runs = 0;
-  fc.assert(
-    fc.property(arb, (value) => {
-      runs++;
-      check(value);
-    }),
-    fcParams(),
-  );
-  t.is(runs, fcParams().numRuns, 'every generated case was checked');
-}
 
 /** Names that fit the byte-length field: 1-255 bytes of UTF-8, no NUL, well-formed. */
 const blockNameArb = fc

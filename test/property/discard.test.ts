@@ -1,4 +1,4 @@
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { Bitmap } from '../../src/engine/bitmap.js';
 import { MAX_DISCARD_RANGES_PER_COMMAND, PostcopyState, TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
@@ -6,20 +6,8 @@ import { applyDiscard } from '../../src/engine/discard.js';
 import { createRamBlocks } from '../../src/engine/ramBlock.js';
 import { canonicaliseHostPages, discardBlock } from '../../src/engine/sourceDiscard.js';
 import { decodeCommandFrame, decodeRamDiscard, ramDiscardCommand } from '../../src/engine/wire.js';
-import { fcParams } from './fcConfig.js';
+import { forAll } from './fcConfig.js';
 
-/** Checks `check` on every generated value; fails with fast-check's seed and path. */
-function forAll<T>(t: ExecutionContext, arb: fc.Arbitrary<T>, check: (value: T) => void): void {
-  let runs = 0;
-  fc.assert(
-    fc.property(arb, (value) => {
-      runs++;
-      check(value);
-    }),
-    fcParams(),
-  );
-  t.is(runs, fcParams().numRuns, 'every generated case was checked');
-}
 
 /** A dirty bitmap from random runs: from a few scattered pages to nearly all dirty. */
 function dirtyArb(maxSize: number): fc.Arbitrary<Bitmap> {

@@ -1,4 +1,4 @@
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { Bitmap } from '../../src/engine/bitmap.js';
 import { TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
@@ -9,20 +9,8 @@ import {
   reloadReceiveBitmap,
 } from '../../src/engine/receiveBitmap.js';
 import { DecodeError } from '../../src/errors.js';
-import { fcParams } from './fcConfig.js';
+import { forAll } from './fcConfig.js';
 
-/** Checks `check` on every generated value; fails with fast-check's seed and path. */
-function forAll<T>(t: ExecutionContext, arb: fc.Arbitrary<T>, check: (value: T) => void): void {
-  let runs = 0;
-  fc.assert(
-    fc.property(arb, (value) => {
-      runs++;
-      check(value);
-    }),
-    fcParams(),
-  );
-  t.is(runs, fcParams().numRuns, 'every generated case was checked');
-}
 
 /** A bitmap of `size` bits built from random runs (dense, sparse, or anything between). */
 function bitmapArb(minSize: number, maxSize: number): fc.Arbitrary<Bitmap> {
