@@ -32,7 +32,7 @@ export class UnknownBlockError extends PostcopyError {
 }
 
 /** A byte range that is out of a block's bounds or not aligned as required. */
-export class RangeError_ extends PostcopyError {
+export class BadRangeError extends PostcopyError {
   constructor(
     readonly block: string,
     readonly start: number,
@@ -42,7 +42,6 @@ export class RangeError_ extends PostcopyError {
     super('BAD_RANGE', message);
   }
 }
-export { RangeError_ as BadRangeError };
 
 /** A bit index or range outside a bitmap. */
 export class BitmapBoundsError extends PostcopyError {
