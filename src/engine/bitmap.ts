@@ -1,4 +1,5 @@
 import { BitmapBoundsError, DecodeError } from '../errors.js';
+import { wasmWords } from './bitmapScan.js';
 
 /**
  * A fixed-size bitmap, one bit per target page, over an Int32Array (signed, so V8 keeps every loaded word an untagged int32).
@@ -8,13 +9,29 @@ import { BitmapBoundsError, DecodeError } from '../errors.js';
  * Storage is rounded up to whole 64-bit words; bits past `size` are always zero (every
  * method keeps that invariant), which lets scans and counts ignore the tail.
  *
- * 2^28 bits (a 1 TiB guest of 4 KiB pages) take 32 MiB. No per-bit objects anywhere;
- * scans skip empty or full words eight at a time because that is where the time goes.
+ * 2^28 bits (a 1 TiB guest of 4 KiB pages) take 32 MiB. No per-bit objects anywhere.
+ * Scans are where the time goes: a bitmap of at least `Bitmap.simdMinBits` bits keeps its
+ * words in its own WebAssembly memory and scans them with SIMD (bitmapScan.ts); smaller
+ * ones skip empty or full words eight at a time in JS. Both give the same answers.
  */
 export class Bitmap {
-  readonly size: number;
-  readonly words: Int32Array;
+  /**
+   * Bitmaps of at least this many bits scan with wasm SIMD. Below it the wasm setup
+   * (a memory and an instance, tens of µs) costs more than it saves. Read at construction;
+   * tests lower it to run the SIMD path at every size.
+   */
+  static simdMinBits = 2 ** 16;
 
+  readonly size: number;
+  /** The bits, 32 per word; callers may read and write them (keeping bits past `size` zero). */
+  readonly words: Int32Array;
+  /** The wasm scanners over `words`, or null on the plain JS path. */
+  private readonly simdNextSet: ((from: number, byteLength: number) => number) | null;
+  private readonly simdNextZero: ((from: number, byteLength: number) => number) | null;
+  /** words.byteLength, kept as a plain field for the scanners' calls. */
+  private readonly simdBytes: number;
+
+  /** A bitmap of `size` clear bits, or a copy of `words` (exactly wordsFor(size) words). */
   constructor(size: number, words?: Int32Array) {
     if (!Number.isInteger(size) || size < 0 || size > 2 ** 32) {
       throw new BitmapBoundsError(size, 2 ** 32);
@@ -24,7 +41,18 @@ export class Bitmap {
     if (words !== undefined && words.length !== nwords) {
       throw new BitmapBoundsError(words.length * 32, nwords * 32);
     }
-    this.words = words ?? new Int32Array(nwords);
+    const simd = size > 0 && size >= Bitmap.simdMinBits ? wasmWords(nwords) : undefined;
+    this.words = simd?.words ?? new Int32Array(nwords);
+    this.simdNextSet = simd?.nextSet ?? null;
+    this.simdNextZero = simd?.nextZero ?? null;
+    this.simdBytes = nwords * 4;
+    // Copied, not adopted, so that every bitmap's storage can live in wasm memory.
+    if (words !== undefined) this.words.set(words);
+  }
+
+  /** Whether this bitmap scans with wasm SIMD (decided at construction by size). */
+  get usesSimd(): boolean {
+    return this.simdNextSet !== null;
   }
 
   /** 32-bit words needed for `bits` bits, rounded up to whole 64-bit words (pure). */
@@ -104,6 +132,11 @@ export class Bitmap {
     const size = this.size;
     if (from >= size) return size;
     if (from < 0) from = 0;
+    const simd = this.simdNextSet;
+    if (simd !== null) {
+      const r = simd(from, this.simdBytes);
+      return r < size ? r : size;
+    }
     const w = this.words;
     const n = w.length;
     let i = from >>> 5;
@@ -125,6 +158,11 @@ export class Bitmap {
     const size = this.size;
     if (from >= size) return size;
     if (from < 0) from = 0;
+    const simd = this.simdNextZero;
+    if (simd !== null) {
+      const r = simd(from, this.simdBytes);
+      return r < size ? r : size;
+    }
     const w = this.words;
     const n = w.length;
     let i = from >>> 5;
@@ -204,7 +242,7 @@ export class Bitmap {
 
   /** A copy of this bitmap. Pure. */
   clone(): Bitmap {
-    return new Bitmap(this.size, this.words.slice());
+    return new Bitmap(this.size, this.words);
   }
 
   /** True when both bitmaps have the same size and bits. */
@@ -262,10 +300,14 @@ export class Bitmap {
     if (bytes.length < nwords * 4) {
       throw new DecodeError(format, bytes.length, `need ${nwords * 4} bytes for ${size} bits, have ${bytes.length}`);
     }
-    const words = new Int32Array(nwords);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, nwords * 4);
-    for (let i = 0; i < nwords; i++) words[i] = dv.getInt32(i * 4, true);
-    const bm = new Bitmap(size, words);
+    const bm = new Bitmap(size);
+    const words = bm.words;
+    if (LITTLE_ENDIAN) {
+      new Uint8Array(words.buffer, words.byteOffset, nwords * 4).set(bytes.subarray(0, nwords * 4));
+    } else {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, nwords * 4);
+      for (let i = 0; i < nwords; i++) words[i] = dv.getInt32(i * 4, true);
+    }
     const tailStart = size;
     if (tailStart < nwords * 32 && bm.findNextSetRaw(tailStart) < nwords * 32) {
       throw new DecodeError(format, Math.floor(tailStart / 8), `bits past the end (${size} bits) are set`);
