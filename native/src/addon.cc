@@ -97,6 +97,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hugePageSupport", Napi::Function::New<HugePages>(env, "hugePageSupport"));
   exports.Set("mapSharedFile", Napi::Function::New<MapSharedFile>(env, "mapSharedFile"));
   exports.Set("syncSharedFile", Napi::Function::New<SyncSharedFile>(env, "syncSharedFile"));
+  exports.Set("releaseSharedFile", Napi::Function::New<ReleaseSharedFile>(env, "releaseSharedFile"));
   exports.Set("UffdHost", Host::Init(env));
   return exports;
 }

@@ -8,7 +8,26 @@
 #include "js_util.h"
 #include "uffd.h"
 
+#include <mutex>
+#include <unordered_map>
+
 namespace pc {
+
+namespace {
+// Live mappings by address: releaseSharedFile unmaps at once, the GC finalizer only what is
+// still here, so no range is ever unmapped twice.
+std::mutex g_maps_mu;
+std::unordered_map<uintptr_t, size_t> g_maps;
+
+bool forget_mapping(uintptr_t p, size_t* len) {
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  auto it = g_maps.find(p);
+  if (it == g_maps.end()) return false;
+  *len = it->second;
+  g_maps.erase(it);
+  return true;
+}
+}  // namespace
 
 Napi::Value MapSharedFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -31,8 +50,14 @@ Napi::Value MapSharedFile(const Napi::CallbackInfo& info) {
   int err = errno;
   close(fd);  // the mapping keeps the file
   if (m == MAP_FAILED) throw Refusal("mapSharedFile", path + ": cannot map " + std::to_string(len) + " bytes", errno_name(err));
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(m), len,
-                                    [len](Napi::Env, uint8_t* p) { munmap(p, len); });
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    g_maps[reinterpret_cast<uintptr_t>(m)] = len;
+  }
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(m), len, [](Napi::Env, uint8_t* p) {
+    size_t n;
+    if (forget_mapping(reinterpret_cast<uintptr_t>(p), &n)) munmap(p, n);
+  });
   GUARD_END(env)
 }
 
@@ -51,6 +76,19 @@ Napi::Value SyncSharedFile(const Napi::CallbackInfo& info) {
   if (msync(reinterpret_cast<void*>(aligned), len + (start - aligned), MS_SYNC) != 0) {
     throw Refusal("syncSharedFile", "msync failed (is the buffer from mapSharedFile?)", errno_name(errno));
   }
+  return env.Undefined();
+  GUARD_END(env)
+}
+
+// Unmaps a buffer from mapSharedFile now (its writes are already in the page cache). The
+// buffer must not be touched afterwards; the journal drops every view of it first.
+Napi::Value ReleaseSharedFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GUARD_BEGIN
+  if (info.Length() < 1 || !info[0].IsBuffer()) throw Refusal("releaseSharedFile", "the argument must be a Buffer from mapSharedFile");
+  uint8_t* p = info[0].As<Napi::Buffer<uint8_t>>().Data();
+  size_t n;
+  if (forget_mapping(reinterpret_cast<uintptr_t>(p), &n)) munmap(p, n);
   return env.Undefined();
   GUARD_END(env)
 }

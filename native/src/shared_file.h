@@ -9,5 +9,6 @@ namespace pc {
 Napi::Value MapSharedFile(const Napi::CallbackInfo& info);
 // syncSharedFile(buf[, offset, length]): msync(MS_SYNC) of the buffer (or a part of it).
 Napi::Value SyncSharedFile(const Napi::CallbackInfo& info);
+Napi::Value ReleaseSharedFile(const Napi::CallbackInfo& info);
 
 }  // namespace pc

@@ -154,6 +154,7 @@ export interface NativeAddon {
   hugePageSupport(): HugePageSupport;
   mapSharedFile(path: string, bytes: number): Buffer;
   syncSharedFile(buf: Buffer, offset?: number, length?: number): void;
+  releaseSharedFile(buf: Buffer): void;
   UffdHost: new (layouts: readonly BlockLayout[]) => NativeHost;
 }
 
@@ -180,6 +181,7 @@ export function loadNative(): NativeAddon {
 
 /** Turns an addon error (which carries `operation` and `errno`) into a BackendError. */
 export function toBackendError(err: unknown): unknown {
+  if (err instanceof BackendError) return err;
   if (err instanceof Error && typeof (err as { operation?: unknown }).operation === 'string') {
     const e = err as Error & { operation: string; errno: string; reason: string };
     return new BackendError(e.operation, e.errno, e.reason);

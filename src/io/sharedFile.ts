@@ -28,3 +28,16 @@ export function syncSharedFile(buf: Buffer, offset?: number, length?: number): v
     throw toBackendError(err);
   }
 }
+
+/**
+ * Unmaps a Buffer from mapSharedFile now instead of at garbage collection (a process that
+ * opens many journals would otherwise reach its mapping limit). Every write already made
+ * stays in the file. The Buffer and every view of it must not be used afterwards.
+ */
+export function releaseSharedFile(buf: Buffer): void {
+  try {
+    loadNative().releaseSharedFile(buf);
+  } catch (err) {
+    throw toBackendError(err);
+  }
+}

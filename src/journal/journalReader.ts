@@ -6,7 +6,7 @@ import { FORMAT_VERSION, TAIL_SUFFIX } from './schema.js';
 import { decodeSegment, encodeSegment, recordOf, segmentChecksum, type Segment } from './segment.js';
 import type { EventRecord } from '../engine/events.js';
 import { TailBuffer } from './tailBuffer.js';
-import { mapTailFile } from './tailFile.js';
+import { mapTailFile, releaseTailFile } from './tailFile.js';
 import type { JournalMeta } from './meta.js';
 
 export interface JournalOpenOptions {
@@ -100,6 +100,14 @@ export class JournalReader {
     if (!existsSync(tailPath)) return 0;
     const size = statSync(tailPath).size;
     const memory = size > 0 ? mapTailFile(tailPath, size) : null;
+    try {
+      return this.foldFrom(memory, tailPath, fold);
+    } finally {
+      if (memory !== null) releaseTailFile(memory); // every event was copied out
+    }
+  }
+
+  private foldFrom(memory: Uint8Array | null, tailPath: string, fold: boolean): number {
     const tail = memory ? TailBuffer.open(memory) : null;
     if (tail === null) {
       if (fold) rmSync(tailPath, { force: true });

@@ -6,7 +6,7 @@ import { JournalError } from '../errors.js';
 import { FORMAT_VERSION, SCHEMA, TAIL_SUFFIX } from './schema.js';
 import { encodeSegment, segmentChecksum, type SegmentColumns } from './segment.js';
 import { TailBuffer, tailBytes } from './tailBuffer.js';
-import { mapTailFile } from './tailFile.js';
+import { mapTailFile, releaseTailFile } from './tailFile.js';
 import type { JournalMeta } from './meta.js';
 
 export interface JournalWriterOptions {
@@ -34,6 +34,8 @@ export class JournalWriter implements RecordSink {
   private readonly db: Database.Database;
   private readonly tail: TailBuffer;
   private readonly cols: SegmentColumns;
+  /** The shared mapping behind the tail, released at close. */
+  private readonly mapped: Uint8Array | null;
   private readonly capacity: number;
   private readonly payloadCapacity: number;
   private count = 0;
@@ -77,6 +79,7 @@ export class JournalWriter implements RecordSink {
     const bytes = tailBytes(this.capacity, this.payloadCapacity);
     const mapped = opts.crashSafe === false ? null : mapTailFile(path + TAIL_SUFFIX, bytes);
     this.crashSafe = mapped !== null;
+    this.mapped = mapped;
     const memory = mapped ?? new Uint8Array(bytes);
     this.tail = TailBuffer.create(memory, this.capacity, this.payloadCapacity, 0);
     this.cols = this.tail.cols;
@@ -120,6 +123,7 @@ export class JournalWriter implements RecordSink {
     b: number,
     payload: Uint8Array | null,
   ): number {
+    if (this.closed) throw new JournalError(this.path, this.nextSeq, 'the journal is closed');
     let n = this.count;
     const plen = payload === null ? 0 : payload.length;
     if (n === this.capacity || this.payloadUsed + plen > this.payloadCapacity) {
@@ -222,6 +226,7 @@ export class JournalWriter implements RecordSink {
     this.closed = true;
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
+    if (this.mapped !== null) releaseTailFile(this.mapped); // everything is in SQLite; no view of it is used again
     rmSync(this.path + TAIL_SUFFIX, { force: true });
   }
 }

@@ -1,4 +1,4 @@
-import { mapSharedFile } from '../io/sharedFile.js';
+import { mapSharedFile, releaseSharedFile } from '../io/sharedFile.js';
 
 /**
  * Maps the journal's tail file (created or reused) as shared memory, so appended events
@@ -7,4 +7,9 @@ import { mapSharedFile } from '../io/sharedFile.js';
  */
 export function mapTailFile(path: string, bytes: number): Uint8Array {
   return mapSharedFile(path, bytes);
+}
+
+/** Unmaps a tail mapping now; nothing may read or write it afterwards. */
+export function releaseTailFile(memory: Uint8Array): void {
+  releaseSharedFile(memory as Buffer);
 }
