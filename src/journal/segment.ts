@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
 import { crc32 } from 'node:zlib';
-import type { EventKindValue, EventRecord } from '../engine/events.js';
+import { EventKind, EVENT_KIND_NAMES, assertNever, type EventKindValue, type EventRecord } from '../engine/events.js';
 
 /**
  * A segment: many consecutive events stored as columns, the unit of the journal's
@@ -62,6 +62,54 @@ export function segmentChecksum(blob: Uint8Array): number {
 }
 
 /**
+ * The role of each event kind in the journal. The switch is exhaustive: a kind added to
+ * EventKind without a role here does not compile, so the codec cannot forget it. Pure.
+ */
+export function kindRole(kind: EventKindValue): 'input' | 'effect' | 'observation' {
+  switch (kind) {
+    case EventKind.IN_COMMAND:
+    case EventKind.IN_PAGE:
+    case EventKind.IN_FAULT:
+    case EventKind.IN_CHANNEL_BROKEN:
+    case EventKind.IN_CHANNEL_CONNECTED:
+    case EventKind.IN_EOS:
+    case EventKind.IN_RESIZE:
+    case EventKind.IN_STREAM_ERROR:
+      return 'input';
+    case EventKind.FX_STATE:
+    case EventKind.FX_REGISTER:
+    case EventKind.FX_UNREGISTER:
+    case EventKind.FX_HUGEPAGES:
+    case EventKind.FX_DISCARD:
+    case EventKind.FX_WRITE:
+    case EventKind.FX_COPY:
+    case EventKind.FX_ZERO:
+    case EventKind.FX_WAKE:
+    case EventKind.FX_REQUEST:
+    case EventKind.FX_RECV_BITMAP:
+    case EventKind.FX_RESUME_ACK:
+    case EventKind.FX_BLOCKTIME:
+    case EventKind.FX_ERROR:
+    case EventKind.FX_FAULT_SEEN:
+    case EventKind.FX_PROBE:
+      return 'effect';
+    case EventKind.TR_BLOCKTIME_BEGIN:
+    case EventKind.TR_BLOCKTIME_END:
+    case EventKind.TR_NOTE:
+      return 'observation';
+    default:
+      return assertNever(kind, 'event kind');
+  }
+}
+
+/** 1 for every byte value that is a known kind: the decoder's per-event check. */
+const KNOWN_KIND = (() => {
+  const t = new Uint8Array(256);
+  for (const k of Object.keys(EVENT_KIND_NAMES)) if (kindRole(Number(k) as EventKindValue)) t[Number(k)] = 1;
+  return t;
+})();
+
+/**
  * Decodes a blob; throws a plain Error describing the first inconsistency (the reader
  * wraps it in a JournalError naming the file and sequence number).
  */
@@ -94,6 +142,9 @@ export function decodeSegment(blob: Uint8Array): Segment {
     payloadEnd: col('payloadEnd', Uint32Array),
     payload: col('payload', Uint8Array),
   };
+  for (let i = 0; i < n; i++) {
+    if (KNOWN_KIND[seg.kind[i]!] !== 1) throw new Error(`event ${seg.firstSeq + i} has unknown kind ${seg.kind[i]}`);
+  }
   let prev = 0;
   for (let i = 0; i < n; i++) {
     const e = seg.payloadEnd[i]!;

@@ -150,3 +150,12 @@ test('a truncated journal file gives a JournalError, never a crash, and its read
   t.true(prefix < 60_000);
   t.truthy(readFileSync(path).length);
 });
+
+test('a segment whose blob holds an unknown event kind is refused at that sequence number', async (t) => {
+  const { encodeSegment, decodeSegment } = await import('../../src/journal/segment.js');
+  const cols = {
+    kind: Uint8Array.of(EventKind.IN_FAULT, 200), t: Float64Array.of(1, 2), cause: Float64Array.of(-1, 0), block: Int16Array.of(-1, -1),
+    offset: Float64Array.of(0, 0), a: Float64Array.of(0, 0), b: Float64Array.of(0, 0), payloadEnd: Uint32Array.of(0, 0), payload: new Uint8Array(0),
+  };
+  t.throws(() => decodeSegment(encodeSegment(40, 2, cols)), { message: 'event 41 has unknown kind 200' });
+});
