@@ -78,8 +78,19 @@ export const EVENT_KIND_NAMES: Readonly<Record<EventKindValue, string>> = Object
   Object.fromEntries(Object.entries(EventKind).map(([k, v]) => [v, k])) as Record<EventKindValue, string>,
 );
 
-/** Whether a kind is an input (fed to the engine) rather than an effect. Pure. */
-export function isInput(kind: number): boolean {
+/** The kinds that are inputs: what replay feeds to a fresh engine. */
+export type InputKindValue =
+  | typeof EventKind.IN_COMMAND
+  | typeof EventKind.IN_PAGE
+  | typeof EventKind.IN_FAULT
+  | typeof EventKind.IN_CHANNEL_BROKEN
+  | typeof EventKind.IN_CHANNEL_CONNECTED
+  | typeof EventKind.IN_EOS
+  | typeof EventKind.IN_RESIZE
+  | typeof EventKind.IN_STREAM_ERROR;
+
+/** Whether a kind is an input (fed to the engine) rather than an effect or an observation. Pure. */
+export function isInput(kind: number): kind is InputKindValue {
   return kind < 32;
 }
 

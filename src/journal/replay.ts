@@ -211,6 +211,7 @@ function engineFor(meta: JournalMeta, rec: RecordedStream, sink: VerifyingSink):
  */
 function applyInput(engine: Destination, seg: Segment, i: number): void {
   const kind = seg.kind[i]! as EventKindValue;
+  if (!isInput(kind)) throw new Error(`record ${seg.firstSeq + i} (${EVENT_KIND_NAMES[kind]}) is not an input`);
   const t = seg.t[i]!;
   const payload = payloadOf(seg, i);
   try {
@@ -239,28 +240,8 @@ function applyInput(engine: Destination, seg: Segment, i: number): void {
       case EventKind.IN_STREAM_ERROR:
         engine.streamError(seg.a[i]!, payload ? String(unpack(payload)) : '', t);
         return;
-      case EventKind.FX_STATE:
-      case EventKind.FX_REGISTER:
-      case EventKind.FX_UNREGISTER:
-      case EventKind.FX_HUGEPAGES:
-      case EventKind.FX_DISCARD:
-      case EventKind.FX_WRITE:
-      case EventKind.FX_COPY:
-      case EventKind.FX_ZERO:
-      case EventKind.FX_WAKE:
-      case EventKind.FX_REQUEST:
-      case EventKind.FX_RECV_BITMAP:
-      case EventKind.FX_RESUME_ACK:
-      case EventKind.FX_BLOCKTIME:
-      case EventKind.FX_ERROR:
-      case EventKind.FX_FAULT_SEEN:
-      case EventKind.FX_PROBE:
-      case EventKind.TR_BLOCKTIME_BEGIN:
-      case EventKind.TR_BLOCKTIME_END:
-      case EventKind.TR_NOTE:
-        throw new Error(`record ${seg.firstSeq + i} (${EVENT_KIND_NAMES[kind]}) is not an input`);
       default:
-        assertNever(kind, 'event kind');
+        assertNever(kind, 'input kind');
     }
   } catch (err) {
     if (err instanceof PostcopyError) return; // refused: FX_ERROR was compared like any effect
