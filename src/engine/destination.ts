@@ -10,6 +10,7 @@ import {
   WrongStateError,
 } from '../errors.js';
 import { PlaceOutcome, type Backend, type FaultBatch, type PlaceOutcomeValue } from '../io/backend.js';
+import { Bitmap } from './bitmap.js';
 import { Blocktime, type BlocktimeSnapshot } from './blocktime.js';
 import { LatencyHistogram, type LatencyHistogramSnapshot } from './latencyHistogram.js';
 import { Channel, MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from './constants.js';
@@ -285,12 +286,6 @@ export class Destination {
       return;
     }
     this.assemble(rb, offset, zero, data, dataOffset, channel, t);
-  }
-
-  /** A batch of faults read by the backend. */
-  faultBatch(batch: FaultBatch): void {
-    const origin = this.faultTimeOriginNs;
-    for (let i = 0; i < batch.count; i++) this.fault(batch.addresses[i]!, batch.tids[i]!, batch.timesNs[i]! - origin);
   }
 
   /** One userfault at host address `address` from thread `tid` (section 3). Hot path. */
@@ -784,13 +779,9 @@ export class Destination {
       b.usedLength = bs.usedLength;
       b.postcopyLength = bs.postcopyLength;
       b.hugePagesEnabled = bs.hugePagesEnabled;
-      const bits = new Uint8Array(bs.received);
-      const dv = new DataView(bits.buffer, bits.byteOffset, bits.byteLength);
-      for (let w = 0; w < b.received.words.length; w++) b.received.words[w] = dv.getInt32(w * 4, true);
+      b.received.words.set(Bitmap.fromLE64Bytes(b.received.size, new Uint8Array(bs.received), 'snapshot receive bitmap').words);
     });
-    const req = RequestedSet.fromJSON(s.requested);
-    for (const [k, v] of req.entries()) this.requested.add(k, v);
-    this.requested.added = req.added;
+    this.requested.load(s.requested);
     this.lastRequestedBlock = s.lastRequestedBlock >= 0 ? this.blocks[s.lastRequestedBlock]! : null;
     s.temp.forEach((ts, c) => {
       const tp = this.temp[c]!;

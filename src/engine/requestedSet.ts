@@ -45,10 +45,10 @@ export class RequestedSet {
     return { added: this.added, pending: [...this.pending.entries()] };
   }
 
-  static fromJSON(data: { added: number; pending: Array<[number, number]> }): RequestedSet {
-    const s = new RequestedSet();
-    for (const [k, t] of data.pending) s.pending.set(k, t);
-    s.added = data.added;
-    return s;
+  /** Replaces the contents with a snapshot's (toJSON's output). */
+  load(data: { added: number; pending: Array<[number, number]> }): void {
+    this.pending.clear();
+    for (const [k, t] of data.pending) this.pending.set(k, t);
+    this.added = data.added;
   }
 }

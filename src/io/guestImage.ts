@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { TARGET_PAGE_SIZE } from '../engine/constants.js';
 
 /**
@@ -22,4 +23,20 @@ export function seededImage(size: number, seed: number): Uint8Array {
     words[base + 1] = seed;
   }
   return new Uint8Array(buf);
+}
+
+/**
+ * The verification digest of guest memory, page by page: 8 bytes of SHA-1 over bytes
+ * 1..4095, plus byte 0 (the byte the guest's vCPUs increment, compared separately).
+ * Both sides of a migration compute it; the orchestrator compares them (pure).
+ */
+export function pageDigest(memory: Uint8Array, pages: number): { pages: number; hashes: string; byte0: string } {
+  const hashes = Buffer.allocUnsafe(pages * 8);
+  const byte0 = Buffer.allocUnsafe(pages);
+  for (let p = 0; p < pages; p++) {
+    const off = p * TARGET_PAGE_SIZE;
+    createHash('sha1').update(memory.subarray(off + 1, off + TARGET_PAGE_SIZE)).digest().copy(hashes, p * 8, 0, 8);
+    byte0[p] = memory[off]!;
+  }
+  return { pages, hashes: hashes.toString('base64'), byte0: byte0.toString('base64') };
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { setPriority } from 'node:os';
 import { PostcopyState, TARGET_PAGE_SIZE } from '../engine/constants.js';
@@ -9,6 +8,7 @@ import { PostcopyError } from '../errors.js';
 import { JournalWriter } from '../journal/journalWriter.js';
 import type { AccessPatternName } from './accessPatterns.js';
 import type { Backend, BlockLayout } from './backend.js';
+import { pageDigest } from './guestImage.js';
 import { MockBackend } from './mockBackend.js';
 import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
 import { UffdBackend } from './uffdBackend.js';
@@ -228,14 +228,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   const accesses = await vcpuDone;
   if (mockStepper) clearInterval(mockStepper);
   const memory = backend.read(0, 0, opts.sizeBytes);
-  const hashes = Buffer.allocUnsafe(total * 8);
-  const byte0 = Buffer.allocUnsafe(total);
-  for (let p = 0; p < total; p++) {
-    const off = p * TARGET_PAGE_SIZE;
-    createHash('sha1').update(memory.subarray(off + 1, off + TARGET_PAGE_SIZE)).digest().copy(hashes, p * 8, 0, 8);
-    byte0[p] = memory[off]!;
-  }
-  report({ type: 'digest', pages: total, hashes: hashes.toString('base64'), byte0: byte0.toString('base64'), vcpuAccesses: accesses, passes: 1 });
+  report({ type: 'digest', ...pageDigest(memory, total), vcpuAccesses: accesses, passes: 1 });
   clearInterval(flushTimer);
   const events = writer.nextSeq;
   writer.close();

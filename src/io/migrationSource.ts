@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../engine/constants.js';
 import { Source } from '../engine/source.js';
 import { decodeReqPages, decodeReqPagesId, encodeCommandFrame } from '../engine/wire.js';
 import { decodeRecvBitmapMessage } from '../engine/receiveBitmap.js';
-import { seededImage } from './guestImage.js';
+import { pageDigest, seededImage } from './guestImage.js';
 import { FrameKind, FrameReader, frame, pageFrameHeader } from './streamFrames.js';
 
 /** What the orchestrator tells the source process. */
@@ -187,7 +186,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   }
   source.finish();
   // The image has not changed since the switch (the guest stopped there): its digest for verification.
-  report({ type: 'digest', ...digestOf(image, pages) });
+  report({ type: 'digest', ...pageDigest(image, pages) });
   await drained(main);
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
   report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
@@ -211,18 +210,6 @@ function openChannel(port: number, channel: number, reconnect: boolean): Promise
     sock.once('error', reject);
     sock.on('error', () => {}); // after connect, a reset during a cut is expected
   });
-}
-
-/** Per page: 8 bytes of SHA-1 over bytes 1..4095, plus byte 0 (the byte the guest increments). */
-export function digestOf(image: Uint8Array, pages: number): { pages: number; hashes: string; byte0: string } {
-  const hashes = Buffer.allocUnsafe(pages * 8);
-  const byte0 = Buffer.allocUnsafe(pages);
-  for (let p = 0; p < pages; p++) {
-    const off = p * TARGET_PAGE_SIZE;
-    createHash('sha1').update(image.subarray(off + 1, off + TARGET_PAGE_SIZE)).digest().copy(hashes, p * 8, 0, 8);
-    byte0[p] = image[off]!;
-  }
-  return { pages, hashes: hashes.toString('base64'), byte0: byte0.toString('base64') };
 }
 
 /** A bandwidth cap: resolves once the bytes written so far fit the budget (0: no cap). */
