@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../engine/constants.js';
 import { Source } from '../engine/source.js';
-import { decodeReqPages, decodeReqPagesId, encodeCommandFrame } from '../engine/wire.js';
+import { decodePageRequest, encodeCommandFrame } from '../engine/wire.js';
 import { decodeRecvBitmapMessage } from '../engine/receiveBitmap.js';
 import { pageDigest, seededImage } from './guestImage.js';
 import { FrameKind, FrameReader, frame, pageFrameHeader } from './streamFrames.js';
@@ -75,8 +75,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     const b = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
     const type = b.readUInt16BE(0);
     const body = payload.subarray(2);
-    if (type === RpMessage.REQ_PAGES) source.request(decodeReqPages(body));
-    else if (type === RpMessage.REQ_PAGES_ID) source.request(decodeReqPagesId(body));
+    if (type === RpMessage.REQ_PAGES || type === RpMessage.REQ_PAGES_ID) source.request(decodePageRequest(type, body));
     else if (type === RpMessage.RECV_BITMAP) {
       const m = decodeRecvBitmapMessage(body);
       source.reloadReceiveBitmap(m.blockName, m.blob);

@@ -3,7 +3,7 @@ import { Destination, type EngineStats } from '../engine/destination.js';
 import { MachineId, type RecordSink, CountingSink } from '../engine/events.js';
 import type { BlocktimeReport } from '../engine/blocktime.js';
 import { Source, type PostcopyStartReport } from '../engine/source.js';
-import { decodeReqPages, decodeReqPagesId } from '../engine/wire.js';
+import { decodePageRequest } from '../engine/wire.js';
 import { decodeRecvBitmapMessage } from '../engine/receiveBitmap.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { JournalWriter } from '../journal/journalWriter.js';
@@ -152,8 +152,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
     if (ticks > 50_000_000) throw new Error('simulation did not converge');
     if (linkUp) {
       for (const [type, payload] of rp.splice(0)) {
-        if (type === RpMessage.REQ_PAGES) source.request(decodeReqPages(payload));
-        else if (type === RpMessage.REQ_PAGES_ID) source.request(decodeReqPagesId(payload));
+        if (type === RpMessage.REQ_PAGES || type === RpMessage.REQ_PAGES_ID) source.request(decodePageRequest(type, payload));
       }
       source.postcopyStep(Math.max(1, Math.floor(pagesPerTick / (hps / TARGET_PAGE_SIZE))));
       if (source.finished() && engine.postcopyState < 5) source.finish();
