@@ -41,6 +41,9 @@ export interface MigrateResult {
   wallMs: number;
 }
 
+/** No progress for this long ends a migration as stalled. */
+const STALL_MS = 30_000;
+
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), '..', 'io', 'migrationChild.js');
 
 function fraction(text: string | undefined, option: string): number | undefined {
@@ -104,6 +107,19 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
     enabled: !o.json && !o.quiet,
     plainEveryMs: 1000,
   });
+  // A migration that stops moving is reported, never waited on forever: the journal says why.
+  let lastSignature = '';
+  let lastChange = Date.now();
+  let stalled = false;
+  const watchdog = setInterval(() => {
+    if (givenUp || lastStatus === 'completed' || Date.now() - lastChange < STALL_MS) return;
+    stalled = true;
+    src?.kill('SIGKILL');
+    if (!givenUp) {
+      givenUp = true;
+      dst.send({ type: 'give-up' });
+    }
+  }, 1000);
   const exited = (child: ChildProcess): Promise<number> =>
     new Promise((r) => {
       if (child.exitCode !== null) r(child.exitCode);
@@ -131,6 +147,11 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
           if (m.kind === 'mock' && !o.json) process.stderr.write(`note: using the mock backend: ${m.reason}\n`);
           return;
         case 'progress': {
+          const signature = `${m.status}/${m.postcopyState}/${m.received}/${m.outstanding}/${m.faults}`;
+          if (signature !== lastSignature) {
+            lastSignature = signature;
+            lastChange = Date.now();
+          }
           lastStatus = m.status;
           const phase = m.status.startsWith('postcopy-') && m.status !== 'postcopy-active' ? m.status : POSTCOPY_STATE_NAMES[m.postcopyState as 0] ?? '?';
           bar.update(m.received, m.total, { phase, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
@@ -158,11 +179,17 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
     dst.once('exit', () => resolveAll());
     dst.once('error', reject);
   });
+  clearInterval(watchdog);
   bar.stop();
   const dstCode = await exited(dst);
   const srcCode = src ? await exited(src) : -1;
   result.wallMs = Date.now() - started;
 
+  if (stalled) {
+    result.exitCode = 1;
+    result.message = `the migration stalled: nothing moved for ${STALL_MS / 1000} s (destination ${lastStatus || 'not started'}${result.paused ? `, ${result.paused.outstanding} outstanding page requests` : ''}). Run 'postcopy inspect ${plan.dst.journalPath}' to see why.`;
+    return result;
+  }
   if (result.paused) {
     result.exitCode = 3;
     result.message = `the source was lost during postcopy: the destination stays ${lastStatus || 'postcopy-paused'} with ${result.paused.outstanding} outstanding page requests. The journal is complete: run 'postcopy inspect ${result.paused.journalPath}' to see them.`;

@@ -601,8 +601,11 @@ export class Destination {
 
   private precopyPage(rb: RamBlock, offset: number, zero: boolean, data: Uint8Array, dataOffset: number, t: number): void {
     const bit = offset / TARGET_PAGE_SIZE;
-    // Memory is empty after ADVISE, so a zero page needs a write only over earlier data.
-    if (!zero || rb.received.test(bit)) {
+    // Memory is empty after ADVISE, so a zero page needs a write only over earlier data —
+    // except in a block whose host page spans several target pages: a received host page
+    // must be wholly present, or a fault on its unwritten part could never be served by
+    // placing the host page (EEXIST on the written part).
+    if (!zero || rb.received.test(bit) || rb.pagesPerHostPage > 1) {
       if (zero) this.backend.write(rb.index, offset, this.zeroHostPage, 0, TARGET_PAGE_SIZE);
       else this.backend.write(rb.index, offset, data, dataOffset, TARGET_PAGE_SIZE);
       this.emit(EventKind.FX_WRITE, t, this.cause, rb.index, offset, TARGET_PAGE_SIZE, zero ? 1 : 0, null);

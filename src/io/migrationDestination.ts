@@ -104,7 +104,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       const run = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, passes: 1 });
       // vCPU threads run at a lower priority than the migration (the fault path must win a
       // core when a vCPU is blocked and another one spins): a VMM's choice, made explicit.
-      if (opts.vcpuNice !== 0) for (const tid of run.tids) setPriority(tid, opts.vcpuNice);
+      if (opts.vcpuNice !== 0) for (const tid of run.tids) lowerPriority(tid, opts.vcpuNice);
       engine.attachVcpus(run.tids);
       writer.updateMeta({ vcpuTids: run.tids });
       vcpuDone = run.done.then((reports) => reports.map((r) => r.accesses));
@@ -178,7 +178,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       try {
         reader.push(chunk);
       } catch (err) {
-        apply(() => engine.streamError(channel, (err as Error).message, now()));
+        // Bad bytes from the peer are a stream error (postcopy pauses); anything else is our bug and must not pass for one.
+        if (!(err instanceof PostcopyError)) throw err;
+        apply(() => engine.streamError(channel, err.message, now()));
         sock.destroy();
       }
     });
@@ -250,6 +252,15 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   server.close();
   backend.close();
   return 0;
+}
+
+/** Renices a vCPU thread; one that already finished its work (ESRCH) needs nothing. */
+export function lowerPriority(tid: number, nice: number): void {
+  try {
+    setPriority(tid, nice);
+  } catch (err) {
+    if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
+  }
 }
 
 /** The native backend where the probe allows, otherwise the mock one with the reason said. */

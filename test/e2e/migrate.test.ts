@@ -85,3 +85,9 @@ test('migrate refuses bad options with a clear message', async (t) => {
   await t.throwsAsync(runMigration(options({ breakAt: '1.5' })), { message: /--break-at must be a fraction in \[0, 1\)/ });
   await t.throwsAsync(runMigration(options({ breakAt: '0.2', killSourceAt: '0.3' })), { message: /cannot be combined/ });
 });
+
+test('renicing a vCPU thread that already finished is not an error (it once paused a whole migration)', async (t) => {
+  const { lowerPriority } = await import('../../src/io/migrationDestination.js');
+  t.notThrows(() => lowerPriority(2 ** 22 + 12345, 5));
+  t.throws(() => lowerPriority(process.pid, -21));
+});
