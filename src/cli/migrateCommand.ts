@@ -21,6 +21,7 @@ export interface MigrateCommandOptions {
   backend: string;
   faultReader: string;
   vcpuNice?: string;
+  prefetch?: string;
   seed: string;
   breakAt?: string;
   killSourceAt?: string;
@@ -75,8 +76,10 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const preempt = !!o.preempt;
   const vcpuNice = Number(o.vcpuNice ?? '5');
   if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
+  const prefetchPages = Number(o.prefetch ?? '32');
+  if (!Number.isInteger(prefetchPages) || prefetchPages < 0 || prefetchPages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${o.prefetch}'`);
   return {
-    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, ...(breakAt !== undefined ? { breakAt } : {}) },
+    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
     dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };
@@ -249,7 +252,7 @@ export function formatSummary(r: MigrateResult, plan: ReturnType<typeof planMigr
     `  result:      ${r.message}`,
   ];
   if (s) lines.push(`  phases:      precopy ${formatMs(s.precopyMs)}, postcopy ${formatMs(s.postcopyMs)}, total ${formatMs(r.wallMs)} wall${s.reconnects ? `; ${s.reconnects} reconnect(s)` : ''}`);
-  if (s) lines.push(`  pages:       precopy ${s.counters.precopyPages}, postcopy ${s.counters.postcopyPages}, urgent ${s.counters.urgentPages} (zero pages ${s.counters.zeroPages}); discard ${s.discard.rangesSent} ranges in ${s.discard.commandsSent} commands`);
+  if (s) lines.push(`  pages:       precopy ${s.counters.precopyPages}, postcopy ${s.counters.postcopyPages}, urgent ${s.counters.urgentPages}, prefetched ${s.counters.prefetchPages} (zero pages ${s.counters.zeroPages}); discard ${s.discard.rangesSent} ranges in ${s.discard.commandsSent} commands`);
   if (d) {
     const l = d.requestLatency;
     lines.push(`  requests:    ${d.stats.requests} (re-sent ${d.stats.resends}); faults ${d.stats.faults}; placed by channel ${d.stats.placedByChannel.join(' / ')}`);

@@ -1,6 +1,7 @@
 import { Bitmap } from './bitmap.js';
 import { MigCommand, TARGET_PAGE_SIZE } from './constants.js';
 import { reloadReceiveBitmap } from './receiveBitmap.js';
+import { PrefetchStreams } from './prefetchStreams.js';
 import { discardBlock } from './sourceDiscard.js';
 import { encodeAdvise, encodeRamDiscard, hostPageSizeSummary, type PageRequest } from './wire.js';
 import { UnknownBlockError, BadRangeError } from '../errors.js';
@@ -34,6 +35,8 @@ export interface SourceCounters {
   precopyPages: number;
   postcopyPages: number;
   urgentPages: number;
+  /** Pages sent ahead of the vCPUs after a request (prefetch), on the urgent pages' channel. */
+  prefetchPages: number;
   zeroPages: number;
   requests: number;
 }
@@ -48,17 +51,25 @@ export class Source {
   readonly blocks: SourceBlock[];
   /** Per block: 1 = the page must (still) be sent. */
   readonly dirty: Bitmap[];
-  readonly counters: SourceCounters = { precopyPages: 0, postcopyPages: 0, urgentPages: 0, zeroPages: 0, requests: 0 };
+  readonly counters: SourceCounters = { precopyPages: 0, postcopyPages: 0, urgentPages: 0, prefetchPages: 0, zeroPages: 0, requests: 0 };
   private readonly byName = new Map<string, number>();
   private readonly urgent: Array<[number, number]> = [];
+  /** Host pages to send after the urgent ones: [block, first target page, target pages to scan]. */
+  private readonly ahead: Array<[number, number, number]> = [];
+  private readonly streams: PrefetchStreams;
   /** Background push position per block (target page index). */
   private readonly cursor: number[];
   private pushBlock = 0;
   private lastRequestBlock = -1;
   postcopy = false;
 
-  constructor(blocks: SourceBlock[], private readonly out: SourceOutput, private readonly preempt = false) {
+  /**
+   * `prefetchMaxPages`: the largest prefetch window in target pages (0: no prefetch). A
+   * window only counts whole host pages, so blocks whose host page is larger get none.
+   */
+  constructor(blocks: SourceBlock[], private readonly out: SourceOutput, private readonly preempt = false, prefetchMaxPages = 0) {
     this.blocks = blocks;
+    this.streams = new PrefetchStreams(prefetchMaxPages);
     this.dirty = blocks.map((b) => {
       const bm = new Bitmap(b.memory.length / TARGET_PAGE_SIZE);
       bm.setAll();
@@ -147,6 +158,11 @@ export class Source {
     }
     this.counters.requests++;
     this.urgent.push([b, req.start]);
+    const page = req.start / TARGET_PAGE_SIZE;
+    const perHost = blk.hostPageSize / TARGET_PAGE_SIZE;
+    const span = this.streams.onRequest(b, page, perHost);
+    const blockPages = blk.memory.length / TARGET_PAGE_SIZE;
+    if (span !== null && span.first < blockPages) this.ahead.push([b, span.first, Math.min(span.pages, blockPages - span.first)]);
   }
 
   /** Forget the last block named: after a recovery the destination names it again. */
@@ -166,9 +182,20 @@ export class Source {
   /** Sends up to `maxHostPages` requested pages (preempt channel when enabled); returns host pages sent. */
   serveUrgent(maxHostPages: number): number {
     let sent = 0;
+    const channel = this.preempt ? 1 : 0;
     while (this.urgent.length > 0 && sent < maxHostPages) {
       const [b, start] = this.urgent.shift()!;
-      if (this.sendHostPageIfDirty(b, start, this.preempt ? 1 : 0, true)) sent++;
+      if (this.sendHostPageIfDirty(b, start, channel, 'urgent')) sent++;
+    }
+    // Prefetch only once every request has been answered: a request never waits behind it.
+    while (this.urgent.length === 0 && this.ahead.length > 0 && sent < maxHostPages) {
+      const next = this.ahead[0]!;
+      const [b, first, pages] = next;
+      const perHost = this.blocks[b]!.hostPageSize / TARGET_PAGE_SIZE;
+      if (this.sendHostPageIfDirty(b, first * TARGET_PAGE_SIZE, channel, 'prefetch')) sent++;
+      next[1] = first + perHost;
+      next[2] = pages - perHost;
+      if (next[2] <= 0 || next[1] >= this.dirty[b]!.size) this.ahead.shift();
     }
     return sent;
   }
@@ -185,7 +212,7 @@ export class Source {
         continue;
       }
       this.cursor[b] = p;
-      if (this.sendHostPageIfDirty(b, p * TARGET_PAGE_SIZE, 0, false)) sent++;
+      if (this.sendHostPageIfDirty(b, p * TARGET_PAGE_SIZE, 0, 'background')) sent++;
     }
     return sent;
   }
@@ -213,6 +240,8 @@ export class Source {
     this.cursor[b] = 0;
     this.pushBlock = 0;
     this.urgent.length = 0;
+    this.ahead.length = 0;
+    this.streams.reset();
     return dirty.count();
   }
 
@@ -222,7 +251,8 @@ export class Source {
     this.out.endOfStream(0);
   }
 
-  private sendHostPageIfDirty(b: number, start: number, channel: number, urgent: boolean): boolean {
+  private sendHostPageIfDirty(b: number, start: number, channel: number, why: 'background' | 'urgent' | 'prefetch'): boolean {
+    const urgent = why !== 'background';
     const blk = this.blocks[b]!;
     const hostStart = start - (start % blk.hostPageSize);
     const first = hostStart / TARGET_PAGE_SIZE;
@@ -234,7 +264,8 @@ export class Source {
     }
     d.clearRange(first, pages);
     for (let i = 0; i < pages; i++) this.sendTargetPage(channel, b, first + i);
-    if (urgent) this.counters.urgentPages += pages;
+    if (why === 'urgent') this.counters.urgentPages += pages;
+    else if (why === 'prefetch') this.counters.prefetchPages += pages;
     else this.counters.postcopyPages += pages;
     if (!urgent) this.cursor[b] = first + pages;
     return true;

@@ -19,6 +19,8 @@ export interface SourceOptions {
   dirtyRate: number;
   /** Cut every connection once this fraction of the postcopy pages was sent, then reconnect. */
   breakAt?: number;
+  /** Largest prefetch window after a request, in target pages (0: no prefetch). */
+  prefetchPages: number;
 }
 
 /** Messages the source sends to the orchestrator. */
@@ -31,6 +33,8 @@ export type SourceMessage =
 const BLOCK = 'pc.ram';
 /** Target pages the background push may have in flight on the main channel (256 KiB). */
 const WINDOW_PAGES = 64;
+/** Host pages of background push per turn of the event loop, between which requests are read. */
+const PUSH_BATCH_HOST_PAGES = 64;
 
 /**
  * The source side of an end-to-end migration, in its own process: a seeded guest image
@@ -45,7 +49,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let main = await openChannel(opts.port, 0, false);
   let preempt = opts.preempt ? await openChannel(opts.port, 1, false) : null;
   let wireBytes = 0;
-  const write = (sock: Socket, buf: Buffer): void => {
+  const write = (sock: Socket, buf: Uint8Array): void => {
     wireBytes += buf.length;
     sock.write(buf);
   };
@@ -54,11 +58,14 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     page: (channel, block, offset, zero, data, dataOffset) => {
       const sock = channel === 1 && preempt ? preempt : main;
       if (sock === main) mainSent++;
-      const header = pageFrameHeader(block, offset, zero);
-      write(sock, zero ? header : Buffer.concat([header, data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE)]));
+      // Header and page as two writes without a copy: the caller corks the socket around a
+      // batch, so a batch leaves in one writev (the image is final once postcopy starts,
+      // and a page the guest changes during precopy is dirty again and sent again).
+      write(sock, pageFrameHeader(block, offset, zero));
+      if (!zero) write(sock, data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE));
     },
     endOfStream: (channel) => write(channel === 1 && preempt ? preempt : main, frame(FrameKind.EOS, new Uint8Array(0))),
-  }, opts.preempt);
+  }, opts.preempt, opts.prefetchPages);
 
   // The return path: requests become urgent pages; receive bitmaps rebuild the dirty bitmap.
   let wake: (() => void) | null = null;
@@ -89,7 +96,11 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   };
   listenReturnPath(main);
 
-  const pace = makePacer(opts.bandwidth, () => wireBytes);
+  const pacer = makePacer(opts.bandwidth, () => wireBytes);
+  const pace = async (): Promise<void> => {
+    const ms = pacer();
+    if (ms > 1) await sleep(ms);
+  };
   // One pending 'drain' wait per socket, shared by every waiter (no listener pile-up).
   const drainWaits = new WeakMap<Socket, Promise<void>>();
   const drained = (sock: Socket): Promise<void> => {
@@ -123,7 +134,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
   };
   for (let sent = 0; sent < pages; ) {
-    const n = source.precopyStep(256);
+    const n = corked([main], () => source.precopyStep(256));
     if (n === 0) break;
     sent += n;
     dirtyGuest();
@@ -170,17 +181,23 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
     // Requested pages first; the background push keeps at most a window of pages in
     // flight on the main channel, so a requested page never waits behind a long queue.
-    source.serveUrgent(Number.MAX_SAFE_INTEGER);
+    const channels = preempt ? [main, preempt] : [main];
+    corked(channels, () => source.serveUrgent(Number.MAX_SAFE_INTEGER));
     const room = WINDOW_PAGES - (mainSent - mainAcked);
     const perHostPage = opts.hostPageSize / TARGET_PAGE_SIZE;
     // At least one host page when nothing is in flight (a huge page is larger than the window).
     const hostPages = mainSent === mainAcked ? Math.max(1, Math.floor(room / perHostPage)) : Math.floor(room / perHostPage);
-    const pushed = hostPages > 0 && !main.writableNeedDrain ? source.pushBackground(Math.min(hostPages, 64)) : 0;
+    // The bandwidth cap holds back the background push only: a request wakes the wait.
+    const dueMs = pacer();
+    if (dueMs > 1) {
+      await waitFor((w) => (wake = w), dueMs);
+      continue;
+    }
+    const pushed = hostPages > 0 && !main.writableNeedDrain ? corked([main], () => source.pushBackground(Math.min(hostPages, PUSH_BATCH_HOST_PAGES))) : 0;
     if (pushed === 0) {
       await waitFor((w) => (wake = w), 20);
       continue;
     }
-    await pace();
     await new Promise((r) => setImmediate(r));
   }
   source.finish();
@@ -198,6 +215,16 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   preempt?.destroy();
 }
 
+/** Runs `send` with the sockets corked, so what it writes leaves in one writev per socket. */
+function corked<T>(socks: Socket[], send: () => T): T {
+  for (const s of socks) s.cork();
+  try {
+    return send();
+  } finally {
+    for (const s of socks) s.uncork();
+  }
+}
+
 /** Connects one channel and introduces it. */
 function openChannel(port: number, channel: number, reconnect: boolean): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -211,14 +238,11 @@ function openChannel(port: number, channel: number, reconnect: boolean): Promise
   });
 }
 
-/** A bandwidth cap: resolves once the bytes written so far fit the budget (0: no cap). */
-function makePacer(bytesPerSecond: number, written: () => number): () => Promise<void> {
-  if (bytesPerSecond <= 0) return () => Promise.resolve();
+/** A bandwidth cap: milliseconds until the bytes written so far fit the budget (0: no cap, or within it). */
+function makePacer(bytesPerSecond: number, written: () => number): () => number {
+  if (bytesPerSecond <= 0) return () => 0;
   const start = Date.now();
-  return async () => {
-    const dueMs = (written() / bytesPerSecond) * 1000 - (Date.now() - start);
-    if (dueMs > 1) await sleep(dueMs);
-  };
+  return () => Math.max(0, (written() / bytesPerSecond) * 1000 - (Date.now() - start));
 }
 
 function sleep(ms: number): Promise<void> {

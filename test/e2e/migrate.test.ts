@@ -43,6 +43,7 @@ const cases: Array<[string, Partial<MigrateCommandOptions>]> = [
   ['random workload', { workload: 'random' }],
   ['break and recover', { breakAt: '0.3' }],
   ['break and recover with preempt', { breakAt: '0.5', preempt: true, workload: 'hot-set' }],
+  ['capped bandwidth, preempt: pages prefetched ahead of the faulting vCPUs', { bandwidth: '64M', preempt: true }],
 ];
 
 for (const [name, extra] of cases) {
@@ -56,6 +57,7 @@ for (const [name, extra] of cases) {
     t.is(r.destination!.status, 'completed');
     t.is(r.destination!.outstanding, 0);
     if (extra.breakAt) t.is(r.source!.reconnects, 1, 'the cut happened and the source reconnected');
+    if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
     const rep = replaysCleanly(o.journal);
     t.is(rep.status, 'completed');
     t.is(rep.events, r.destination!.events);
@@ -84,6 +86,7 @@ test('migrate refuses bad options with a clear message', async (t) => {
   await t.throwsAsync(runMigration(options({ workload: 'nope' })), { message: /--workload must be one of sequential-increment, random, hot-set/ });
   await t.throwsAsync(runMigration(options({ breakAt: '1.5' })), { message: /--break-at must be a fraction in \[0, 1\)/ });
   await t.throwsAsync(runMigration(options({ breakAt: '0.2', killSourceAt: '0.3' })), { message: /cannot be combined/ });
+  await t.throwsAsync(runMigration(options({ prefetch: '-1' })), { message: /--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '-1'/ });
 });
 
 test('renicing a vCPU thread that already finished is not an error (it once paused a whole migration)', async (t) => {
