@@ -157,8 +157,13 @@ function pagesSection(a: Analysis): string[] {
   const p = a.pages;
   const r = a.requests;
   const channels = Object.entries(p.byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${count(n)}`).join(', ');
+  const by = r.answeredBy;
+  const answered = ([['main channel (page already on its way, mostly)', by.main], ['preempt channel (urgent)', by.preempt], ['no received page (zero page)', by.unknown]] as const)
+    .filter(([, x]) => x.count > 0)
+    .map(([name, x]) => `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
   return [
     `Requests: ${count(r.count)} sent, ${count(r.resent)} re-sent, ${count(r.outstanding.length)} outstanding`,
+    ...answered,
     `Pages: ${count(p.placed)} host pages placed (${count(p.zero)} zero; by channel: ${channels}), ${count(p.precopy)} precopy pages, ${count(p.discardedRanges)} discarded range(s)`,
   ];
 }

@@ -27,7 +27,7 @@ import { EVENT_KIND_NAMES, EventKind, FaultDisposition, MACHINE_NAMES, MachineId
 import { LatencyHistogram } from '../engine/latencyHistogram.js';
 import { JournalError } from '../errors.js';
 import { TraceBlocktimeReplay, offsetBound } from '../io/qemuTraceBlocktime.js';
-import type { Analysis } from './analysisTypes.js';
+import type { Analysis, AnsweredRequests } from './analysisTypes.js';
 import type { JournalReader } from './journalReader.js';
 import type { JournalMeta } from './meta.js';
 import { payloadOf, type Segment } from './segment.js';
@@ -76,6 +76,8 @@ interface Outstanding {
   offset: number;
   t: number;
   seq: number;
+  /** Opened by a page request (not by a fault held during a pause). */
+  requested: boolean;
 }
 
 /** Reads the whole journal (bounded memory) and explains it. JournalErrors past the start are reported in the result, not thrown. */
@@ -158,6 +160,8 @@ class JournalAnalyzer {
   private faults = 0;
   // Latency.
   private readonly latency = new LatencyHistogram();
+  /** Request → placement, by the channel that brought the page: [unknown, main, preempt]. */
+  private readonly answered = [new LatencyHistogram(), new LatencyHistogram(), new LatencyHistogram()];
   private readonly histogram = new Float64Array(HISTOGRAM_EDGES_MS.length);
   private readonly slowest: Analysis['faults']['slowest'] = [];
   private readonly waiting = new Map<number, Waiter[]>();
@@ -275,7 +279,7 @@ class JournalAnalyzer {
       case EventKind.FX_REQUEST:
         if ((b & (RequestFlag.RESEND | RequestFlag.SYNC)) !== 0) this.resent++;
         else this.requests++;
-        if (block >= 0 && !this.outstanding.has(this.key(block, offset))) this.outstanding.set(this.key(block, offset), { block, offset, t, seq });
+        if (block >= 0 && !this.outstanding.has(this.key(block, offset))) this.outstanding.set(this.key(block, offset), { block, offset, t, seq, requested: true });
         return;
       case EventKind.FX_STATE:
         return this.state(t, seq, cause, a, payload);
@@ -336,7 +340,7 @@ class JournalAnalyzer {
     const w = { seq: cause, t: faultT, vcpu: v };
     if (list === undefined) this.waiting.set(key, [w]);
     else list.push(w);
-    if (disposition === FaultDisposition.HELD && !this.outstanding.has(key)) this.outstanding.set(key, { block, offset, t: faultT, seq: cause });
+    if (disposition === FaultDisposition.HELD && !this.outstanding.has(key)) this.outstanding.set(key, { block, offset, t: faultT, seq: cause, requested: false });
   }
 
   private placement(kind: number, t: number, cause: number, block: number, offset: number, outcome: number): void {
@@ -351,6 +355,8 @@ class JournalAnalyzer {
     const key = this.key(block, offset);
     if (this.qemu !== null) this.qemu.end(b.hostAddress + offset, t);
     this.exactPlaced(key, t);
+    const request = this.outstanding.get(key);
+    if (request?.requested === true) this.answered[channel + 1]!.record(t - request.t);
     this.outstanding.delete(key);
     const list = this.waiting.get(key);
     if (list === undefined) return;
@@ -553,7 +559,12 @@ class JournalAnalyzer {
         histogram: this.histogramBuckets(),
         slowest: this.slowest,
       },
-      requests: { count: this.requests, resent: this.resent, outstanding },
+      requests: {
+        count: this.requests,
+        resent: this.resent,
+        outstanding,
+        answeredBy: { main: answeredSummary(this.answered[1]!), preempt: answeredSummary(this.answered[2]!), unknown: answeredSummary(this.answered[0]!) },
+      },
       pages: {
         placed: this.placed,
         zero: this.zero,
@@ -642,4 +653,10 @@ function describeInput(kind: number, a: number): string {
     return `${name} (channel ${a})`;
   }
   return name;
+}
+
+/** Request → placement figures of one channel's answers, in ms. */
+function answeredSummary(h: LatencyHistogram): AnsweredRequests {
+  const x = h.summary();
+  return { count: x.count, p50Ms: x.p50Ns / 1e6, p99Ms: x.p99Ns / 1e6, maxMs: x.maxNs / 1e6 };
 }

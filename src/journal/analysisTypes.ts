@@ -75,6 +75,12 @@ export interface Analysis {
     resent: number;
     /** Requested and never placed by the end of the journal, oldest first. */
     outstanding: Array<{ block: string; offset: number; address: number | null; requestedAtMs: number; ageMs: number; seq: number }>;
+    /**
+     * Request → placement by the channel whose page answered it: `main` mostly means the
+     * page was already on its way (background push) when it was asked for; `preempt` is
+     * the urgent path; `unknown` a placement not tied to a received page (a zero page).
+     */
+    answeredBy: { main: AnsweredRequests; preempt: AnsweredRequests; unknown: AnsweredRequests };
   };
   pages: {
     placed: number;
@@ -95,4 +101,12 @@ export interface Analysis {
     /** Latency CDF: [ms, fraction of faults at or below]. */
     latencyCdf: Array<[number, number]>;
   };
+}
+
+/** Requests answered by one channel: how many, and their request → placement latency. */
+export interface AnsweredRequests {
+  count: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
 }

@@ -58,6 +58,11 @@ for (const [name, extra] of cases) {
     t.is(r.destination!.outstanding, 0);
     if (extra.breakAt) t.is(r.source!.reconnects, 1, 'the cut happened and the source reconnected');
     if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
+    const j = JournalReader.open(o.journal);
+    const by = analyzeJournal(j).requests.answeredBy;
+    j.close();
+    t.is(by.main.count + by.preempt.count + by.unknown.count, r.destination!.stats.requests, 'every request was answered once, by some channel');
+    if (!extra.preempt) t.is(by.preempt.count, 0);
     const rep = replaysCleanly(o.journal);
     t.is(rep.status, 'completed');
     t.is(rep.events, r.destination!.events);

@@ -89,6 +89,11 @@ for (const run of ['plain', 'preempt']) {
     t.is(a.pages.placed, c.placed);
     t.is(a.pages.zero, c.zeroPlaced);
     t.deepEqual(a.pages.byChannel, { '0': c.pagesByChannel[0], '1': c.pagesByChannel[1] });
+    // Every request is answered by exactly one placement; only requested pages travel on the preempt channel.
+    const by = a.requests.answeredBy;
+    t.is(by.main.count + by.preempt.count + by.unknown.count, a.requests.count);
+    t.is(by.preempt.count, c.pagesByChannel[1]);
+    t.true(by.main.p50Ms <= by.main.p99Ms && by.main.p99Ms <= by.main.maxMs);
     t.true(a.faults.p50Ms <= a.faults.p90Ms && a.faults.p90Ms <= a.faults.p99Ms && a.faults.p99Ms <= a.faults.maxMs);
     t.is(a.faults.slowest.length, 20);
     t.is(a.faults.slowest[0]!.latencyMs, a.faults.maxMs);
@@ -107,6 +112,15 @@ test('plain: the timeline goes through every PostcopyState and ends completed', 
   const migration = a.timeline.filter((e) => e.machine === 'migration').map((e) => e.to);
   t.deepEqual(migration, ['active', 'postcopy-active', 'completed']);
   for (let i = 1; i < a.timeline.length; i++) t.true(a.timeline[i]!.tMs >= a.timeline[i - 1]!.tMs);
+});
+
+test('preempt: most requests are answered by pages already on the main channel; the few urgent ones take far longer', async (t) => {
+  const { analysis: a } = await importRun('preempt');
+  const by = a.requests.answeredBy;
+  t.is(by.main.count, 1883);
+  t.is(by.preempt.count, 32);
+  t.true(by.main.p50Ms < 0.06, `main-channel answers: p50 ${by.main.p50Ms} ms`);
+  t.true(by.preempt.p50Ms > 1 && by.preempt.p50Ms < 1.3, `preempt-channel answers: p50 ${by.preempt.p50Ms} ms`);
 });
 
 test('preempt: the capability is found, and pages arrive on both channels', async (t) => {

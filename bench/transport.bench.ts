@@ -1,0 +1,99 @@
+/**
+ * transport.roundtrip: the floor under every request → placement on this machine — one
+ * 21-byte request out and one 4110-byte page frame back between two processes on
+ * 127.0.0.1, with nothing else running. Node's event loops on both ends (what `migrate`
+ * uses) against the same exchange in C with blocking reads (bench/c/tcp_pingpong.c).
+ */
+import { execFileSync, fork } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { buildC } from './cbuild.js';
+import { median, quantile, type Benchmark } from './harness.js';
+
+const ROUNDS = 2000;
+const RUNS = 5;
+const REQ = 21;
+const REPLY = 4110;
+
+/** The server half, in a child process: answers every request with a page-sized frame. */
+function serve(): void {
+  const server = createServer((sock: Socket) => {
+    sock.setNoDelay(true);
+    const page = Buffer.alloc(REPLY);
+    let pending = 0;
+    sock.on('data', (chunk: Buffer) => {
+      pending += chunk.length;
+      while (pending >= REQ) {
+        pending -= REQ;
+        sock.write(page);
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1', () => process.send!((server.address() as { port: number }).port));
+  process.on('disconnect', () => process.exit(0));
+}
+
+/** One run: round-trip times in µs, client in this process, server in a child. */
+async function nodeRun(): Promise<number[]> {
+  const child = fork(fileURLToPath(import.meta.url), ['serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((r) => child.once('message', (m) => r(m as number)));
+  const sock = await new Promise<Socket>((r) => {
+    const s = connect(port, '127.0.0.1', () => r(s));
+  });
+  sock.setNoDelay(true);
+  const req = Buffer.alloc(REQ);
+  const times: number[] = [];
+  await new Promise<void>((done) => {
+    let got = 0;
+    let t0 = process.hrtime.bigint();
+    sock.on('data', (chunk: Buffer) => {
+      got += chunk.length;
+      if (got < REPLY) return;
+      got -= REPLY;
+      times.push(Number(process.hrtime.bigint() - t0) / 1e3);
+      if (times.length === ROUNDS) return done();
+      t0 = process.hrtime.bigint();
+      sock.write(req);
+    });
+    sock.write(req);
+  });
+  sock.destroy();
+  child.disconnect();
+  return times;
+}
+
+function cRun(bin: string): number[] {
+  return execFileSync(bin, [String(ROUNDS)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+}
+
+export const benchmarks: Benchmark[] = [
+  {
+    name: 'transport.roundtrip',
+    description: 'request (21 B) → page frame (4110 B) round trip between two processes on 127.0.0.1, p50 (µs)',
+    async run() {
+      const bin = buildC('tcp_pingpong');
+      const node: number[] = [];
+      const c: number[] = [];
+      const nodeP99: number[] = [];
+      const cP99: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const n = (await nodeRun()).sort((a, b) => a - b);
+        const k = cRun(bin).sort((a, b) => a - b);
+        node.push(quantile(n, 0.5));
+        c.push(quantile(k, 0.5));
+        nodeP99.push(quantile(n, 0.99));
+        cP99.push(quantile(k, 0.99));
+      }
+      return {
+        median: median(node),
+        unit: 'µs',
+        runs: RUNS,
+        higherIsBetter: false,
+        baseline: { name: 'C, blocking reads, same exchange', median: median(c), source: 'measured' },
+        notes: `${ROUNDS} round trips per run, runs alternate; p99 ${median(nodeP99).toFixed(1)} µs (C ${median(cP99).toFixed(1)} µs); QEMU 7.2's request → placement p50 (0.054 ms) is one such round trip`,
+      };
+    },
+  },
+];
+
+if (process.argv[2] === 'serve') serve();
