@@ -69,7 +69,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     capabilities: opts.preempt ? ['preempt'] : [],
     blocktimeMode: 'both',
     run: { kind: 'migrate', role: 'destination', backend: backend.kind, workload: opts.workload, seed: opts.seed, vcpus: opts.vcpus },
-  }, { overwrite: true });
+  }, { overwrite: true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
   let mainSock: Socket | null = null;
   /** Pages consumed from the current main connection, acknowledged for flow control. */
   let mainConsumed = 0;

@@ -20,6 +20,12 @@ export interface JournalWriterOptions {
   crashSafe?: boolean;
   /** Replace an existing journal at the path. */
   overwrite?: boolean;
+  /**
+   * Let SQLite checkpoint its WAL on its own (default true). False keeps every commit an
+   * append — no 10–20 ms checkpoint lands in the middle of a migration — and `close()`
+   * checkpoints once; the WAL grows to the journal's size meanwhile.
+   */
+  autoCheckpoint?: boolean;
 }
 
 /**
@@ -65,6 +71,7 @@ export class JournalWriter implements RecordSink {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
+    if (opts.autoCheckpoint === false) this.db.pragma('wal_autocheckpoint = 0');
     this.db.exec(SCHEMA);
     const putMeta = this.db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     this.db.transaction(() => {

@@ -60,6 +60,30 @@ test('events written in segments read back identical, in order, with their paylo
   r.close();
 });
 
+test('without auto-checkpoint every commit appends to the WAL until close checkpoints once; the events all read back', (t) => {
+  // 12 segments of ~1 MiB each: SQLite's default auto-checkpoint (1000 pages, ~4 MiB) would reuse the WAL from the start.
+  const walAfter = (autoCheckpoint: boolean): { walBytes: number; path: string } => {
+    const path = tmp(`wal-${autoCheckpoint}.db`);
+    const w = JournalWriter.create(path, META, { segmentEvents: 64, autoCheckpoint });
+    const payload = new Uint8Array(16_384).fill(7);
+    for (let i = 0; i < 64 * 12; i++) w.append(EventKind.FX_RECV_BITMAP, i, -1, 0, 0, payload.length, 0, payload);
+    w.flush();
+    const walBytes = statSync(path + '-wal').size;
+    w.close();
+    return { walBytes, path };
+  };
+  const off = walAfter(false);
+  const on = walAfter(true);
+  t.true(off.walBytes > 12 * 2 ** 20, `WAL ${off.walBytes} bytes: every segment appended`);
+  t.true(on.walBytes < 8 * 2 ** 20, `WAL ${on.walBytes} bytes: checkpointed along the way`);
+  for (const { path } of [off, on]) {
+    const r = JournalReader.open(path);
+    t.is(r.eventCount(), 64 * 12);
+    r.close();
+    t.is(statSync(path + '-wal', { throwIfNoEntry: false })?.size ?? 0, 0, 'close left nothing in the WAL');
+  }
+});
+
 test('a payload larger than a segment payload area is stored whole in a segment of its own', (t) => {
   const path = tmp('big.db');
   const w = JournalWriter.create(path, META, { segmentEvents: 64, segmentPayloadBytes: 1024, crashSafe: false });
