@@ -7,7 +7,7 @@ import { groupDigits } from './numberText.js';
 import { receivedPlot } from './receivedPlot.js';
 import { REPORT_CSS } from './style.js';
 import { summaryCards } from './summaryCards.js';
-import { blocksTable, errorsTable, outstandingTable, slowestFaultsTable } from './tables.js';
+import { answeredByTable, blocksTable, errorsTable, outstandingTable, slowestFaultsTable } from './tables.js';
 import { timelinePlot } from './timelinePlot.js';
 
 export interface RenderReportOptions {
@@ -56,6 +56,7 @@ ${panel('Fault latency', `Time from a vCPU fault until its page was placed, ${gr
 ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed within a given time.', latencyCdfPlot(a), '', 'latency-cdf')}
 </div>
 ${stuck ? '' : outstanding}
+${panel('Who answered the page requests', `Request → placement by the channel whose page answered it (${groupDigits(a.requests.count)} requests). A page asked for while already on its way arrives on the main channel; the urgent path is the preempt channel.`, answeredByTable(a), '', 'answered')}
 ${panel('Slowest faults', 'The slowest faults, slowest first.', slowestFaultsTable(a), '', 'slowest')}
 ${panel('Errors', 'Inputs the engine refused, by sequence number: each changed nothing else.', errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
 ${panel('Journal', esc(pagesLine(a)), blocksTable(a), '', 'journal')}

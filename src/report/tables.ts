@@ -60,3 +60,20 @@ export function blocksTable(a: Analysis): string {
     { head: 'host page size', cell: (r) => `${groupDigits(r.hostPageSize)} B`, numeric: true },
   ], a.journal.blocks, 'No RAM blocks recorded.');
 }
+
+/** Pure: the requests by the channel whose page answered them, with their request → placement latency. */
+export function answeredByTable(a: Analysis): string {
+  const by = a.requests.answeredBy;
+  const rows = [
+    { name: 'main channel (mostly pages already on their way)', x: by.main },
+    { name: 'preempt channel (urgent path)', x: by.preempt },
+    { name: 'no received page (zero page)', x: by.unknown },
+  ].filter((r) => r.x.count > 0);
+  return table('table-answered', [
+    { head: 'answered by', cell: (r) => r.name },
+    { head: 'requests', cell: (r) => groupDigits(r.x.count), numeric: true },
+    { head: 'p50', cell: (r) => formatMs(r.x.p50Ms), numeric: true },
+    { head: 'p99', cell: (r) => formatMs(r.x.p99Ms), numeric: true },
+    { head: 'max', cell: (r) => formatMs(r.x.maxMs), numeric: true },
+  ], rows, 'No page request was answered.');
+}

@@ -97,6 +97,18 @@ test('a completed migration lists (no) outstanding requests after the plots, wit
   t.regex(html, /No page requests outstanding/);
 });
 
+test('the requests are split by the channel that answered them, with their latencies', (t) => {
+  const a = sampleAnalysis();
+  a.requests.answeredBy.preempt = { count: 3, p50Ms: 1.25, p99Ms: 2.5, maxMs: 2.5 };
+  const html = renderReport(a);
+  const panel = html.slice(html.indexOf('data-panel="answered"'), html.indexOf('</section>', html.indexOf('data-panel="answered"')));
+  t.true(panel.includes('>main channel (mostly pages already on their way)</td>'));
+  t.true(panel.includes(`>${esc(formatMs(a.requests.answeredBy.main.p50Ms))}</td>`));
+  t.true(panel.includes('>preempt channel (urgent path)</td><td class="num">3</td>'));
+  for (const ms of [1.25, 2.5]) t.true(panel.includes(`>${esc(formatMs(ms))}</td>`));
+  t.false(panel.includes('zero page'), 'a channel that answered nothing is left out');
+});
+
 test('errors are listed with their sequence numbers', (t) => {
   const a = sampleAnalysis();
   const html = renderReport(a);
