@@ -56,6 +56,7 @@ program
   .option('--preempt', 'postcopy-preempt: a second channel for urgent pages')
   .option('--huge-pages', 'one 2 MiB huge-page block instead of 4 KiB pages')
   .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent, then recover')
+  .option('--prefetch <pages>', 'largest window of 4 KiB pages the source sends ahead of a vCPU that faults its way forward (0 = none)', '32')
   .option('--journal <path>', 'journal file', 'postcopy-sim.db')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {

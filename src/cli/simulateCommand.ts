@@ -12,6 +12,7 @@ export interface SimulateCommandOptions {
   preempt?: boolean;
   hugePages?: boolean;
   breakAt?: string;
+  prefetch?: string;
   journal: string;
   json?: boolean;
 }
@@ -34,6 +35,8 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   if (breakAt !== undefined && !(breakAt >= 0 && breakAt < 1)) throw new UsageError(`--break-at must be a fraction in [0, 1), got '${opts.breakAt}'`);
   const hostPageSize = opts.hugePages ? 2 * 2 ** 20 : 4096;
   if (size % hostPageSize !== 0) throw new UsageError(`--size ${opts.size} is not a multiple of the ${hostPageSize}-byte host page`);
+  const prefetchPages = Number(opts.prefetch ?? '32');
+  if (!Number.isInteger(prefetchPages) || prefetchPages < 0 || prefetchPages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${opts.prefetch}'`);
   const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json });
   const r = runSimulatedMigration({
     sizeBytes: size,
@@ -42,6 +45,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
     workload: opts.workload as AccessPatternName,
     seed,
     preempt: !!opts.preempt,
+    prefetchPages,
     ...(breakAt !== undefined ? { breakAt } : {}),
     journalPath: opts.journal,
     onProgress: (p) => progress.update(p.received, p.total, { phase: p.phase, outstanding: p.outstanding }),
@@ -57,7 +61,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
     `simulated postcopy migration: ${opts.size} guest, ${vcpus} vCPUs, workload ${opts.workload}, seed ${seed}${opts.preempt ? ', preempt' : ''}${breakAt !== undefined ? `, break at ${breakAt}` : ''} (mock backend, simulated clock)`,
     `  status:      ${r.status}; memory ${r.verified ? 'verified page for page' : `MISMATCH at offsets ${r.mismatches.map((o) => '0x' + o.toString(16)).join(', ')}`}`,
     `  phases:      precopy ${formatMs(r.simulatedMs.precopy)}, postcopy ${formatMs(r.simulatedMs.postcopy)} (simulated time)`,
-    `  pages:       precopy ${r.source.precopyPages}, postcopy ${r.source.postcopyPages}, urgent ${r.source.urgentPages}, zero ${r.source.zeroPages}`,
+    `  pages:       precopy ${r.source.precopyPages}, postcopy ${r.source.postcopyPages}, urgent ${r.source.urgentPages}, prefetched ${r.source.prefetchPages}, zero ${r.source.zeroPages}`,
     `  discard:     ${r.discard.rangesSent} ranges in ${r.discard.commandsSent} commands`,
     `  faults:      ${r.stats.faults}; requests ${r.stats.requests}, re-sent ${r.stats.resends}`,
     `  latency:     fault→placement p50 ${formatMs(lat.p50Ns / 1e6)}, p99 ${formatMs(lat.p99Ns / 1e6)}, max ${formatMs(lat.maxNs / 1e6)}`,

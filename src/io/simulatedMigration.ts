@@ -29,6 +29,8 @@ export interface SimulatedMigrationOptions {
   precopyFraction?: number;
   /** Cut the main channel once this fraction of postcopy pages has been sent, then recover. */
   breakAt?: number;
+  /** The source's largest prefetch window after a request, in target pages (default 0: none). */
+  prefetchPages?: number;
   /** Journal file to write (none: records are only counted). */
   journalPath?: string;
   /** Engine snapshots in the journal every this many events (default 100 000). */
@@ -107,7 +109,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
     command: (cmd, payload) => engine.command(cmd, payload, t),
     page: (ch, b, off, zero, data, dOff) => engine.page(ch, b, off, zero, data, dOff, t),
     endOfStream: (ch) => engine.endOfStream(ch, t),
-  }, !!opts.preempt);
+  }, !!opts.preempt, opts.prefetchPages ?? 0);
 
   const pagesPerTick = opts.pagesPerTick ?? 16;
   const accessesPerTick = opts.accessesPerTick ?? 32;

@@ -4,6 +4,8 @@ import { TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
 import { encodeReceiveBitmap } from '../../src/engine/receiveBitmap.js';
 import { PrefetchStreams } from '../../src/engine/prefetchStreams.js';
 import { Source, type SourceOutput } from '../../src/engine/source.js';
+import { runSimulatedMigration } from '../../src/io/simulatedMigration.js';
+import { scratchDir } from '../scratchDir.js';
 
 interface Sent {
   channel: number;
@@ -102,4 +104,17 @@ test('after a recovery the source forgets queued prefetch and its streams', (t) 
   source.serveUrgent(1000);
   t.deepEqual(sent, [], 'nothing left to answer or prefetch');
   t.is(source.counters.prefetchPages, 0);
+});
+
+test('a simulated migration with prefetch (and a break) verifies its memory and replays with zero divergence', (t) => {
+  for (const preempt of [false, true]) {
+    const r = runSimulatedMigration({
+      sizeBytes: 8 << 20, vcpus: 2, workload: 'sequential-increment', seed: 5, preempt, breakAt: 0.4, prefetchPages: 32,
+      journalPath: `${scratchDir('pcsim-')}/prefetch.journal`,
+    });
+    t.is(r.status, 'completed');
+    t.true(r.verified, 'memory verified page for page');
+    t.true(r.source.prefetchPages > 0, 'vCPUs walking forward were prefetched for');
+    t.deepEqual(r.replay?.ok, true, r.replay?.message);
+  }
 });
