@@ -257,7 +257,7 @@ export function formatSummary(r: MigrateResult, plan: ReturnType<typeof planMigr
     const l = d.requestLatency;
     lines.push(`  requests:    ${d.stats.requests} (re-sent ${d.stats.resends}); faults ${d.stats.faults}; placed by channel ${d.stats.placedByChannel.join(' / ')}`);
     lines.push(`  latency:     page request → placement p50 ${formatMs(l.p50Ns / 1e6)}, p99 ${formatMs(l.p99Ns / 1e6)}, max ${formatMs(l.maxNs / 1e6)} (${l.count} requests)`);
-    lines.push(`  blocktime:   qemu mode ${d.blocktime.qemu.totalMs} ms [${d.blocktime.qemu.perVcpuMs.join(', ')}]; exact ${formatMs(d.blocktime.exact.totalNs / 1e6)} [${d.blocktime.exact.perVcpuBlockedNs.map((n) => formatMs(n / 1e6)).join(', ')}]`);
+    lines.push(`  blocktime:   exact: per vCPU [${d.blocktime.exact.perVcpuBlockedNs.map((n) => formatMs(n / 1e6)).join(', ')}], all vCPUs at once ${formatMs(d.blocktime.exact.totalNs / 1e6)}; qemu mode: per vCPU [${d.blocktime.qemu.perVcpuMs.join(', ')}] ms, all at once ${d.blocktime.qemu.totalMs} ms`);
     lines.push(`  journal:     ${d.journalPath} (${d.events} events)`);
   }
   if (r.paused) lines.push(`  journal:     ${r.paused.journalPath}`);

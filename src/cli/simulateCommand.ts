@@ -65,7 +65,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
     `  discard:     ${r.discard.rangesSent} ranges in ${r.discard.commandsSent} commands`,
     `  faults:      ${r.stats.faults}; requests ${r.stats.requests}, re-sent ${r.stats.resends}`,
     `  latency:     fault→placement p50 ${formatMs(lat.p50Ns / 1e6)}, p99 ${formatMs(lat.p99Ns / 1e6)}, max ${formatMs(lat.maxNs / 1e6)}`,
-    `  blocktime:   qemu mode ${r.blocktime.qemu.totalMs} ms [${r.blocktime.qemu.perVcpuMs.join(', ')}]; exact ${formatMs(r.blocktime.exact.totalNs / 1e6)} [${r.blocktime.exact.perVcpuBlockedNs.map((n) => formatMs(n / 1e6)).join(', ')}]`,
+    `  blocktime:   exact: per vCPU [${r.blocktime.exact.perVcpuBlockedNs.map((n) => formatMs(n / 1e6)).join(', ')}], all vCPUs at once ${formatMs(r.blocktime.exact.totalNs / 1e6)}; qemu mode: per vCPU [${r.blocktime.qemu.perVcpuMs.join(', ')}] ms, all at once ${r.blocktime.qemu.totalMs} ms`,
     `  journal:     ${r.journalPath} (${r.records} events); replay ${r.replay?.ok ? 'matches with zero divergence' : `DIVERGES: ${r.replay?.message}`}`,
   ];
   console.log(lines.join('\n'));
