@@ -1,10 +1,13 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { runMigration, type MigrateCommandOptions } from '../../src/cli/migrateCommand.js';
+import { EventKind, type EventRecord } from '../../src/engine/events.js';
+import { PlaceOutcome } from '../../src/io/backend.js';
 import { UffdBackend } from '../../src/io/uffdBackend.js';
 import { analyzeJournal } from '../../src/journal/analysis.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { replay } from '../../src/journal/replay.js';
+import { advise, listen, pageData, rig, run } from '../engine/harness.js';
 import { scratchDir } from '../scratchDir.js';
 
 /**
@@ -36,6 +39,44 @@ function replaysCleanly(path: string): { events: number; status: string } {
   }
 }
 
+/**
+ * Placements of a received page that found it already there (EEXIST). A stale fault's
+ * zero placement may (the page came meanwhile); a page from the stream must not.
+ */
+function countPagesArrivedTwice(records: Iterable<EventRecord>): number {
+  const pageInputs = new Set<number>();
+  let twice = 0;
+  for (const e of records) {
+    if (e.kind === EventKind.IN_PAGE) pageInputs.add(e.seq);
+    else if ((e.kind === EventKind.FX_COPY || e.kind === EventKind.FX_ZERO) && e.b === PlaceOutcome.ALREADY_PRESENT && pageInputs.has(e.cause)) twice++;
+  }
+  return twice;
+}
+
+function pagesArrivedTwice(path: string): number {
+  const j = JournalReader.open(path);
+  try {
+    return countPagesArrivedTwice(j.records());
+  } finally {
+    j.close();
+  }
+}
+
+test('the duplicate-page check sees a page that arrives twice, and not a stale fault', (t) => {
+  const r = rig();
+  advise(r);
+  listen(r);
+  run(r);
+  r.engine.page(0, 0, 4096, false, pageData(4096), 0, 10);
+  t.is(countPagesArrivedTwice(r.sink.records), 0);
+  r.engine.fault(r.backend.hostAddress(0) + 4096, 73001, 11); // stale: the page is already there
+  const stale = r.sink.records.filter((e) => (e.kind === EventKind.FX_COPY || e.kind === EventKind.FX_ZERO) && e.b === PlaceOutcome.ALREADY_PRESENT);
+  t.is(stale.length, 1, 'the stale fault met the page already there');
+  t.is(countPagesArrivedTwice(r.sink.records), 0);
+  r.engine.page(0, 0, 4096, false, pageData(4096), 0, 12);
+  t.is(countPagesArrivedTwice(r.sink.records), 1);
+});
+
 const cases: Array<[string, Partial<MigrateCommandOptions>]> = [
   ['plain', {}],
   ['preempt', { preempt: true }],
@@ -57,6 +98,7 @@ for (const [name, extra] of cases) {
     t.is(r.destination!.status, 'completed');
     t.is(r.destination!.outstanding, 0);
     if (extra.breakAt) t.is(r.source!.reconnects, 1, 'the cut happened and the source reconnected');
+    t.is(pagesArrivedTwice(o.journal), 0, 'no page arrived twice (recovery neither loses nor duplicates a page)');
     if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
     const j = JournalReader.open(o.journal);
     const by = analyzeJournal(j).requests.answeredBy;
