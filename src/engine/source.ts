@@ -44,8 +44,9 @@ export interface SourceCounters {
 /**
  * The source side of a postcopy migration over a guest RAM image: precopy rounds over a
  * dirty bitmap, the switch to postcopy (ADVISE, final sync, discard commands, LISTEN,
- * RUN), then a background push of the remaining pages with requested pages first, and
- * the reload of receive bitmaps after a recovery. Deterministic: the caller drives it.
+ * RUN), then a background push of the remaining pages with requested pages first (and the
+ * pages ahead of a vCPU that faults its way forward: prefetchStreams.ts), and the reload of
+ * receive bitmaps after a recovery. Deterministic: the caller drives it.
  */
 export class Source {
   readonly blocks: SourceBlock[];
@@ -179,7 +180,10 @@ export class Source {
     return sent + this.pushBackground(maxHostPages - sent);
   }
 
-  /** Sends up to `maxHostPages` requested pages (preempt channel when enabled); returns host pages sent. */
+  /**
+   * Sends up to `maxHostPages` requested pages, then the pages prefetched after them, on the
+   * preempt channel when enabled; returns host pages sent.
+   */
   serveUrgent(maxHostPages: number): number {
     let sent = 0;
     const channel = this.preempt ? 1 : 0;
@@ -195,7 +199,7 @@ export class Source {
       if (this.sendHostPageIfDirty(b, first * TARGET_PAGE_SIZE, channel, 'prefetch')) sent++;
       next[1] = first + perHost;
       next[2] = pages - perHost;
-      if (next[2] <= 0 || next[1] >= this.dirty[b]!.size) this.ahead.shift();
+      if (next[2] <= 0) this.ahead.shift(); // request() clamped the span to the block
     }
     return sent;
   }
