@@ -19,3 +19,13 @@ export function formatMs(ms: number): string {
   if (ms >= 10) return `${ms.toFixed(1)} ms`;
   return `${ms.toFixed(3)} ms`;
 }
+
+/** The source's largest prefetch window by default, in 4 KiB pages (`--prefetch`). */
+export const DEFAULT_PREFETCH_PAGES = 32;
+
+/** Parses `--prefetch`: a whole number of 4 KiB pages from 0 (off) to 4096; a clear UsageError otherwise. */
+export function parsePrefetchPages(text: string | undefined): number {
+  const pages = text === undefined ? DEFAULT_PREFETCH_PAGES : Number(text);
+  if (!Number.isInteger(pages) || pages < 0 || pages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${text}'`);
+  return pages;
+}

@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../journal/analysis.js';
-import type { Analysis } from '../journal/analysisTypes.js';
+import { answeringChannels, type Analysis } from '../journal/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { formatMs } from './format.js';
 import { createProgress } from './progress.js';
@@ -157,10 +157,8 @@ function pagesSection(a: Analysis): string[] {
   const p = a.pages;
   const r = a.requests;
   const channels = Object.entries(p.byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${count(n)}`).join(', ');
-  const by = r.answeredBy;
-  const answered = ([['main channel (page already on its way, mostly)', by.main], ['preempt channel (urgent)', by.preempt], ['no received page (zero page)', by.unknown]] as const)
-    .filter(([, x]) => x.count > 0)
-    .map(([name, x]) => `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
+  const answered = answeringChannels(a).map(({ name, answered: x }) =>
+    `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
   return [
     `Requests: ${count(r.count)} sent, ${count(r.resent)} re-sent, ${count(r.outstanding.length)} outstanding`,
     ...answered,

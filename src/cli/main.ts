@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
+import { DEFAULT_PREFETCH_PAGES } from './format.js';
 
 const program = new Command();
 program
@@ -12,6 +13,11 @@ program
   .description('Postcopy live migration engine: migrate, replay and explain migrations (ours or QEMU\'s).')
   .version('0.1.0')
   .showHelpAfterError();
+
+/** `--prefetch`, shared by migrate, start and simulate. */
+function prefetchOption(): Option {
+  return new Option('--prefetch <pages>', 'largest window of 4 KiB pages the source sends ahead of a vCPU that faults its way forward (0 = none)').default(String(DEFAULT_PREFETCH_PAGES));
+}
 
 /** The options of `migrate`, shared by `start` (which only changes nothing: good defaults). */
 function migrateOptions(cmd: Command): Command {
@@ -27,7 +33,7 @@ function migrateOptions(cmd: Command): Command {
     .addOption(new Option('--backend <kind>', 'destination backend').choices(['auto', 'uffd', 'mock']).default('auto'))
     .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd').choices(['thread', 'loop']).default('thread'))
     .option('--vcpu-nice <n>', 'nice value of the destination vCPU threads, so the fault path wins a core (0 = same priority)', '5')
-    .option('--prefetch <pages>', 'largest window of 4 KiB pages the source sends ahead of a vCPU that faults its way forward (0 = none)', '32')
+    .addOption(prefetchOption())
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
     .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent; it recovers')
     .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent; the destination stays paused')
@@ -56,7 +62,7 @@ program
   .option('--preempt', 'postcopy-preempt: a second channel for urgent pages')
   .option('--huge-pages', 'one 2 MiB huge-page block instead of 4 KiB pages')
   .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent, then recover')
-  .option('--prefetch <pages>', 'largest window of 4 KiB pages the source sends ahead of a vCPU that faults its way forward (0 = none)', '32')
+  .addOption(prefetchOption())
   .option('--journal <path>', 'journal file', 'postcopy-sim.db')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {

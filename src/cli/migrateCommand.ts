@@ -6,7 +6,7 @@ import { UsageError } from '../errors.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/accessPatterns.js';
 import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migrationDestination.js';
 import type { SourceMessage, SourceOptions } from '../io/migrationSource.js';
-import { formatMs, parseSize } from './format.js';
+import { formatMs, parsePrefetchPages, parseSize } from './format.js';
 import { createProgress } from './progress.js';
 
 export interface MigrateCommandOptions {
@@ -76,8 +76,7 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const preempt = !!o.preempt;
   const vcpuNice = Number(o.vcpuNice ?? '5');
   if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
-  const prefetchPages = Number(o.prefetch ?? '32');
-  if (!Number.isInteger(prefetchPages) || prefetchPages < 0 || prefetchPages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${o.prefetch}'`);
+  const prefetchPages = parsePrefetchPages(o.prefetch);
   return {
     src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
     dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },

@@ -2,7 +2,7 @@ import { runSimulatedMigration } from '../io/simulatedMigration.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/accessPatterns.js';
 import { UsageError } from '../errors.js';
 import { createProgress } from './progress.js';
-import { parseSize, formatMs } from './format.js';
+import { formatMs, parsePrefetchPages, parseSize } from './format.js';
 
 export interface SimulateCommandOptions {
   size: string;
@@ -35,8 +35,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   if (breakAt !== undefined && !(breakAt >= 0 && breakAt < 1)) throw new UsageError(`--break-at must be a fraction in [0, 1), got '${opts.breakAt}'`);
   const hostPageSize = opts.hugePages ? 2 * 2 ** 20 : 4096;
   if (size % hostPageSize !== 0) throw new UsageError(`--size ${opts.size} is not a multiple of the ${hostPageSize}-byte host page`);
-  const prefetchPages = Number(opts.prefetch ?? '32');
-  if (!Number.isInteger(prefetchPages) || prefetchPages < 0 || prefetchPages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${opts.prefetch}'`);
+  const prefetchPages = parsePrefetchPages(opts.prefetch);
   const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json });
   const r = runSimulatedMigration({
     sizeBytes: size,

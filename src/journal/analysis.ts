@@ -23,7 +23,7 @@ import { unpack } from 'msgpackr';
 import { ExactBlocktime } from '../engine/blocktimeExact.js';
 import { QemuBlocktime } from '../engine/blocktimeQemu.js';
 import { MigCommand, POSTCOPY_STATE_NAMES, TARGET_PAGE_SIZE } from '../engine/constants.js';
-import { EVENT_KIND_NAMES, EventKind, FaultDisposition, MACHINE_NAMES, MachineId, RequestFlag, type EventKindValue } from '../engine/events.js';
+import { EVENT_KIND_NAMES, EventKind, FaultDisposition, MACHINE_NAMES, MachineId, RequestFlag, type EventKindValue, type EventRecord } from '../engine/events.js';
 import { LatencyHistogram } from '../engine/latencyHistogram.js';
 import { JournalError } from '../errors.js';
 import { TraceBlocktimeReplay, offsetBound } from '../io/qemuTraceBlocktime.js';
@@ -50,18 +50,6 @@ const MAX_CDF_POINTS = 200;
 /** Edges of the latency histogram, ms: 1-2-5 steps from 10 µs. */
 const HISTOGRAM_EDGES_MS = [0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000];
 
-/** One event held for reordering. */
-interface Ev {
-  kind: number;
-  t: number;
-  seq: number;
-  cause: number;
-  block: number;
-  offset: number;
-  a: number;
-  b: number;
-  payload: Uint8Array | null;
-}
 
 /** A fault waiting for its page. */
 interface Waiter {
@@ -133,7 +121,8 @@ class JournalAnalyzer {
   private readonly vcpus: number;
   private readonly blockBase: number[] = [];
   // Reordering (imported traces).
-  private readonly buf: Ev[] = [];
+  /** Imported events held for reordering by time. */
+  private readonly buf: EventRecord[] = [];
   private head = 0;
   private newestT = -Infinity;
   // Totals.
@@ -224,14 +213,14 @@ class JournalAnalyzer {
         continue;
       }
       const p = needsPayload(kind) ? payloadOf(seg, i) : null;
-      this.enqueue({ kind, t, seq, cause: seg.cause[i]!, block: seg.block[i]!, offset: seg.offset[i]!, a: seg.a[i]!, b: seg.b[i]!, payload: p });
+      this.enqueue({ kind: kind as EventKindValue, t, seq, cause: seg.cause[i]!, block: seg.block[i]!, offset: seg.offset[i]!, a: seg.a[i]!, b: seg.b[i]!, payload: p });
     }
   }
 
   // -------------------------------------------------------------------------
   // Reordering: stable by time, then journal order.
 
-  private enqueue(e: Ev): void {
+  private enqueue(e: EventRecord): void {
     const buf = this.buf;
     let i = buf.length;
     buf.push(e);
@@ -255,7 +244,7 @@ class JournalAnalyzer {
     this.head = 0;
   }
 
-  private applyEv(e: Ev): void {
+  private applyEv(e: EventRecord): void {
     this.apply(e.kind, e.t, e.seq, e.cause, e.block, e.offset, e.a, e.b, e.payload);
   }
 

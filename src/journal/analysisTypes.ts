@@ -110,3 +110,13 @@ export interface AnsweredRequests {
   p99Ms: number;
   maxMs: number;
 }
+
+/** Pure: the channels that answered at least one request, each with a name a person reads, main first. */
+export function answeringChannels(a: Analysis): Array<{ name: string; answered: AnsweredRequests }> {
+  const by = a.requests.answeredBy;
+  return [
+    { name: 'main channel (mostly pages already on their way)', answered: by.main },
+    { name: 'preempt channel (the urgent path)', answered: by.preempt },
+    { name: 'no received page (a zero page)', answered: by.unknown },
+  ].filter((c) => c.answered.count > 0);
+}

@@ -1,4 +1,4 @@
-import type { Analysis } from '../journal/analysisTypes.js';
+import { answeringChannels, type Analysis } from '../journal/analysisTypes.js';
 import { formatMs } from '../cli/format.js';
 import { esc } from './escape.js';
 import { groupDigits, hex } from './numberText.js';
@@ -63,17 +63,11 @@ export function blocksTable(a: Analysis): string {
 
 /** Pure: the requests by the channel whose page answered them, with their request → placement latency. */
 export function answeredByTable(a: Analysis): string {
-  const by = a.requests.answeredBy;
-  const rows = [
-    { name: 'main channel (mostly pages already on their way)', x: by.main },
-    { name: 'preempt channel (urgent path)', x: by.preempt },
-    { name: 'no received page (zero page)', x: by.unknown },
-  ].filter((r) => r.x.count > 0);
   return table('table-answered', [
     { head: 'answered by', cell: (r) => r.name },
-    { head: 'requests', cell: (r) => groupDigits(r.x.count), numeric: true },
-    { head: 'p50', cell: (r) => formatMs(r.x.p50Ms), numeric: true },
-    { head: 'p99', cell: (r) => formatMs(r.x.p99Ms), numeric: true },
-    { head: 'max', cell: (r) => formatMs(r.x.maxMs), numeric: true },
-  ], rows, 'No page request was answered.');
+    { head: 'requests', cell: (r) => groupDigits(r.answered.count), numeric: true },
+    { head: 'p50', cell: (r) => formatMs(r.answered.p50Ms), numeric: true },
+    { head: 'p99', cell: (r) => formatMs(r.answered.p99Ms), numeric: true },
+    { head: 'max', cell: (r) => formatMs(r.answered.maxMs), numeric: true },
+  ], answeringChannels(a), 'No page request was answered.');
 }

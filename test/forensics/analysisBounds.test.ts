@@ -5,11 +5,8 @@
 import test from 'ava';
 import Database from 'better-sqlite3';
 import { MigCommand } from '../../src/engine/constants.js';
-import { Destination } from '../../src/engine/destination.js';
 import { encodeAdvise, hostPageSizeSummary } from '../../src/engine/wire.js';
-import { MockBackend } from '../../src/io/mockBackend.js';
-import { JournalWriter } from '../../src/journal/journalWriter.js';
-import { analyze, cli, tmpPath } from './helpers.js';
+import { analyze, cli, handDriven, tmpPath } from './helpers.js';
 
 const MS = 1e6;
 const PAGES = 6000;
@@ -19,21 +16,7 @@ const PAGES = 6000;
  * far more blocked intervals and received points than the series keep.
  */
 function longJournal(path: string): void {
-  const length = PAGES * 4096;
-  const backend = new MockBackend([{ name: 'pc.ram', length, hostPageSize: 4096 }]);
-  const blocks = [{ name: 'pc.ram', length }];
-  const writer = JournalWriter.create(path, {
-    engineVersion: 'test',
-    source: 'engine',
-    created: new Date(0).toISOString(),
-    timeOriginNs: 0,
-    blocks: [{ ...blocks[0]!, hostPageSize: 4096, hostAddress: backend.hostAddress(0) }],
-    vcpuTids: [101],
-    capabilities: [],
-    blocktimeMode: 'both',
-  }, { segmentEvents: 1024 });
-  const engine = new Destination({ blocks, vcpuTids: [101], preempt: false }, backend, { send: () => true }, writer);
-  const host = backend.hostAddress(0);
+  const { engine, writer, host } = handDriven(path, PAGES, [101], { segmentEvents: 1024 });
   engine.command(MigCommand.POSTCOPY_ADVISE, encodeAdvise({ hostPageSizeSummary: hostPageSizeSummary([4096]), targetPageSize: 4096 }), 1 * MS);
   engine.command(MigCommand.POSTCOPY_LISTEN, new Uint8Array(0), 2 * MS);
   engine.command(MigCommand.POSTCOPY_RUN, new Uint8Array(0), 3 * MS);

@@ -6,16 +6,13 @@
 import test from 'ava';
 import { unpack } from 'msgpackr';
 import { MigCommand } from '../../src/engine/constants.js';
-import { Destination } from '../../src/engine/destination.js';
 import { EventKind } from '../../src/engine/events.js';
 import type { BlocktimeReport } from '../../src/engine/blocktime.js';
 import { encodeAdvise, hostPageSizeSummary } from '../../src/engine/wire.js';
 import { WrongStateError } from '../../src/errors.js';
-import { MockBackend } from '../../src/io/mockBackend.js';
 import { runSimulatedMigration, type SimulatedMigrationOptions } from '../../src/io/simulatedMigration.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
-import { JournalWriter } from '../../src/journal/journalWriter.js';
-import { analyze, cli, tmpPath } from './helpers.js';
+import { analyze, cli, handDriven, tmpPath } from './helpers.js';
 
 /** The engine's FX_BLOCKTIME report, read back from the journal. */
 function blocktimeRecord(path: string): BlocktimeReport {
@@ -79,30 +76,11 @@ for (const [name, opts] of SIMULATIONS) {
   });
 }
 
-/** A destination driven by hand over a mock backend, journaled. */
-function handDriven(path: string): { engine: Destination; writer: JournalWriter; host: number } {
-  const blocks = [{ name: 'pc.ram', length: 64 * 4096 }];
-  const backend = new MockBackend([{ name: 'pc.ram', length: 64 * 4096, hostPageSize: 4096 }]);
-  const vcpuTids = [101, 102];
-  const writer = JournalWriter.create(path, {
-    engineVersion: 'test',
-    source: 'engine',
-    created: new Date(0).toISOString(),
-    timeOriginNs: 0,
-    blocks: [{ ...blocks[0]!, hostPageSize: 4096, hostAddress: backend.hostAddress(0) }],
-    vcpuTids,
-    capabilities: [],
-    blocktimeMode: 'both',
-  });
-  const engine = new Destination({ blocks, vcpuTids, preempt: false }, backend, { send: () => true }, writer);
-  return { engine, writer, host: backend.hostAddress(0) };
-}
-
 const MS = 1e6;
 
 test('a source killed mid-postcopy: the outstanding requests with their ages, the pause still open, refused commands with their input', (t) => {
   const path = tmpPath('killed.db');
-  const { engine, writer, host } = handDriven(path);
+  const { engine, writer, host } = handDriven(path, 64, [101, 102]);
   t.throws(() => engine.command(MigCommand.POSTCOPY_RUN, new Uint8Array(0), 0.5 * MS), { instanceOf: WrongStateError });
   engine.command(MigCommand.POSTCOPY_ADVISE, encodeAdvise({ hostPageSizeSummary: hostPageSizeSummary([4096]), targetPageSize: 4096 }), 1 * MS);
   engine.command(MigCommand.POSTCOPY_LISTEN, new Uint8Array(0), 2 * MS);
@@ -142,7 +120,7 @@ test('a source killed mid-postcopy: the outstanding requests with their ages, th
 
 test('inspect on the command line: outstanding requests first for a hung migration, --json with the keys the issue lists', (t) => {
   const path = tmpPath('killed-cli.db');
-  const { engine, writer, host } = handDriven(path);
+  const { engine, writer, host } = handDriven(path, 64, [101, 102]);
   engine.command(MigCommand.POSTCOPY_ADVISE, encodeAdvise({ hostPageSizeSummary: hostPageSizeSummary([4096]), targetPageSize: 4096 }), 1 * MS);
   engine.command(MigCommand.POSTCOPY_LISTEN, new Uint8Array(0), 2 * MS);
   engine.fault(host + 0x3000, 101, 10 * MS);

@@ -4,9 +4,12 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Destination } from '../../src/engine/destination.js';
+import { MockBackend } from '../../src/io/mockBackend.js';
 import { analyzeJournal } from '../../src/journal/analysis.js';
 import type { Analysis } from '../../src/journal/analysisTypes.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
+import { JournalWriter, type JournalWriterOptions } from '../../src/journal/journalWriter.js';
 import { importQemuTrace, type ImportQemuOptions, type ImportSummary } from '../../src/io/qemuImport.js';
 import { fixture } from '../qemu-trace/fixtures.js';
 import { scratchDir } from '../scratchDir.js';
@@ -16,6 +19,24 @@ export { fixture };
 const dir = scratchDir('forensics-test-');
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
+
+/** A destination driven by hand over a mock backend (one 4 KiB-page block 'pc.ram'), journaled to `path`. */
+export function handDriven(path: string, pages: number, vcpuTids: number[], writerOptions: JournalWriterOptions = {}): { engine: Destination; writer: JournalWriter; host: number } {
+  const blocks = [{ name: 'pc.ram', length: pages * 4096 }];
+  const backend = new MockBackend([{ ...blocks[0]!, hostPageSize: 4096 }]);
+  const writer = JournalWriter.create(path, {
+    engineVersion: 'test',
+    source: 'engine',
+    created: new Date(0).toISOString(),
+    timeOriginNs: 0,
+    blocks: [{ ...blocks[0]!, hostPageSize: 4096, hostAddress: backend.hostAddress(0) }],
+    vcpuTids,
+    capabilities: [],
+    blocktimeMode: 'both',
+  }, writerOptions);
+  const engine = new Destination({ blocks, vcpuTids, preempt: false }, backend, { send: () => true }, writer);
+  return { engine, writer, host: backend.hostAddress(0) };
+}
 
 /** A fresh path in this run's temp folder. */
 export function tmpPath(name: string): string {

@@ -7,25 +7,11 @@ import { createRamBlocks } from '../../src/engine/ramBlock.js';
 import { canonicaliseHostPages, discardBlock } from '../../src/engine/sourceDiscard.js';
 import { decodeCommandFrame, decodeRamDiscard, ramDiscardCommand } from '../../src/engine/wire.js';
 import { forAll } from './fcConfig.js';
-
+import { runsBitmap } from './runsBitmap.js';
 
 /** A dirty bitmap from random runs: from a few scattered pages to nearly all dirty. */
 function dirtyArb(maxSize: number): fc.Arbitrary<Bitmap> {
-  return fc.integer({ min: 1, max: maxSize }).chain((size) =>
-    fc
-      .array(fc.tuple(fc.nat({ max: size - 1 }), fc.integer({ min: 1, max: Math.max(1, size >> 2) }), fc.boolean()), {
-        maxLength: 40,
-      })
-      .map((ops) => {
-        const bm = new Bitmap(size);
-        for (const [start, count, set] of ops) {
-          const c = Math.min(count, size - start);
-          if (set) bm.setRange(start, c);
-          else bm.clearRange(start, c);
-        }
-        return bm;
-      }),
-  );
+  return runsBitmap(1, maxSize, { runDivisor: 4, maxOps: 40, minLength: 1 });
 }
 
 const pagesPerHostPageArb = fc.constantFrom(1, 2, 4, 8, 16, 512);

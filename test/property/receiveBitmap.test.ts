@@ -10,25 +10,11 @@ import {
 } from '../../src/engine/receiveBitmap.js';
 import { DecodeError } from '../../src/errors.js';
 import { forAll } from './fcConfig.js';
-
+import { runsBitmap } from './runsBitmap.js';
 
 /** A bitmap of `size` bits built from random runs (dense, sparse, or anything between). */
 function bitmapArb(minSize: number, maxSize: number): fc.Arbitrary<Bitmap> {
-  return fc.integer({ min: minSize, max: maxSize }).chain((size) =>
-    fc
-      .array(fc.tuple(fc.nat({ max: Math.max(0, size - 1) }), fc.nat({ max: Math.max(1, size >> 3) }), fc.boolean()), {
-        maxLength: size === 0 ? 0 : 30,
-      })
-      .map((ops) => {
-        const bm = new Bitmap(size);
-        for (const [start, count, set] of ops) {
-          const c = Math.min(count, size - start);
-          if (set) bm.setRange(start, c);
-          else bm.clearRange(start, c);
-        }
-        return bm;
-      }),
-  );
+  return runsBitmap(minSize, maxSize, { runDivisor: 8, maxOps: 30, minLength: 0 });
 }
 
 /** The bits of a bitmap as booleans: the model the properties compare with. */

@@ -104,7 +104,7 @@ test('the requests are split by the channel that answered them, with their laten
   const panel = html.slice(html.indexOf('data-panel="answered"'), html.indexOf('</section>', html.indexOf('data-panel="answered"')));
   t.true(panel.includes('>main channel (mostly pages already on their way)</td>'));
   t.true(panel.includes(`>${esc(formatMs(a.requests.answeredBy.main.p50Ms))}</td>`));
-  t.true(panel.includes('>preempt channel (urgent path)</td><td class="num">3</td>'));
+  t.true(panel.includes('>preempt channel (the urgent path)</td><td class="num">3</td>'));
   for (const ms of [1.25, 2.5]) t.true(panel.includes(`>${esc(formatMs(ms))}</td>`));
   t.false(panel.includes('zero page'), 'a channel that answered nothing is left out');
 });

@@ -1,4 +1,5 @@
 import type { Analysis } from '../../src/journal/analysisTypes.js';
+import { seededRandom } from '../../src/io/accessPatterns.js';
 
 /**
  * Realistic Analysis objects for report tests, built the way an analysis of a journal
@@ -34,7 +35,7 @@ const HOST_BASE = 0x7ffa0c000000;
 export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
   const ending = opts.ending ?? 'paused';
   const block = opts.blockName ?? 'pc.ram';
-  const rand = mulberry32(opts.seed ?? 7);
+  const rand = seededRandom(opts.seed ?? 7);
   const durationMs = ending === 'paused' ? 4200 : 3900;
   const postcopyEnd = ending === 'paused' ? SECOND_PAUSE : 3850;
   const faults = [0, 1].flatMap((vcpu) => faultsOf(vcpu, rand, postcopyEnd, ending === 'paused', opts.faultsPerVcpu ?? 1500));
@@ -212,15 +213,4 @@ function allBlockedMs(perVcpu: Array<Array<[number, number]>>): number {
     since = t;
   }
   return total;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
