@@ -1,13 +1,17 @@
 /*
  * Baseline for transport.roundtrip: two processes on 127.0.0.1, blocking TCP with
  * TCP_NODELAY; the client sends a 21-byte request, the server answers with a 4110-byte
- * page frame; prints one round-trip time in microseconds per line.
- * usage: tcp_pingpong <round trips>
+ * page frame; prints one round-trip time in microseconds per line. With `spin`, both ends
+ * poll their socket without sleeping (non-blocking reads in a loop), as dedicated native
+ * threads of a migration could while a request is outstanding: no wake-up on either side.
+ * usage: tcp_pingpong <round trips> [spin]
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,10 +25,13 @@ static double now_us(void) {
   return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
+static int spin;
+
 static int read_full(int fd, char* buf, int n) {
   int got = 0;
   while (got < n) {
-    ssize_t r = read(fd, buf + got, (size_t)(n - got));
+    ssize_t r = recv(fd, buf + got, (size_t)(n - got), spin ? MSG_DONTWAIT : 0);
+    if (r < 0 && spin && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (r <= 0) return -1;
     got += (int)r;
   }
@@ -43,6 +50,7 @@ static int write_full(int fd, const char* buf, int n) {
 
 int main(int argc, char** argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 2000;
+  spin = argc > 2 && strcmp(argv[2], "spin") == 0;
   int one = 1;
   int ls = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {0};
