@@ -69,31 +69,38 @@ function cRun(bin: string, spin = false): number[] {
   return execFileSync(bin, [String(ROUNDS), ...(spin ? ['spin'] : [])], { encoding: 'utf8' }).trim().split('\n').map(Number);
 }
 
+interface RoundTrips {
+  p50: number;
+  p99: number;
+}
+
+/** Runs the two exchanges alternately RUNS times: per exchange, the medians over runs of its p50 and p99 (µs). */
+async function alternate(a: () => Promise<number[]> | number[], b: () => number[]): Promise<[RoundTrips, RoundTrips]> {
+  const runs: [number[][], number[][]] = [[], []];
+  for (let i = 0; i < RUNS; i++) {
+    runs[0].push((await a()).sort((x, y) => x - y));
+    runs[1].push(b().sort((x, y) => x - y));
+  }
+  const summary = (sorted: number[][]): RoundTrips => ({ p50: median(sorted.map((r) => quantile(r, 0.5))), p99: median(sorted.map((r) => quantile(r, 0.99))) });
+  return [summary(runs[0]), summary(runs[1])];
+}
+
+const C_BLOCKING = 'C, blocking reads, same exchange';
+
 export const benchmarks: Benchmark[] = [
   {
     name: 'transport.roundtrip',
     description: 'request (21 B) → page frame (4110 B) round trip between two processes on 127.0.0.1, p50 (µs)',
     async run() {
       const bin = buildC('tcp_pingpong');
-      const node: number[] = [];
-      const c: number[] = [];
-      const nodeP99: number[] = [];
-      const cP99: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        const n = (await nodeRun()).sort((a, b) => a - b);
-        const k = cRun(bin).sort((a, b) => a - b);
-        node.push(quantile(n, 0.5));
-        c.push(quantile(k, 0.5));
-        nodeP99.push(quantile(n, 0.99));
-        cP99.push(quantile(k, 0.99));
-      }
+      const [node, c] = await alternate(nodeRun, () => cRun(bin));
       return {
-        median: median(node),
+        median: node.p50,
         unit: 'µs',
         runs: RUNS,
         higherIsBetter: false,
-        baseline: { name: 'C, blocking reads, same exchange', median: median(c), source: 'measured' },
-        notes: `${ROUNDS} round trips per run, runs alternate; p99 ${median(nodeP99).toFixed(1)} µs (C ${median(cP99).toFixed(1)} µs); QEMU 7.2's request → placement p50 (0.054 ms) is below even C's round trip: its median request is answered by a page already on its way`,
+        baseline: { name: C_BLOCKING, median: c.p50, source: 'measured' },
+        notes: `${ROUNDS} round trips per run, runs alternate; p99 ${node.p99.toFixed(1)} µs (C ${c.p99.toFixed(1)} µs); QEMU 7.2's request → placement p50 (0.054 ms) is below even C's round trip: its median request is answered by a page already on its way`,
       };
     },
   },
@@ -102,23 +109,14 @@ export const benchmarks: Benchmark[] = [
     description: 'the same round trip in C with both ends spinning on their socket instead of sleeping, p50 (µs)',
     async run() {
       const bin = buildC('tcp_pingpong');
-      const spin: number[] = [];
-      const block: number[] = [];
-      const spinP99: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        const s = cRun(bin, true).sort((a, b) => a - b);
-        const k = cRun(bin).sort((a, b) => a - b);
-        spin.push(quantile(s, 0.5));
-        block.push(quantile(k, 0.5));
-        spinP99.push(quantile(s, 0.99));
-      }
+      const [spin, c] = await alternate(() => cRun(bin, true), () => cRun(bin));
       return {
-        median: median(spin),
+        median: spin.p50,
         unit: 'µs',
         runs: RUNS,
         higherIsBetter: false,
-        baseline: { name: 'C, blocking reads, same exchange', median: median(block), source: 'measured' },
-        notes: `${ROUNDS} round trips per run, runs alternate; p99 ${median(spinP99).toFixed(1)} µs; the wake-ups, not the wire, cost most of a served request here: a served page could beat QEMU's 0.054 ms p50 only with both hops on spinning native threads`,
+        baseline: { name: C_BLOCKING, median: c.p50, source: 'measured' },
+        notes: `${ROUNDS} round trips per run, runs alternate; p99 ${spin.p99.toFixed(1)} µs; the wake-ups, not the wire, cost most of a served request here: a served page could beat QEMU's 0.054 ms p50 only with both hops on spinning native threads`,
       };
     },
   },
