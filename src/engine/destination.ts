@@ -87,6 +87,8 @@ export interface DestinationSnapshot {
   blocktime: BlocktimeSnapshot;
   requestLatency: LatencyHistogramSnapshot;
   stats: EngineStats;
+  /** The main stream ended while the preempt channel still delivered (absent in older journals). */
+  mainStreamEnded?: boolean;
 }
 
 const MAX_PLACE_RETRIES = 1000;
@@ -122,6 +124,11 @@ export class Destination {
   private lastRequestedBlock: RamBlock | null = null;
   /** The preempt thread waits for outstanding requests before it may exit. */
   private preemptDraining = false;
+  /**
+   * The main stream reached its end while the preempt channel was still delivering: the
+   * end of postcopy waits for the preempt thread to stop (section 2: cleanup joins it).
+   */
+  private mainStreamEnded = false;
   /** Sequence number of the input being applied: the cause of every effect. */
   private cause = -1;
   /** The backend's fault listener: a refused fault is journaled; it must not throw into the backend. */
@@ -351,6 +358,8 @@ export class Destination {
       const status = this.life.stateName(MachineId.MIGRATION);
       if (channel === Channel.PRECOPY && status === 'postcopy-paused') {
         this.life.send(MachineId.MIGRATION, { type: 'RECOVER' }, t);
+        // The source resends what the bitmaps lack, and the new main stream ends again.
+        this.mainStreamEnded = false;
         // One receive bitmap per block: the source rebuilds its dirty bitmap from them.
         for (const rb of this.blocks) this.sendReceiveBitmap(rb, t);
       } else if (channel === Channel.POSTCOPY && this.config.preempt) {
@@ -379,9 +388,35 @@ export class Destination {
       }
       const status = this.life.stateName(MachineId.MIGRATION);
       if (status === 'postcopy-paused' || status === 'postcopy-recover') throw new WrongStateError('migration', 'EOS', status);
-      this.life.send(MachineId.POSTCOPY, { type: 'EOS' }, t);
-      this.cleanup(t, 'COMPLETE');
+      if (this.config.preempt && this.preemptStillDelivering()) {
+        // Pages sent on the preempt channel before its own EOS may not have been read yet:
+        // unregistering now would lose them (the vCPUs would read zeros). Postcopy ends
+        // once the preempt thread stops (its EOS, then no request outstanding).
+        this.mainStreamEnded = true;
+        return;
+      }
+      this.complete(t);
     });
+    if (channel === Channel.POSTCOPY) this.completeIfPreemptStopped(t);
+  }
+
+  /** Whether the preempt thread still loads pages: its channel has not ended, or requests are outstanding. */
+  private preemptStillDelivering(): boolean {
+    const s = this.life.stateName(MachineId.PREEMPT_THREAD);
+    return s === 'CREATED.loading' || s === 'CREATED.draining';
+  }
+
+  /** The main stream ended earlier and the preempt thread has now stopped: postcopy ends. */
+  private completeIfPreemptStopped(t: number): void {
+    if (!this.mainStreamEnded || this.preemptStillDelivering()) return;
+    this.guard(t, () => this.complete(t));
+  }
+
+  /** The end of postcopy after the whole stream was loaded: END, cleanup, completed. */
+  private complete(t: number): void {
+    this.mainStreamEnded = false;
+    this.life.send(MachineId.POSTCOPY, { type: 'EOS' }, t);
+    this.cleanup(t, 'COMPLETE');
   }
 
   /** A RAM block resized (section 1): handled by state. */
@@ -673,9 +708,11 @@ export class Destination {
     const key = rb.base + hostOffset;
     const requestedAt = this.requested.remove(key);
     if (requestedAt >= 0) this.requestLatency.record(t - requestedAt);
+    let preemptStopped = false;
     if (requestedAt >= 0 && this.preemptDraining) {
       this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
       this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+      preemptStopped = !this.preemptDraining;
     }
     this.blocktime.end(this.hostAddr[rb.index]! + hostOffset, key, t);
     const s = this.stats;
@@ -683,6 +720,8 @@ export class Destination {
     if (zero) s.zeroPlaced++;
     if (outcome === PlaceOutcome.ALREADY_PRESENT) s.alreadyPresent++;
     if (channel >= 0) s.placedByChannel[channel as 0 | 1]++;
+    // The last outstanding page let the preempt thread stop: a postcopy end that waited for it can happen now.
+    if (preemptStopped && this.mainStreamEnded) this.complete(t);
   }
 
   // -------------------------------------------------------------------------
@@ -773,6 +812,7 @@ export class Destination {
       blocktime: this.blocktime.snapshot(),
       requestLatency: this.requestLatency.toJSON(),
       stats: structuredClone(this.stats),
+      mainStreamEnded: this.mainStreamEnded,
     };
   }
 
@@ -798,6 +838,7 @@ export class Destination {
     this.blocktime.restore(s.blocktime);
     this.requestLatency = LatencyHistogram.fromJSON(s.requestLatency);
     this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    this.mainStreamEnded = s.mainStreamEnded ?? false;
     Object.assign(this.stats, structuredClone(s.stats));
   }
 }

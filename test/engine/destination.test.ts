@@ -257,6 +257,54 @@ test('regression: the preempt thread does not exit while requested pages are out
   t.is(r.engine.stats.placedByChannel[1], 1);
 });
 
+test('regression: postcopy does not end while the preempt channel still delivers pages read after the main EOS', (t) => {
+  // Two sockets have no order between them: a loaded destination read the main channel's
+  // EOS before the preempt channel's last pages, refused those at END, and a vCPU read zeros.
+  const r = rig({ preempt: true });
+  advise(r);
+  listen(r);
+  r.engine.channelConnected(1, 4);
+  run(r, 5);
+  r.engine.fault(BASE + 0x2000, 73001, 6);
+  r.engine.endOfStream(0, 7);
+  t.is(r.engine.postcopyState, 4, 'still RUNNING: the preempt channel has not ended');
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active');
+  t.true(r.backend.isRegistered(0), 'nothing unregistered yet');
+  r.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 8);
+  r.engine.page(1, 0, 0x3000, false, pageData(0x3000), 0, 9); // prefetched: never requested
+  t.is(r.engine.stats.placedByChannel[1], 2, 'both pages placed, none refused');
+  t.is(r.engine.stats.errors, 0);
+  r.engine.endOfStream(1, 10);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'completed', 'the preempt EOS ends postcopy');
+  t.is(r.engine.postcopyState, 5);
+  t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'NONE.idle');
+  t.deepEqual([...r.backend.read(0, 0x3000, 4096)], [...pageData(0x3000)]);
+});
+
+test('regression: a main EOS while the preempt thread drains waits for the last requested page', (t) => {
+  const r = rig({ preempt: true });
+  advise(r);
+  listen(r);
+  r.engine.channelConnected(1, 4);
+  run(r, 5);
+  r.engine.fault(BASE + 0x2000, 73001, 6);
+  r.engine.endOfStream(1, 7);
+  t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'CREATED.draining');
+  r.engine.endOfStream(0, 8);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active', 'postcopy waits for the outstanding page');
+  const snap = r.engine.snapshot();
+  t.true(snap.mainStreamEnded, 'the wait is part of the snapshot (replay may restart from one)');
+  r.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 9);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'completed', 'the last outstanding page lets it end');
+  t.is(r.engine.requested.size, 0);
+  const other = rig({ preempt: true }); // the same backend state, then the engine's state from the snapshot
+  advise(other);
+  listen(other);
+  other.engine.restore(snap);
+  other.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 9);
+  t.is(other.engine.stateOf(MachineId.MIGRATION), 'completed', 'an engine restored from the snapshot ends the same way');
+});
+
 test('regression: a break during recover goes back to paused, and recovery still completes', (t) => {
   const r = rig();
   advise(r);

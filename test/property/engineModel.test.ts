@@ -137,7 +137,8 @@ test('model-based: random command and event sequences follow the reference trans
 
 test('model-based: any random prefix that reaches postcopy completes with every page received and memory equal to the source', (t) => {
   fc.assert(
-    fc.property(fc.commands(commands, { maxCommands: 25 }), fc.boolean(), (cmds, preempt) => {
+    // mainEndsFirst: the main stream's EOS is read before the preempt channel's last pages (two sockets, no order between them).
+    fc.property(fc.commands(commands, { maxCommands: 25 }), fc.boolean(), fc.boolean(), (cmds, preempt, mainEndsFirst) => {
       const r = rig({ blocks: [{ name: 'pc.ram', length: PAGES * 4096 }], preempt });
       try {
         fc.modelRun(() => ({ model: { pc: 'NONE', status: 'setup' } as Model, real: r }), cmds);
@@ -155,11 +156,18 @@ test('model-based: any random prefix that reaches postcopy completes with every 
       if (r.engine.postcopyState < 3) listen(r, 23);
       if (r.engine.postcopyState === 3) run(r, 24);
       if (preempt && r.engine.stateOf(MachineId.PREEMPT_THREAD) === 'CREATED.waitingForChannel') r.engine.channelConnected(1, 24);
-      for (let p = 0; p < PAGES; p++) {
-        if (!r.engine.blocks[0]!.received.test(p)) r.engine.page(0, 0, p * 4096, false, pageData(p * 4096), 0, 25);
+      // With preempt, odd pages come on the preempt channel (as urgent and prefetched pages do).
+      const missing = [];
+      for (let p = 0; p < PAGES; p++) if (!r.engine.blocks[0]!.received.test(p)) missing.push(p);
+      const onPreempt = preempt && r.engine.stateOf(MachineId.PREEMPT_THREAD).startsWith('CREATED.loading') ? missing.filter((p) => p % 2 === 1) : [];
+      for (const p of missing) if (!onPreempt.includes(p)) r.engine.page(0, 0, p * 4096, false, pageData(p * 4096), 0, 25);
+      if (mainEndsFirst) {
+        r.engine.endOfStream(0, 26);
+        if (onPreempt.length > 0 && r.engine.stateOf(MachineId.MIGRATION) === 'completed') throw new Error('completed before the preempt channel delivered its pages');
       }
-      if (preempt) r.engine.endOfStream(1, 26);
-      r.engine.endOfStream(0, 27);
+      for (const p of onPreempt) r.engine.page(1, 0, p * 4096, false, pageData(p * 4096), 0, 27);
+      if (preempt) r.engine.endOfStream(1, 28);
+      if (!mainEndsFirst) r.engine.endOfStream(0, 29);
       if (!r.engine.allReceived()) throw new Error('not every page received');
       if (r.engine.stateOf(MachineId.MIGRATION) !== 'completed') throw new Error(`status ${r.engine.stateOf(MachineId.MIGRATION)}`);
       if (r.engine.stateOf(MachineId.FAULT_THREAD) !== 'exited') throw new Error('fault thread not exited');
