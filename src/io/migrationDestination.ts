@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { setPriority } from 'node:os';
-import { PostcopyState, TARGET_PAGE_SIZE } from '../engine/constants.js';
+import { MigCommand, PostcopyState, TARGET_PAGE_SIZE } from '../engine/constants.js';
 import { Destination } from '../engine/destination.js';
 import { MachineId } from '../engine/events.js';
 import { decodeCommandFrame } from '../engine/wire.js';
@@ -124,10 +124,50 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     }
   };
 
+  /** The connection each channel currently reads (main, preempt). */
+  const current: Array<Socket | null> = [null, null];
+  /**
+   * A reconnecting main channel starts a recovery, and the source dropped every earlier
+   * connection before it reconnected. What this process has not read from those yet
+   * (under load, even their close) is stale: read later, it would place pages after the
+   * receive bitmap went out, or pause the recovery that is under way. So they break now.
+   */
+  const supersedeEarlierConnections = (): void => {
+    heldMainFrames = null; // a RESUME of the recovery that failed
+    for (const c of [0, 1]) {
+      const old = current[c];
+      if (!old) continue;
+      current[c] = null;
+      old.destroy();
+      apply(() => engine.channelBroken(c, 'superseded by the reconnected main channel (its close was not read yet)', now()));
+    }
+  };
+
+  /**
+   * With preempt, recovery resumes once both channels are back. The source connects the
+   * preempt channel before it sends RESUME, but two sockets have no order between them:
+   * a RESUME read before the preempt channel's HELLO waits for it, and so do the main
+   * channel's frames after it, in order.
+   */
+  let heldMainFrames: Array<[number, Uint8Array]> | null = null;
+  const releaseHeldMainFrames = (): void => {
+    const held = heldMainFrames;
+    heldMainFrames = null;
+    for (const [kind, payload] of held ?? []) onChannelFrame(0)(kind, payload);
+  };
+
   const onChannelFrame = (channel: number) => (kind: number, payload: Uint8Array): void => {
+    if (channel === 0 && heldMainFrames !== null) {
+      heldMainFrames.push([kind, payload.slice()]);
+      return;
+    }
     switch (kind) {
       case FrameKind.COMMAND: {
         const f = decodeCommandFrame(payload);
+        if (f.kind === MigCommand.POSTCOPY_RESUME && opts.preempt && current[1] === null) {
+          heldMainFrames = [[kind, payload.slice()]];
+          return;
+        }
         apply(() => engine.command(f.kind, f.payload, now()));
         if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) listenAt = now();
         if (engine.postcopyState === PostcopyState.RUNNING && !vcpusStarted) startVcpus();
@@ -141,6 +181,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
           ack.writeUInt32BE(mainConsumed >>> 0, 0);
           mainSock.write(frame(FrameKind.ACK, ack));
         }
+        // The last outstanding page on the preempt channel may be what ends postcopy.
+        if (endAt < 0 && engine.postcopyState === PostcopyState.END) endAt = now();
         return;
       }
       case FrameKind.EOS:
@@ -159,19 +201,28 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       if (channel < 0) {
         if (kind !== FrameKind.HELLO) throw new PostcopyError('BAD_FRAME', 'a connection must start with HELLO');
         channel = payload[0]!;
+        if (channel !== 0 && channel !== 1) throw new PostcopyError('BAD_FRAME', `HELLO names channel ${channel}; there are channels 0 (main) and 1 (preempt)`);
         const reconnect = payload[1] === 1;
+        if (channel === 0 && reconnect) supersedeEarlierConnections();
+        current[channel] = sock;
         if (channel === 0) {
           mainSock = sock;
           mainConsumed = 0;
         }
         if (channel === 0 && reconnect) apply(() => engine.channelConnected(0, now()));
-        if (channel === 1) apply(() => engine.channelConnected(1, now()));
+        if (channel === 1) {
+          apply(() => engine.channelConnected(1, now()));
+          releaseHeldMainFrames();
+        }
         sock.on('close', () => {
+          if (current[channel] !== sock) return; // superseded: its break was already applied
+          current[channel] = null;
           if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
           apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
         });
         return;
       }
+      if (current[channel] !== sock) return; // a superseded connection's last buffered frames
       onChannelFrame(channel)(kind, payload);
     });
     sock.on('data', (chunk: Buffer) => {
