@@ -89,6 +89,8 @@ export interface DestinationSnapshot {
   stats: EngineStats;
   /** The main stream ended while the preempt channel still delivered (absent in older journals). */
   mainStreamEnded?: boolean;
+  /** A preempt connection is open and its stream has not ended (absent in older journals). */
+  preemptStreamOpen?: boolean;
 }
 
 const MAX_PLACE_RETRIES = 1000;
@@ -129,6 +131,12 @@ export class Destination {
    * end of postcopy waits for the preempt thread to stop (section 2: cleanup joins it).
    */
   private mainStreamEnded = false;
+  /**
+   * A preempt connection is there and its stream has not ended. Tracked apart from the
+   * preempt thread: after a break while it drained, the thread has quit, yet a recovery
+   * brings a new preempt connection whose pages must all be read before postcopy ends.
+   */
+  private preemptStreamOpen = false;
   /** Sequence number of the input being applied: the cause of every effect. */
   private cause = -1;
   /** The backend's fault listener: a refused fault is journaled; it must not throw into the backend. */
@@ -183,6 +191,16 @@ export class Destination {
 
   // -------------------------------------------------------------------------
   // Queries
+
+  /** The main stream has ended and postcopy waits for the preempt channel's last pages (its EOS, then no request outstanding). */
+  get waitingForPreemptChannel(): boolean {
+    return this.mainStreamEnded;
+  }
+
+  /** Whether a preempt connection is open and its stream has not ended. */
+  get preemptChannelOpen(): boolean {
+    return this.preemptStreamOpen;
+  }
 
   /** The numeric PostcopyState (0..5). */
   get postcopyState(): number {
@@ -369,6 +387,7 @@ export class Destination {
         } else if (status !== 'postcopy-paused' && status !== 'postcopy-recover') {
           throw new WrongStateError('preemptThread', 'CHANNEL_CONNECTED', this.life.stateName(MachineId.PREEMPT_THREAD));
         }
+        this.preemptStreamOpen = true;
       } else {
         throw new WrongStateError('migration', `CHANNEL_CONNECTED(${channel})`, status);
       }
@@ -380,15 +399,22 @@ export class Destination {
     this.cause = this.emit(EventKind.IN_EOS, t, -1, -1, 0, channel, 0, null);
     this.guard(t, () => {
       if (channel === Channel.POSTCOPY) {
-        // The preempt channel may end after the main one already cleaned the thread up.
-        if (!this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }) && this.life.postcopyState() === PostcopyState.END) return;
+        // The preempt channel may end after the main one already cleaned the thread up, or
+        // (a recovery's new channel) after the thread quit on a break while it drained.
+        const accepted = this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size });
+        if (!accepted && (this.life.postcopyState() === PostcopyState.END || this.life.stateName(MachineId.PREEMPT_THREAD) === 'QUIT')) {
+          this.preemptStreamOpen = false;
+          return;
+        }
         this.life.send(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }, t);
+        this.preemptStreamOpen = false;
         this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
         return;
       }
       const status = this.life.stateName(MachineId.MIGRATION);
       if (status === 'postcopy-paused' || status === 'postcopy-recover') throw new WrongStateError('migration', 'EOS', status);
-      if (this.config.preempt && this.preemptStillDelivering()) {
+      const state = this.life.postcopyState();
+      if (this.config.preempt && state >= PostcopyState.LISTENING && state < PostcopyState.END && this.preemptStillDelivering()) {
         // Pages sent on the preempt channel before its own EOS may not have been read yet:
         // unregistering now would lose them (the vCPUs would read zeros). Postcopy ends
         // once the preempt thread stops (its EOS, then no request outstanding).
@@ -400,8 +426,9 @@ export class Destination {
     if (channel === Channel.POSTCOPY) this.completeIfPreemptStopped(t);
   }
 
-  /** Whether the preempt thread still loads pages: its channel has not ended, or requests are outstanding. */
+  /** Whether pages may still come on the preempt channel: its stream has not ended, or the thread drains requests. */
   private preemptStillDelivering(): boolean {
+    if (this.preemptStreamOpen) return true;
     const s = this.life.stateName(MachineId.PREEMPT_THREAD);
     return s === 'CREATED.loading' || s === 'CREATED.draining';
   }
@@ -579,6 +606,7 @@ export class Destination {
 
   /** Break or stream error: postcopy pauses (never fails); earlier phases fail. */
   private interrupt(channel: number, reason: string, kind: 'broken' | 'error', t: number): void {
+    if (channel === Channel.POSTCOPY) this.preemptStreamOpen = false; // a recovery connects a new one
     const state = this.life.postcopyState();
     if (state >= PostcopyState.LISTENING && state < PostcopyState.END) {
       const tp = this.temp[channel];
@@ -589,6 +617,8 @@ export class Destination {
       }
       if (this.config.preempt && this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' })) {
         this.life.send(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' }, t);
+        // A draining thread quits on the error: nothing may tell it about the count any more.
+        this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
       }
       return;
     }
@@ -721,7 +751,7 @@ export class Destination {
     if (outcome === PlaceOutcome.ALREADY_PRESENT) s.alreadyPresent++;
     if (channel >= 0) s.placedByChannel[channel as 0 | 1]++;
     // The last outstanding page let the preempt thread stop: a postcopy end that waited for it can happen now.
-    if (preemptStopped && this.mainStreamEnded) this.complete(t);
+    if (preemptStopped && this.mainStreamEnded && !this.preemptStillDelivering()) this.complete(t);
   }
 
   // -------------------------------------------------------------------------
@@ -813,6 +843,7 @@ export class Destination {
       requestLatency: this.requestLatency.toJSON(),
       stats: structuredClone(this.stats),
       mainStreamEnded: this.mainStreamEnded,
+      preemptStreamOpen: this.preemptStreamOpen,
     };
   }
 
@@ -839,6 +870,7 @@ export class Destination {
     this.requestLatency = LatencyHistogram.fromJSON(s.requestLatency);
     this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
     this.mainStreamEnded = s.mainStreamEnded ?? false;
+    this.preemptStreamOpen = s.preemptStreamOpen ?? false;
     Object.assign(this.stats, structuredClone(s.stats));
   }
 }

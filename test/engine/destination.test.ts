@@ -305,6 +305,31 @@ test('regression: a main EOS while the preempt thread drains waits for the last 
   t.is(other.engine.stateOf(MachineId.MIGRATION), 'completed', 'an engine restored from the snapshot ends the same way');
 });
 
+test('a break while the preempt thread drains: the thread quits, yet the new preempt connection of the recovery is read to its end', (t) => {
+  const r = rig({ preempt: true });
+  advise(r);
+  listen(r);
+  r.engine.channelConnected(1, 4);
+  run(r, 5);
+  r.engine.fault(BASE + 0x2000, 73001, 6);
+  r.engine.endOfStream(1, 7);
+  t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'CREATED.draining');
+  r.engine.channelBroken(0, 'cut', 8);
+  t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'QUIT', 'stopping was asked for: the error ends the thread');
+  r.engine.channelConnected(0, 9);
+  r.engine.channelConnected(1, 10);
+  r.engine.command(MigCommand.POSTCOPY_RESUME, new Uint8Array(0), 11);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active');
+  r.engine.endOfStream(0, 12);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active', 'the new preempt connection has not ended');
+  r.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 13); // the re-requested page
+  r.engine.page(1, 0, 0x5000, false, pageData(0x5000), 0, 14); // sent after it, never requested
+  r.engine.endOfStream(1, 15);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'completed');
+  t.is(r.engine.stats.placedByChannel[1], 2);
+  t.is(r.engine.stats.errors, 0, 'the new connection\'s EOS is not refused although the thread had quit');
+});
+
 test('regression: a break during recover goes back to paused, and recovery still completes', (t) => {
   const r = rig();
   advise(r);
