@@ -79,6 +79,13 @@ export function formatAnalysis(a: Analysis): string {
   out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   duration ${formatMs(a.durationMs)}`);
   if (j.unreadableFrom !== null) out.push(`!! the journal is damaged from #${j.unreadableFrom}: what follows covers the events before it (${j.unreadableReason})`);
   const ended = a.status === 'completed';
+  const [mainEnd, preemptEnd] = a.streamEnds;
+  if (!ended && mainEnd !== null && a.postcopyState === 'RUNNING') {
+    out.push(
+      `!! the main stream ended at #${mainEnd.seq} (${at(mainEnd.tMs)}) but postcopy never did: it waits for the preempt channel, ` +
+        (preemptEnd === null ? 'whose stream never ended' : `whose stream ended at #${preemptEnd.seq}, for its outstanding requests`),
+    );
+  }
   if (!ended) out.push('', ...outstandingSection(a));
   out.push('', ...timelineSection(a));
   out.push('', ...pausesSection(a));

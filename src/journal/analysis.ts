@@ -138,6 +138,8 @@ class JournalAnalyzer {
   private lastInput = { seq: -1, kind: 0, a: 0 };
   /** The last broken channel or stream error: why the next pause or failure happened. */
   private lastInterrupt = { seq: -1, text: '' };
+  /** Per channel (main, preempt): the EOS of its current connection, if read. */
+  private readonly streamEnds: Array<{ seq: number; t: number } | null> = [null, null];
   // Blocktime.
   private qemu: QemuBlocktime | null = null;
   private readonly replay: TraceBlocktimeReplay | null;
@@ -283,6 +285,12 @@ class JournalAnalyzer {
       case EventKind.IN_COMMAND:
         this.lastCommand = { seq, command: a };
         this.lastInput = { seq, kind, a };
+        return;
+      case EventKind.IN_EOS:
+      case EventKind.IN_CHANNEL_CONNECTED:
+        this.lastInput = { seq, kind, a };
+        // A new connection starts a new stream on its channel.
+        if (a === 0 || a === 1) this.streamEnds[a] = kind === EventKind.IN_EOS ? { seq, t } : null;
         return;
       case EventKind.IN_CHANNEL_BROKEN:
       case EventKind.IN_STREAM_ERROR: {
@@ -527,6 +535,7 @@ class JournalAnalyzer {
       },
       status: this.states[MachineId.MIGRATION]!,
       postcopyState: this.states[MachineId.POSTCOPY]!,
+      streamEnds: this.streamEnds.map((e) => (e === null ? null : { seq: e.seq, tMs: e.t / 1e6 })) as Analysis['streamEnds'],
       vcpus: this.vcpus,
       durationMs: this.events === 0 ? 0 : (endT - this.minT) / 1e6,
       timeline: this.timeline,

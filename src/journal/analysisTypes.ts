@@ -20,6 +20,11 @@ export interface Analysis {
   status: string;
   /** Final PostcopyState name: 'NONE' .. 'END'. */
   postcopyState: string;
+  /**
+   * The end of stream read on the main and the preempt channel's current connection (null:
+   * not read). A main EOS with postcopy still RUNNING: the end waits for the preempt channel.
+   */
+  streamEnds: [{ seq: number; tMs: number } | null, { seq: number; tMs: number } | null];
   vcpus: number;
   durationMs: number;
   /** Every state change of every machine, in order. */

@@ -153,3 +153,25 @@ test('inspect on the command line: outstanding requests first for a hung migrati
   for (const key of ['p50Ms', 'p99Ms', 'maxMs']) t.is(typeof f[key], 'number', key);
   t.like((a.pauses as unknown[])[0], { endMs: null });
 });
+
+test('inspect of a destination whose main stream ended while the preempt channel still delivered: it says what postcopy waits for', (t) => {
+  const path = tmpPath('waiting-for-preempt.db');
+  const { engine, writer, host } = handDriven(path, 64, [101], {}, true);
+  engine.command(MigCommand.POSTCOPY_ADVISE, encodeAdvise({ hostPageSizeSummary: hostPageSizeSummary([4096]), targetPageSize: 4096 }), 1 * MS);
+  engine.command(MigCommand.POSTCOPY_LISTEN, new Uint8Array(0), 2 * MS);
+  engine.channelConnected(1, 3 * MS);
+  engine.command(MigCommand.POSTCOPY_RUN, new Uint8Array(0), 4 * MS);
+  engine.fault(host + 0x3000, 101, 10 * MS);
+  engine.endOfStream(0, 12 * MS);
+  writer.close();
+
+  const a = analyze(path);
+  t.is(a.status, 'postcopy-active');
+  t.is(a.postcopyState, 'RUNNING');
+  t.like(a.streamEnds[0], { tMs: 12 });
+  t.is(a.streamEnds[1], null);
+  const text = cli('inspect', path);
+  t.is(text.status, 0, text.stderr);
+  t.regex(text.stdout, /!! the main stream ended at #\d+ \(12\.000 ms\) but postcopy never did: it waits for the preempt channel, whose stream never ended/);
+  t.regex(text.stdout, /Outstanding requests \(requested, never placed\): 1/);
+});

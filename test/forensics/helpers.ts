@@ -21,7 +21,7 @@ test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
 
 /** A destination driven by hand over a mock backend (one 4 KiB-page block 'pc.ram'), journaled to `path`. */
-export function handDriven(path: string, pages: number, vcpuTids: number[], writerOptions: JournalWriterOptions = {}): { engine: Destination; writer: JournalWriter; host: number } {
+export function handDriven(path: string, pages: number, vcpuTids: number[], writerOptions: JournalWriterOptions = {}, preempt = false): { engine: Destination; writer: JournalWriter; host: number } {
   const blocks = [{ name: 'pc.ram', length: pages * 4096 }];
   const backend = new MockBackend([{ ...blocks[0]!, hostPageSize: 4096 }]);
   const writer = JournalWriter.create(path, {
@@ -31,10 +31,10 @@ export function handDriven(path: string, pages: number, vcpuTids: number[], writ
     timeOriginNs: 0,
     blocks: [{ ...blocks[0]!, hostPageSize: 4096, hostAddress: backend.hostAddress(0) }],
     vcpuTids,
-    capabilities: [],
+    capabilities: preempt ? ['preempt'] : [],
     blocktimeMode: 'both',
   }, writerOptions);
-  const engine = new Destination({ blocks, vcpuTids, preempt: false }, backend, { send: () => true }, writer);
+  const engine = new Destination({ blocks, vcpuTids, preempt }, backend, { send: () => true }, writer);
   return { engine, writer, host: backend.hostAddress(0) };
 }
 

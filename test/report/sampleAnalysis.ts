@@ -72,6 +72,7 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     },
     status: ending === 'paused' ? 'postcopy-paused' : 'completed',
     postcopyState: ending === 'paused' ? 'RUNNING' : 'END',
+    streamEnds: ending === 'paused' ? [null, null] : [{ seq: seqOf(durationMs) - 5, tMs: durationMs - 1 }, { seq: seqOf(durationMs) - 6, tMs: durationMs - 1 }],
     vcpus: 2,
     durationMs,
     timeline: timelineOf(ending, faults, seqOf),
