@@ -5,7 +5,7 @@ import { EventKind, FaultDisposition, MachineId, RequestFlag } from '../../src/e
 import { decodeReceiveBitmap, decodeRecvBitmapMessage } from '../../src/engine/receiveBitmap.js';
 import { decodeReqPages, decodeReqPagesId, encodeRecvBitmapRequest } from '../../src/engine/wire.js';
 import { HostSupportError, PageError, ResizeDuringPostcopyError, WrongStateError, FaultOutsideRamError, DecodeError, BadRangeError } from '../../src/errors.js';
-import { advise, discard, listen, pageData, rig, run, transitions, kinds } from './harness.js';
+import { advise, discard, listen, pageData, rig, run, transitions, kinds, type Rig } from './harness.js';
 
 const BASE = 0x7f0000000000;
 
@@ -257,15 +257,21 @@ test('regression: the preempt thread does not exit while requested pages are out
   t.is(r.engine.stats.placedByChannel[1], 1);
 });
 
-test('regression: postcopy does not end while the preempt channel still delivers pages read after the main EOS', (t) => {
-  // Two sockets have no order between them: a loaded destination read the main channel's
-  // EOS before the preempt channel's last pages, refused those at END, and a vCPU read zeros.
+/** Preempt, RUNNING with the preempt channel connected, and page 0x2000 requested (t = 6). */
+function preemptRunningWithOneRequest(): Rig {
   const r = rig({ preempt: true });
   advise(r);
   listen(r);
   r.engine.channelConnected(1, 4);
   run(r, 5);
   r.engine.fault(BASE + 0x2000, 73001, 6);
+  return r;
+}
+
+test('regression: postcopy does not end while the preempt channel still delivers pages read after the main EOS', (t) => {
+  // Two sockets have no order between them: a loaded destination read the main channel's
+  // EOS before the preempt channel's last pages, refused those at END, and a vCPU read zeros.
+  const r = preemptRunningWithOneRequest();
   r.engine.endOfStream(0, 7);
   t.is(r.engine.postcopyState, 4, 'still RUNNING: the preempt channel has not ended');
   t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active');
@@ -282,12 +288,7 @@ test('regression: postcopy does not end while the preempt channel still delivers
 });
 
 test('regression: a main EOS while the preempt thread drains waits for the last requested page', (t) => {
-  const r = rig({ preempt: true });
-  advise(r);
-  listen(r);
-  r.engine.channelConnected(1, 4);
-  run(r, 5);
-  r.engine.fault(BASE + 0x2000, 73001, 6);
+  const r = preemptRunningWithOneRequest();
   r.engine.endOfStream(1, 7);
   t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'CREATED.draining');
   r.engine.endOfStream(0, 8);
@@ -306,12 +307,7 @@ test('regression: a main EOS while the preempt thread drains waits for the last 
 });
 
 test('a break while the preempt thread drains: the thread quits, yet the new preempt connection of the recovery is read to its end', (t) => {
-  const r = rig({ preempt: true });
-  advise(r);
-  listen(r);
-  r.engine.channelConnected(1, 4);
-  run(r, 5);
-  r.engine.fault(BASE + 0x2000, 73001, 6);
+  const r = preemptRunningWithOneRequest();
   r.engine.endOfStream(1, 7);
   t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'CREATED.draining');
   r.engine.channelBroken(0, 'cut', 8);
