@@ -200,8 +200,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     const reader = new FrameReader((kind, payload) => {
       if (channel < 0) {
         if (kind !== FrameKind.HELLO) throw new PostcopyError('BAD_FRAME', 'a connection must start with HELLO');
-        channel = payload[0]!;
-        if (channel !== 0 && channel !== 1) throw new PostcopyError('BAD_FRAME', `HELLO names channel ${channel}; there are channels 0 (main) and 1 (preempt)`);
+        if (payload[0] !== 0 && payload[0] !== 1) throw new PostcopyError('BAD_FRAME', `HELLO names channel ${payload[0]}; there are channels 0 (main) and 1 (preempt)`);
+        channel = payload[0];
         const reconnect = payload[1] === 1;
         if (channel === 0 && reconnect) supersedeEarlierConnections();
         current[channel] = sock;
@@ -231,7 +231,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       } catch (err) {
         // Bad bytes from the peer are a stream error (postcopy pauses); anything else is our bug and must not pass for one.
         if (!(err instanceof PostcopyError)) throw err;
-        apply(() => engine.streamError(channel, err.message, now()));
+        // A connection that never named its channel is no channel of this migration: it is only dropped.
+        if (channel < 0) process.stderr.write(`destination: a connection dropped before its HELLO: ${err.message}\n`);
+        else if (current[channel] === sock) apply(() => engine.streamError(channel, err.message, now()));
         sock.destroy();
       }
     });

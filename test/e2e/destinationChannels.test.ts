@@ -158,3 +158,33 @@ test('recovery against a source whose old connections were never seen to close, 
   }
   for (const peer of [main2, preempt2]) peer.sock.destroy();
 });
+
+test('a connection whose HELLO names no channel is dropped and touches nothing of the migration', async (t) => {
+  const journal = join(scratchDir('pcchan-'), 'dst.journal');
+  let listening: (port: number) => void;
+  const port = new Promise<number>((r) => (listening = r));
+  let giveUp: () => void;
+  const done = runMigrationDestination(
+    { sizeBytes: PAGES * TARGET_PAGE_SIZE, hostPageSize: 4096, vcpus: 1, workload: 'sequential-increment', seed: 11, preempt: true, journalPath: journal, backend: 'mock', faultReader: 'loop', vcpuNice: 0 },
+    (m) => m.type === 'listening' && listening(m.port),
+    new Promise<void>((r) => (giveUp = r)),
+  );
+  const p = await port;
+  const main = await Peer.open(p, 0, false);
+  main.command(MigCommand.OPEN_RETURN_PATH);
+  main.command(MigCommand.POSTCOPY_ADVISE, encodeAdvise({ hostPageSizeSummary: hostPageSizeSummary([4096]), targetPageSize: TARGET_PAGE_SIZE }));
+  main.command(MigCommand.POSTCOPY_LISTEN);
+  const stray = await Peer.open(p, 7, false);
+  await stray.until('the stray connection closed by the destination', () => stray.closed);
+  t.false(main.closed, 'the main connection is untouched');
+  giveUp!();
+  t.is(await done, 3);
+  main.sock.destroy();
+  const j = JournalReader.open(journal);
+  try {
+    const inputs = [...j.records()].filter((e) => e.kind === EventKind.IN_STREAM_ERROR || e.kind === EventKind.IN_CHANNEL_BROKEN || e.kind === EventKind.IN_CHANNEL_CONNECTED);
+    t.deepEqual(inputs, [], 'no channel input was journaled for it');
+  } finally {
+    j.close();
+  }
+});
