@@ -738,20 +738,20 @@ export class Destination {
     const key = rb.base + hostOffset;
     const requestedAt = this.requested.remove(key);
     if (requestedAt >= 0) this.requestLatency.record(t - requestedAt);
-    let preemptStopped = false;
-    if (requestedAt >= 0 && this.preemptDraining) {
-      this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
-      this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
-      preemptStopped = !this.preemptDraining;
-    }
     this.blocktime.end(this.hostAddr[rb.index]! + hostOffset, key, t);
     const s = this.stats;
     s.hostPagesPlaced++;
     if (zero) s.zeroPlaced++;
     if (outcome === PlaceOutcome.ALREADY_PRESENT) s.alreadyPresent++;
     if (channel >= 0) s.placedByChannel[channel as 0 | 1]++;
-    // The last outstanding page let the preempt thread stop: a postcopy end that waited for it can happen now.
-    if (preemptStopped && this.mainStreamEnded && !this.preemptStillDelivering()) this.complete(t);
+    if (requestedAt >= 0 && this.preemptDraining) this.outstandingChangedWhileDraining(t);
+  }
+
+  /** A requested page came while the preempt thread drains: it may stop, and a postcopy end that waited for it happen. Off the hot path. */
+  private outstandingChangedWhileDraining(t: number): void {
+    this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
+    this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    if (!this.preemptDraining) this.completeIfPreemptStopped(t);
   }
 
   // -------------------------------------------------------------------------

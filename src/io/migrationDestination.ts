@@ -70,13 +70,14 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     blocktimeMode: 'both',
     run: { kind: 'migrate', role: 'destination', backend: backend.kind, workload: opts.workload, seed: opts.seed, vcpus: opts.vcpus },
   }, { overwrite: true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
-  let mainSock: Socket | null = null;
+  /** The connection each channel currently reads (main, preempt); the main one carries the return path. */
+  const current: Array<Socket | null> = [null, null];
   /** Pages consumed from the current main connection, acknowledged for flow control. */
   let mainConsumed = 0;
   const engine = new Destination(
     { blocks: [layout], vcpuTids: [], vcpus: opts.vcpus, preempt: opts.preempt },
     backend,
-    { send: (type, payload) => (mainSock !== null && !mainSock.destroyed ? (mainSock.write(returnPathFrame(type, payload)), true) : false) },
+    { send: (type, payload) => (current[0] !== null && !current[0].destroyed ? (current[0].write(returnPathFrame(type, payload)), true) : false) },
     writer,
   );
   engine.faultTimeOriginNs = t0;
@@ -124,8 +125,6 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     }
   };
 
-  /** The connection each channel currently reads (main, preempt). */
-  const current: Array<Socket | null> = [null, null];
   /**
    * A reconnecting main channel starts a recovery, and the source dropped every earlier
    * connection before it reconnected. What this process has not read from those yet
@@ -176,10 +175,10 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       case FrameKind.PAGE: {
         const p = decodePage(payload);
         apply(() => engine.page(channel, p.block, p.offset, p.zero, p.data, 0, now()));
-        if (channel === 0 && ++mainConsumed % 16 === 0 && mainSock !== null) {
+        if (channel === 0 && ++mainConsumed % 16 === 0 && current[0] !== null) {
           const ack = Buffer.allocUnsafe(4);
           ack.writeUInt32BE(mainConsumed >>> 0, 0);
-          mainSock.write(frame(FrameKind.ACK, ack));
+          current[0].write(frame(FrameKind.ACK, ack));
         }
         // The last outstanding page on the preempt channel may be what ends postcopy.
         if (endAt < 0 && engine.postcopyState === PostcopyState.END) endAt = now();
@@ -205,10 +204,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
         const reconnect = payload[1] === 1;
         if (channel === 0 && reconnect) supersedeEarlierConnections();
         current[channel] = sock;
-        if (channel === 0) {
-          mainSock = sock;
-          mainConsumed = 0;
-        }
+        if (channel === 0) mainConsumed = 0;
         if (channel === 0 && reconnect) apply(() => engine.channelConnected(0, now()));
         if (channel === 1) {
           apply(() => engine.channelConnected(1, now()));
@@ -301,7 +297,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       outstanding: engine.requested.size,
     },
   });
-  (mainSock as Socket | null)?.end();
+  current[0]?.end();
   server.close();
   backend.close();
   return 0;

@@ -225,8 +225,8 @@ function corked<T>(socks: Socket[], send: () => T): T {
   }
 }
 
-/** Connects one channel and introduces it. */
-function openChannel(port: number, channel: number, reconnect: boolean): Promise<Socket> {
+/** Connects one channel and introduces it (HELLO). */
+export function openChannel(port: number, channel: number, reconnect: boolean): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: '127.0.0.1', port }, () => {
       sock.setNoDelay(true);

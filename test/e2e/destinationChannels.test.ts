@@ -1,5 +1,5 @@
 import test from 'ava';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
 import { EventKind } from '../../src/engine/events.js';
@@ -7,6 +7,7 @@ import { decodeReceiveBitmap, decodeRecvBitmapMessage } from '../../src/engine/r
 import { encodeAdvise, encodeCommandFrame, hostPageSizeSummary } from '../../src/engine/wire.js';
 import { pageDigest, seededImage } from '../../src/io/guestImage.js';
 import { runMigrationDestination, type DestinationMessage } from '../../src/io/migrationDestination.js';
+import { openChannel } from '../../src/io/migrationSource.js';
 import { FrameKind, FrameReader, frame, pageFrameHeader } from '../../src/io/streamFrames.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { replay } from '../../src/journal/replay.js';
@@ -39,15 +40,8 @@ class Peer {
     sock.on('error', () => {});
   }
 
-  static open(port: number, channel: number, reconnect: boolean): Promise<Peer> {
-    return new Promise((resolve, reject) => {
-      const sock = connect({ host: '127.0.0.1', port }, () => {
-        sock.setNoDelay(true);
-        sock.write(frame(FrameKind.HELLO, Uint8Array.of(channel, reconnect ? 1 : 0)));
-        resolve(new Peer(sock));
-      });
-      sock.once('error', reject);
-    });
+  static async open(port: number, channel: number, reconnect: boolean): Promise<Peer> {
+    return new Peer(await openChannel(port, channel, reconnect));
   }
 
   command(cmd: number, payload: Uint8Array = new Uint8Array(0)): void {
@@ -90,10 +84,8 @@ class Peer {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-test('recovery against a source whose old connections were never seen to close, a RESUME before the preempt channel, and a main EOS before the preempt pages: completes, nothing lost or refused', async (t) => {
-  const journal = join(scratchDir('pcchan-'), 'dst.journal');
-  const image = seededImage(PAGES * TARGET_PAGE_SIZE, 11);
-  const messages: DestinationMessage[] = [];
+/** The destination of a 64-page preempt migration over the mock backend, in this process; resolves its port. */
+function startDestination(journal: string, messages: DestinationMessage[], giveUp: Promise<void>): { port: Promise<number>; done: Promise<number> } {
   let listening: (port: number) => void;
   const port = new Promise<number>((r) => (listening = r));
   const done = runMigrationDestination(
@@ -102,8 +94,16 @@ test('recovery against a source whose old connections were never seen to close, 
       messages.push(m);
       if (m.type === 'listening') listening(m.port);
     },
-    new Promise<void>(() => {}),
+    giveUp,
   );
+  return { port, done };
+}
+
+test('recovery against a source whose old connections were never seen to close, a RESUME before the preempt channel, and a main EOS before the preempt pages: completes, nothing lost or refused', async (t) => {
+  const journal = join(scratchDir('pcchan-'), 'dst.journal');
+  const image = seededImage(PAGES * TARGET_PAGE_SIZE, 11);
+  const messages: DestinationMessage[] = [];
+  const { port, done } = startDestination(journal, messages, new Promise<void>(() => {}));
   const p = await port;
 
   const main = await Peer.open(p, 0, false);
@@ -161,14 +161,8 @@ test('recovery against a source whose old connections were never seen to close, 
 
 test('a connection whose HELLO names no channel is dropped and touches nothing of the migration', async (t) => {
   const journal = join(scratchDir('pcchan-'), 'dst.journal');
-  let listening: (port: number) => void;
-  const port = new Promise<number>((r) => (listening = r));
   let giveUp: () => void;
-  const done = runMigrationDestination(
-    { sizeBytes: PAGES * TARGET_PAGE_SIZE, hostPageSize: 4096, vcpus: 1, workload: 'sequential-increment', seed: 11, preempt: true, journalPath: journal, backend: 'mock', faultReader: 'loop', vcpuNice: 0 },
-    (m) => m.type === 'listening' && listening(m.port),
-    new Promise<void>((r) => (giveUp = r)),
-  );
+  const { port, done } = startDestination(journal, [], new Promise<void>((r) => (giveUp = r)));
   const p = await port;
   const main = await Peer.open(p, 0, false);
   main.command(MigCommand.OPEN_RETURN_PATH);
