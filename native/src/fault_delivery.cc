@@ -58,9 +58,10 @@ void Host::on_poll(uv_poll_t* handle, int status, int) {
   self->drain_loop();
 }
 
-void Host::drain_loop() {
+size_t Host::drain_loop(bool from_js) {
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
+  size_t delivered = 0;
   struct uffd_msg msgs[64];
   std::vector<Fault> faults;
   std::vector<std::pair<uint64_t, uint64_t>> removed;
@@ -71,7 +72,7 @@ void Host::drain_loop() {
       if (got < 0 && errno == EINTR) continue;
       // Spin-then-poll: keep reading for a while after the last message (this holds
       // the event loop), then return to it.
-      if (got < 0 && errno == EAGAIN && spin_ns_ > 0 && monotonic_ns() - last < spin_ns_) continue;
+      if (!from_js && got < 0 && errno == EAGAIN && spin_ns_ > 0 && monotonic_ns() - last < spin_ns_) continue;
       break;
     }
     int64_t now = monotonic_ns();
@@ -89,14 +90,44 @@ void Host::drain_loop() {
       }
     }
     stats_.faults.fetch_add(faults.size(), std::memory_order_relaxed);
+    delivered += faults.size();
+    if (from_js) {
+      // A JavaScript frame is below: a listener's exception propagates to it.
+      deliver_js(env, faults, removed, loop_on_faults_.Value(), loop_on_removed_, nullptr);
+      continue;
+    }
     try {
       deliver_js(env, faults, removed, loop_on_faults_.Value(), loop_on_removed_, *async_);
     } catch (const Napi::Error& e) {
       // No JavaScript frame to throw into: report it as an uncaught exception.
       napi_fatal_exception(env_, e.Value());
-      return;
+      return delivered;
     }
   }
+  return delivered;
+}
+
+// takeFaults(): the faults read so far but not yet handed over, delivered now to the
+// listener, synchronously. A JavaScript thread busy with a long run of stream input calls
+// it between pages, so a fault is decided (requested, or found received) within a page's
+// time of its read instead of after the whole run, as QEMU's own fault thread would.
+// Order is kept: this and the queued thread-safe call both take the oldest faults first.
+Napi::Value Host::TakeFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_ || uffd_ < 0) return Napi::Number::New(env, 0);
+  if (loop_mode_) return Napi::Number::New(env, static_cast<double>(drain_loop(true)));
+  if (channel_ == nullptr) return Napi::Number::New(env, 0);
+  std::vector<Fault> faults;
+  std::vector<std::pair<uint64_t, uint64_t>> removed;
+  {
+    std::lock_guard<std::mutex> lock(channel_->mu);
+    if (channel_->faults.empty() && channel_->removed.empty()) return Napi::Number::New(env, 0);
+    faults.swap(channel_->faults);
+    removed.swap(channel_->removed);
+    // `posted` stays: the queued call finds nothing, or what was read after this.
+  }
+  deliver_js(env, faults, removed, thread_on_faults_.Value(), channel_->on_removed, nullptr);
+  return Napi::Number::New(env, static_cast<double>(faults.size()));
 }
 
 void deliver_js(Napi::Env env, const std::vector<Fault>& faults, const std::vector<std::pair<uint64_t, uint64_t>>& removed,

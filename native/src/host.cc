@@ -47,6 +47,7 @@ Napi::Function Host::Init(Napi::Env env) {
                          InstanceMethod<&Host::Status>("status"),
                          InstanceMethod<&Host::Close>("close"),
                          InstanceMethod<&Host::StopListening>("stopListening"),
+                         InstanceMethod<&Host::TakeFaults>("takeFaults"),
                      });
 }
 
@@ -142,6 +143,7 @@ Napi::Value Host::Listen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   channel_ = new FaultChannel();
+  thread_on_faults_ = Napi::Persistent(info[0].As<Napi::Function>());
   if (info.Length() > 1 && info[1].IsFunction()) channel_->on_removed = Napi::Persistent(info[1].As<Napi::Function>());
   fault_tsfn_ = Napi::TypedThreadSafeFunction<FaultChannel, void, call_faults_js>::New(
       env, info[0].As<Napi::Function>(), "uffd-faults", 0, 1, channel_,
@@ -153,6 +155,7 @@ Napi::Value Host::Listen(const Napi::CallbackInfo& info) {
   } catch (...) {
     fault_tsfn_.Release();
     channel_ = nullptr;
+    thread_on_faults_.Reset();
     close(uffd_);
     uffd_ = -1;
     throw;
@@ -388,6 +391,7 @@ void Host::stop_reader_and_close_uffd() {
   if (channel_) {
     fault_tsfn_.Release();
     channel_ = nullptr;
+    thread_on_faults_.Reset();
   }
   if (uffd_ >= 0) {
     close(uffd_);

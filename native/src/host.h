@@ -66,6 +66,7 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   Napi::Value Copy(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value StopListening(const Napi::CallbackInfo& info);
+  Napi::Value TakeFaults(const Napi::CallbackInfo& info);
   Napi::Value Resize(const Napi::CallbackInfo& info);
   Napi::Value Zero(const Napi::CallbackInfo& info);
   Napi::Value Wake(const Napi::CallbackInfo& info);
@@ -84,7 +85,9 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   void require_open(const char* op);
   // Loop mode: the JavaScript thread reads the userfault fd itself (uv_poll), no thread.
   static void on_poll(uv_poll_t* handle, int status, int events);
-  void drain_loop();
+  // Reads the userfault fd until it is empty and delivers each read. `from_js`: called
+  // from a JavaScript frame (takeFaults), so the listener is called directly.
+  size_t drain_loop(bool from_js = false);
   // A guest removal: unregister and record the range (either mode).
   void unregister_removed(uint64_t start, uint64_t end);
   // Places [off, off+len) of a checked block; returns a PlaceOutcome value.
@@ -101,6 +104,7 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   VcpuWorkers vcpus_;
   Napi::TypedThreadSafeFunction<FaultChannel, void, call_faults_js> fault_tsfn_;
   FaultChannel* channel_ = nullptr;  // valid while fault_tsfn_ is held
+  Napi::FunctionReference thread_on_faults_;  // the listener, for takeFaults in thread mode
   Napi::TypedThreadSafeFunction<DoneChannel, void, call_done_js> done_tsfn_;
   std::atomic<bool> done_tsfn_held_{false};
   napi_env env_;

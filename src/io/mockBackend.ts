@@ -292,6 +292,13 @@ export class MockBackend implements Backend {
     this.faultCount = 0;
   }
 
+  /** Faults queued by a step that has not flushed them yet, delivered now (normally none: a step flushes). */
+  takeFaults(): number {
+    const count = this.faultCount;
+    this.flushFaults();
+    return count;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -127,6 +127,8 @@ export interface NativeHost {
   write(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): void;
   resize(block: number, length: number): void;
   stopListening(): void;
+  /** Delivers the faults read but not yet handed over, synchronously; returns how many. */
+  takeFaults(): number;
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
   wake(block: number, offset: number, length: number): void;
   read(block: number, offset: number, length: number): Buffer;

@@ -162,6 +162,10 @@ export class UffdBackend implements Backend {
     this.call(() => this.host.stopListening());
   }
 
+  takeFaults(): number {
+    return this.host.takeFaults();
+  }
+
   close(): void {
     this.host.close();
   }

@@ -184,6 +184,10 @@ class ReplayBackend implements Backend {
     throw new PostcopyError('REPLAY', 'a replayed engine has no guest memory to read');
   }
   endPostcopy(): void {}
+  /** Recorded faults are inputs of the replay itself: nothing is ever pending here. */
+  takeFaults(): number {
+    return 0;
+  }
   close(): void {}
 }
 

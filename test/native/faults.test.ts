@@ -142,3 +142,35 @@ uffdTest('placement before registration (precopy) is a plain write; after regist
     backend.close();
   }
 });
+
+for (const [readerName, options] of [['reader thread', {}], ['event-loop reader', { readerMode: 'loop' }]] as [string, UffdBackendOptions][]) {
+  uffdTest(`takeFaults() delivers pending faults synchronously, each once and in read order: a busy JavaScript thread serves a whole run without yielding (${readerName})`, async (t) => {
+    const pages = 128;
+    const source = seededBytes(pages * PAGE, 23);
+    const backend = new UffdBackend([layout('pc.ram', pages)], options);
+    try {
+      const pager = startPager(backend, [source]);
+      backend.register(0);
+      const run = backend.startVcpus({ pattern: 'sequential-increment', vcpus: 2, passes: 1 });
+      // Never yield to the event loop: only takeFaults() can hand faults over here.
+      let taken = 0;
+      const deadline = Date.now() + 20_000;
+      while (pager.faults.length < pages && Date.now() < deadline) taken += backend.takeFaults();
+      t.is(pager.faults.length, pages, 'every page faulted and was served from inside takeFaults()');
+      t.is(taken, pages, 'takeFaults() counts what it delivered');
+      await run.done;
+      // The queued delivery that takeFaults() overtook finds nothing: no fault twice.
+      await new Promise((r) => setTimeout(r, 50));
+      t.is(pager.faults.length, pages);
+      t.is(new Set(pager.faults.map((f) => f.address)).size, pages);
+      for (const outcomes of pager.outcomes.values()) t.deepEqual(outcomes, [PlaceOutcome.PLACED]);
+      for (let i = 1; i < pager.faults.length; i++) t.true(pager.faults[i]!.timeNs >= pager.faults[i - 1]!.timeNs, `fault ${i} delivered out of read order`);
+      const expected = Uint8Array.from(source);
+      for (let p = 0; p < pages; p++) expected[p * PAGE] = (expected[p * PAGE]! + 1) & 0xff;
+      t.is(firstDifference(backend.read(0, 0, pages * PAGE), expected), -1);
+      t.is(backend.takeFaults(), 0, 'nothing pending after the run');
+    } finally {
+      backend.close();
+    }
+  });
+}
