@@ -37,7 +37,7 @@ async function runs(preempt: boolean): Promise<Run[]> {
     const journal = join(tmpdir(), `bench-migrate-${process.pid}-${i}.journal`);
     const r = await runMigration({
       size: '256M', vcpus: '2', workload: 'sequential-increment', bandwidth: '0', dirtyRate: '40000',
-      journal, backend: 'auto', faultReader: 'thread', seed: String(i + 1), quiet: true, ...(preempt ? { preempt: true } : {}),
+      journal, backend: 'auto', faultReader: 'loop', seed: String(i + 1), quiet: true, ...(preempt ? { preempt: true } : {}),
     });
     if (!r.verified) throw new Error(`migration ${i} did not verify: ${r.message}`);
     out.push({ ...r, answeredBy: answeredBy(journal) });
@@ -96,7 +96,7 @@ async function cappedBlocktime(): Promise<{ on: number[]; off: number[]; request
       const journal = join(tmpdir(), `bench-migrate-capped-${process.pid}-${i}.journal`);
       const m = await runMigration({
         size: '256M', vcpus: '2', workload: 'sequential-increment', bandwidth: '100M', dirtyRate: '40000', prefetch,
-        journal, backend: 'auto', faultReader: 'thread', seed: String(i + 1), quiet: true,
+        journal, backend: 'auto', faultReader: 'loop', seed: String(i + 1), quiet: true,
       });
       rmSync(journal, { force: true });
       if (!m.verified) throw new Error(`capped migration ${i} (prefetch ${prefetch}) did not verify: ${m.message}`);

@@ -31,12 +31,12 @@ function migrateOptions(cmd: Command): Command {
     .option('--preempt', 'postcopy-preempt: urgent pages on a second channel')
     .option('--journal <path>', 'destination journal file', 'postcopy-journal.db')
     .addOption(new Option('--backend <kind>', 'destination backend').choices(['auto', 'uffd', 'mock']).default('auto'))
-    .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd').choices(['thread', 'loop']).default('thread'))
+    .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd: loop (the JavaScript thread, also between the pages of a read) or thread (a reader thread)').choices(['thread', 'loop']).default('loop'))
     .option('--vcpu-nice <n>', 'nice value of the destination vCPU threads, so the fault path wins a core (0 = same priority)', '5')
     .addOption(prefetchOption())
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
-    .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent; it recovers')
-    .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent; the destination stays paused')
+    .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent and the destination listens; it recovers')
+    .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent and the destination listens; the destination stays paused')
     .option('--json', 'print the result as JSON');
 }
 

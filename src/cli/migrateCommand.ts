@@ -113,6 +113,8 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
   let lastSignature = '';
   let lastChange = Date.now();
   let stalled = false;
+  /** The destination's migration status became `failed` (final). */
+  let failed = false;
   const watchdog = setInterval(() => {
     if (givenUp || lastStatus === 'completed' || Date.now() - lastChange < STALL_MS) return;
     stalled = true;
@@ -138,7 +140,7 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
             if (sm.type === 'digest') srcDigest = sm;
             else if (sm.type === 'done') result.source = sm;
             else if (sm.type === 'error') result.message = `source failed: ${sm.message}`;
-            else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.sentFraction >= plan.killSourceAt) {
+            else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.destinationListening && sm.sentFraction >= plan.killSourceAt) {
               sourceKilled = true;
               src!.kill('SIGKILL');
             }
@@ -157,6 +159,13 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
           lastStatus = m.status;
           const phase = m.status.startsWith('postcopy-') && m.status !== 'postcopy-active' ? m.status : POSTCOPY_STATE_NAMES[m.postcopyState as 0] ?? '?';
           bar.update(m.received, m.total, { phase, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
+          if (m.status === 'failed' && !givenUp) {
+            // Final: nothing will move again, so there is no stall to wait for.
+            failed = true;
+            givenUp = true;
+            src?.kill('SIGKILL');
+            dst.send({ type: 'give-up' });
+          }
           if (sourceKilled && !givenUp && m.status === 'postcopy-paused') {
             givenUp = true;
             // The source is gone: nothing will resume this migration. Keep the evidence.
@@ -187,6 +196,11 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
   const srcCode = src ? await exited(src) : -1;
   result.wallMs = Date.now() - started;
 
+  if (failed) {
+    result.exitCode = 1;
+    result.message = `the destination's migration failed (status 'failed'): the stream broke or was refused before postcopy could pause it. Run 'postcopy inspect ${plan.dst.journalPath}' to see why.`;
+    return result;
+  }
   if (stalled) {
     result.exitCode = 1;
     result.message = `the migration stalled: nothing moved for ${STALL_MS / 1000} s (destination ${lastStatus || 'not started'}${result.paused ? `, ${result.paused.outstanding} outstanding page requests` : ''}). Run 'postcopy inspect ${plan.dst.journalPath}' to see why.`;

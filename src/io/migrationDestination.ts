@@ -47,6 +47,11 @@ export interface DestinationSummary {
 }
 
 const BLOCK = 'pc.ram';
+/** The main channel's pages are acknowledged to the source every this many (its push window is 1024). */
+const ACK_EVERY_PAGES = 128;
+/** How often the journal may commit a segment, and how long it may wait for a quiet moment. */
+const FLUSH_EVERY_MS = 50;
+const FLUSH_AT_LATEST_MS = 500;
 
 /**
  * The destination side of an end-to-end migration, in its own process: the engine over
@@ -82,7 +87,15 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   );
   engine.faultTimeOriginNs = t0;
   writer.setSnapshotSource(() => engine.snapshot());
-  const flushTimer = setInterval(() => writer.flush(), 50);
+  // Segments are committed at quiet moments: a commit holds the event loop for 1–5 ms, and
+  // a request outstanding meanwhile waits that long for its page. The tail file keeps
+  // every record crash-safe in between; at most FLUSH_AT_LATEST_MS pass without a commit.
+  let lastFlushMs = performance.now();
+  const flushTimer = setInterval(() => {
+    if (engine.requested.size > 0 && performance.now() - lastFlushMs < FLUSH_AT_LATEST_MS) return;
+    lastFlushMs = performance.now();
+    writer.flush();
+  }, FLUSH_EVERY_MS);
   let listenAt = -1;
   let endAt = -1;
   let vcpusStarted = false;
@@ -155,6 +168,14 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     for (const [kind, payload] of held ?? []) onChannelFrame(0)(kind, payload);
   };
 
+  /** Tells the source how many pages of the current main connection were consumed (flow control). */
+  const acknowledgeMain = (): void => {
+    if (current[0] === null) return;
+    const ack = Buffer.allocUnsafe(4);
+    ack.writeUInt32BE(mainConsumed >>> 0, 0);
+    current[0].write(frame(FrameKind.ACK, ack));
+  };
+
   const onChannelFrame = (channel: number) => (kind: number, payload: Uint8Array): void => {
     if (channel === 0 && heldMainFrames !== null) {
       heldMainFrames.push([kind, payload.slice()]);
@@ -168,18 +189,24 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
           return;
         }
         apply(() => engine.command(f.kind, f.payload, now()));
-        if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) listenAt = now();
+        if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) {
+          listenAt = now();
+          // At once, not at the next 128 pages: tells the source that this side listens
+          // (a break from here on pauses postcopy instead of failing the migration).
+          acknowledgeMain();
+        }
         if (engine.postcopyState === PostcopyState.RUNNING && !vcpusStarted) startVcpus();
         return;
       }
       case FrameKind.PAGE: {
+        // One socket read can hand over hundreds of pages; a fault read meanwhile is
+        // decided now, before the next of them is placed, not after the whole run: the
+        // page it waits for is requested or found on its way, and its blocktime starts at
+        // its read, not after the placement that already woke it (section 3).
+        if (engine.postcopyState >= PostcopyState.LISTENING) backend.takeFaults();
         const p = decodePage(payload);
         apply(() => engine.page(channel, p.block, p.offset, p.zero, p.data, 0, now()));
-        if (channel === 0 && ++mainConsumed % 16 === 0 && current[0] !== null) {
-          const ack = Buffer.allocUnsafe(4);
-          ack.writeUInt32BE(mainConsumed >>> 0, 0);
-          current[0].write(frame(FrameKind.ACK, ack));
-        }
+        if (channel === 0 && ++mainConsumed % ACK_EVERY_PAGES === 0) acknowledgeMain();
         // The last outstanding page on the preempt channel may be what ends postcopy.
         if (endAt < 0 && engine.postcopyState === PostcopyState.END) endAt = now();
         return;
@@ -222,6 +249,11 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       onChannelFrame(channel)(kind, payload);
     });
     sock.on('data', (chunk: Buffer) => {
+      // The return path is corked while a read is consumed: the requests and ACKs it
+      // causes leave in one write after it instead of one syscall each between pages:
+      // most requests are for pages that come later in the same read.
+      const rp = current[0];
+      rp?.cork();
       try {
         reader.push(chunk);
       } catch (err) {
@@ -231,6 +263,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
         if (channel < 0) process.stderr.write(`destination: a connection dropped before its HELLO: ${err.message}\n`);
         else if (current[channel] === sock) apply(() => engine.streamError(channel, err.message, now()));
         sock.destroy();
+      } finally {
+        rp?.uncork();
       }
     });
     sock.on('error', () => {});

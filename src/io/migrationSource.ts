@@ -26,13 +26,24 @@ export interface SourceOptions {
 /** Messages the source sends to the orchestrator. */
 export type SourceMessage =
   | { type: 'phase'; phase: 'precopy' | 'postcopy' | 'paused' | 'done'; atMs: number }
-  | { type: 'progress'; sentFraction: number; remaining: number }
+  /**
+   * `destinationListening`: the destination has acknowledged every page sent before the
+   * switch, so it has read LISTEN and a break from now on pauses postcopy (before, with
+   * pages still queued ahead of LISTEN, the migration would fail instead).
+   */
+  | { type: 'progress'; sentFraction: number; remaining: number; destinationListening: boolean }
   | { type: 'digest'; pages: number; hashes: string; byte0: string }
   | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number };
 
 const BLOCK = 'pc.ram';
-/** Target pages the background push may have in flight on the main channel (256 KiB). */
-const WINDOW_PAGES = 64;
+/**
+ * Target pages the background push may have in flight on the main channel (4 MiB). The
+ * destination acknowledges every 128 pages it consumes; a window of 64 pages (256 KiB)
+ * kept the push waiting on those acknowledgements, and postcopy took longer with more
+ * exact blocktime (bench notes in BENCHMARKS.md). In plain mode a requested page may wait
+ * behind the window; the vCPUs mostly ask for pages already in it.
+ */
+const WINDOW_PAGES = 1024;
 /** Host pages of background push per turn of the event loop, between which requests are read. */
 const PUSH_BATCH_HOST_PAGES = 64;
 
@@ -93,6 +104,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   const listenReturnPath = (sock: Socket): void => {
     const reader = new FrameReader(onReturnPath);
     sock.on('data', (chunk: Buffer) => reader.push(chunk));
+    // A push held back by a full socket resumes as soon as it drains, not at the next ACK.
+    sock.on('drain', () => wake?.());
   };
   listenReturnPath(main);
 
@@ -145,6 +158,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
 
   // The switch: the guest stops here; its image is final.
   const discard = source.startPostcopy();
+  const mainSentBeforeListen = mainSent;
+  let destinationListening = false;
   report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
   const postcopyPages = source.remaining();
   let broken = false;
@@ -152,14 +167,15 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let lastProgress = 0;
   let nextProgressFraction = 0;
   while (!source.finished()) {
+    if (!destinationListening && mainAcked >= mainSentBeforeListen) destinationListening = true;
     const sentFraction = 1 - source.remaining() / Math.max(1, postcopyPages);
     // Every 100 ms, and at every 1% of the postcopy pages (the orchestrator acts on fractions).
     if (Date.now() - lastProgress > 100 || sentFraction >= nextProgressFraction) {
       lastProgress = Date.now();
       nextProgressFraction = Math.floor(sentFraction * 100 + 1) / 100;
-      report({ type: 'progress', sentFraction, remaining: source.remaining() });
+      report({ type: 'progress', sentFraction, remaining: source.remaining(), destinationListening });
     }
-    if (opts.breakAt !== undefined && !broken && sentFraction >= opts.breakAt) {
+    if (opts.breakAt !== undefined && !broken && destinationListening && sentFraction >= opts.breakAt) {
       broken = true;
       report({ type: 'phase', phase: 'paused', atMs: Date.now() - started });
       main.destroy();
