@@ -19,7 +19,9 @@ interface Entry extends BenchResult {
   ratio?: number;
 }
 
-function fmt(n: number): string {
+function fmt(n: number | null): string {
+  // NaN (null once through JSON): a figure the run could not measure, e.g. no urgent answers.
+  if (n === null || Number.isNaN(n)) return 'n/a';
   if (!Number.isFinite(n)) return String(n);
   const a = Math.abs(n);
   if (a >= 1e6) return n.toExponential(3);
