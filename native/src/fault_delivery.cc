@@ -119,13 +119,7 @@ Napi::Value Host::TakeFaults(const Napi::CallbackInfo& info) {
   if (channel_ == nullptr) return Napi::Number::New(env, 0);
   std::vector<Fault> faults;
   std::vector<std::pair<uint64_t, uint64_t>> removed;
-  {
-    std::lock_guard<std::mutex> lock(channel_->mu);
-    if (channel_->faults.empty() && channel_->removed.empty()) return Napi::Number::New(env, 0);
-    faults.swap(channel_->faults);
-    removed.swap(channel_->removed);
-    // `posted` stays: the queued call finds nothing, or what was read after this.
-  }
+  channel_->take(faults, removed, false);
   deliver_js(env, faults, removed, thread_on_faults_.Value(), channel_->on_removed, nullptr);
   return Napi::Number::New(env, static_cast<double>(faults.size()));
 }
@@ -172,12 +166,7 @@ void call_faults_js(Napi::Env env, Napi::Function callback, FaultChannel* ch, vo
   if (env == nullptr || ch == nullptr) return;
   std::vector<Fault> faults;
   std::vector<std::pair<uint64_t, uint64_t>> removed;
-  {
-    std::lock_guard<std::mutex> lock(ch->mu);
-    faults.swap(ch->faults);
-    removed.swap(ch->removed);
-    ch->posted = false;
-  }
+  ch->take(faults, removed, true);
   try {
     deliver_js(env, faults, removed, callback, ch->on_removed, nullptr);
   } catch (const Napi::Error& e) {

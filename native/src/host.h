@@ -28,6 +28,15 @@ struct FaultChannel {
   std::vector<std::pair<uint64_t, uint64_t>> removed;  // [start, end) host addresses
   bool posted = false;
   Napi::FunctionReference on_removed;  // JavaScript thread only
+
+  // Moves everything pending into `f` and `r` (JavaScript thread). Only the queued call
+  // clears `posted`: after takeFaults() took the faults, that call finds nothing.
+  void take(std::vector<Fault>& f, std::vector<std::pair<uint64_t, uint64_t>>& r, bool queued_call) {
+    std::lock_guard<std::mutex> lock(mu);
+    f.swap(faults);
+    r.swap(removed);
+    if (queued_call) posted = false;
+  }
 };
 
 class Host;
