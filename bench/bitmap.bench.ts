@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bitmap } from '../src/engine/bitmap.js';
-import { seededRandom } from '../src/io/accessPatterns.js';
+import { seededRandom } from '../src/io/backends/accessPatterns.js';
 import { buildC, repoRoot } from './cbuild.js';
 import { median, timeRuns, type Benchmark } from './harness.js';
 

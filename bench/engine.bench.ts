@@ -8,7 +8,7 @@ import { MigCommand } from '../src/engine/constants.js';
 import { Destination } from '../src/engine/destination.js';
 import { CountingSink } from '../src/engine/events.js';
 import { encodeAdvise } from '../src/engine/wire.js';
-import { MockBackend } from '../src/io/mockBackend.js';
+import { MockBackend } from '../src/io/backends/mockBackend.js';
 import { median, type Benchmark } from './harness.js';
 
 const PAGES = 65536; // 256 MiB of 4 KiB pages

@@ -9,8 +9,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { importQemuTrace } from '../src/io/qemuImport.js';
-import { readTrace } from '../src/io/qemuTrace.js';
+import { importQemuTrace } from '../src/io/qemu/qemuImport.js';
+import { readTrace } from '../src/io/qemu/qemuTrace.js';
 import { median, type Benchmark } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

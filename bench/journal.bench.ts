@@ -14,7 +14,7 @@ import { MigCommand } from '../src/engine/constants.js';
 import { Destination } from '../src/engine/destination.js';
 import { EventKind } from '../src/engine/events.js';
 import { encodeAdvise } from '../src/engine/wire.js';
-import { MockBackend } from '../src/io/mockBackend.js';
+import { MockBackend } from '../src/io/backends/mockBackend.js';
 import { JournalReader } from '../src/journal/journalReader.js';
 import { JournalWriter } from '../src/journal/journalWriter.js';
 import type { JournalMeta } from '../src/journal/meta.js';

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMigration, type MigrateResult } from '../src/cli/migrateCommand.js';
-import { importQemuTrace } from '../src/io/qemuImport.js';
-import { analyzeJournal } from '../src/journal/analysis.js';
-import type { Analysis } from '../src/journal/analysisTypes.js';
+import { importQemuTrace } from '../src/io/qemu/qemuImport.js';
+import { analyzeJournal } from '../src/forensics/analysis.js';
+import type { Analysis } from '../src/forensics/analysisTypes.js';
 import { JournalReader } from '../src/journal/journalReader.js';
 import { median, type Benchmark } from './harness.js';
 

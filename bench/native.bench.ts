@@ -15,9 +15,9 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BlockLayout } from '../src/io/backend.js';
-import { loadNative } from '../src/io/native.js';
-import { UffdBackend, type UffdBackendOptions } from '../src/io/uffdBackend.js';
+import type { BlockLayout } from '../src/engine/ports.js';
+import { loadNative } from '../src/native/native.js';
+import { UffdBackend, type UffdBackendOptions } from '../src/io/backends/uffdBackend.js';
 import { median, quantile, type Benchmark, type BenchResult } from './harness.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

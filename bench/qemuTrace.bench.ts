@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { ExactBlocktime } from '../src/engine/blocktimeExact.js';
 import { QemuBlocktime } from '../src/engine/blocktimeQemu.js';
-import { readTrace } from '../src/io/qemuTrace.js';
+import { readTrace } from '../src/io/qemu/qemuTrace.js';
 import { median, timeRuns, type Benchmark } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,5 +1,5 @@
 import { PostcopyError } from '../errors.js';
-import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemuImport.js';
+import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
 import { createProgress } from './progress.js';
 
 export interface ImportCommandOptions {

@@ -1,9 +1,9 @@
 import { JournalError } from '../errors.js';
-import { analyzeJournal } from '../journal/analysis.js';
-import { answeringChannels, type Analysis } from '../journal/analysisTypes.js';
+import { analyzeJournal } from '../forensics/analysis.js';
+import { answeringChannels, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
-import { formatMs } from './format.js';
 import { createProgress } from './progress.js';
+import { formatMs } from '../text.js';
 
 export interface InspectCommandOptions {
   json?: boolean;

@@ -5,13 +5,14 @@
  */
 import { Command, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
-import { DEFAULT_PREFETCH_PAGES } from './format.js';
+import { PACKAGE_VERSION } from '../paths.js';
+import { DEFAULT_PREFETCH_PAGES } from './options.js';
 
 const program = new Command();
 program
   .name('postcopy')
   .description('Postcopy live migration engine: migrate, replay and explain migrations (ours or QEMU\'s).')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError();
 
 /** `--prefetch`, shared by migrate, start and simulate. */

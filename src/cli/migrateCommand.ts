@@ -1,12 +1,13 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
 import { POSTCOPY_STATE_NAMES } from '../engine/constants.js';
 import { UsageError } from '../errors.js';
-import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/accessPatterns.js';
-import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migrationDestination.js';
-import type { SourceMessage, SourceOptions } from '../io/migrationSource.js';
-import { formatMs, parsePrefetchPages, parseSize } from './format.js';
+import { MIGRATION_CHILD_PATH } from '../paths.js';
+import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
+import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migration/migrationDestination.js';
+import type { SourceMessage, SourceOptions } from '../io/migration/migrationSource.js';
+import { parsePrefetchPages, parseSize } from './options.js';
+import { formatMs } from '../text.js';
 import { createProgress } from './progress.js';
 
 export interface MigrateCommandOptions {
@@ -45,7 +46,6 @@ export interface MigrateResult {
 /** No progress for this long ends a migration as stalled. */
 const STALL_MS = 30_000;
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), '..', 'io', 'migrationChild.js');
 
 function fraction(text: string | undefined, option: string): number | undefined {
   if (text === undefined) return undefined;
@@ -85,7 +85,7 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
 }
 
 function spawnRole(role: 'source' | 'destination', options: unknown): ChildProcess {
-  return fork(CHILD, [role, JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+  return fork(MIGRATION_CHILD_PATH, [role, JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
 }
 
 /**

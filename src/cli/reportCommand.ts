@@ -1,10 +1,10 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { JournalError } from '../errors.js';
-import { analyzeJournal } from '../journal/analysis.js';
-import type { Analysis } from '../journal/analysisTypes.js';
+import { analyzeJournal } from '../forensics/analysis.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { renderReport } from '../report/renderReport.js';
-import { formatMs } from './format.js';
+import { formatMs } from '../text.js';
 
 export interface ReportCommandOptions {
   output?: string;

@@ -1,8 +1,9 @@
-import { runSimulatedMigration } from '../io/simulatedMigration.js';
-import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/accessPatterns.js';
+import { runSimulatedMigration } from '../io/migration/simulatedMigration.js';
+import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import { UsageError } from '../errors.js';
 import { createProgress } from './progress.js';
-import { formatMs, parsePrefetchPages, parseSize } from './format.js';
+import { parsePrefetchPages, parseSize } from './options.js';
+import { formatMs } from '../text.js';
 
 export interface SimulateCommandOptions {
   size: string;

@@ -9,7 +9,7 @@ import {
   UnknownBlockError,
   WrongStateError,
 } from '../errors.js';
-import { PlaceOutcome, type Backend, type FaultBatch, type PlaceOutcomeValue } from '../io/backend.js';
+import { PlaceOutcome, type Backend, type FaultBatch, type PlaceOutcomeValue } from './ports.js';
 import { Bitmap } from './bitmap.js';
 import { Blocktime, type BlocktimeSnapshot } from './blocktime.js';
 import { LatencyHistogram, type LatencyHistogramSnapshot } from './latencyHistogram.js';

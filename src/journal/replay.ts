@@ -12,7 +12,7 @@ import {
   type RecordSink,
 } from '../engine/events.js';
 import { JournalError, PostcopyError } from '../errors.js';
-import { PlaceOutcome, type Backend, type BlockLayout, type PlaceOutcomeValue, type SupportReport } from '../io/backend.js';
+import { PlaceOutcome, type Backend, type BlockLayout, type PlaceOutcomeValue, type SupportReport } from '../engine/ports.js';
 import type { JournalReader } from './journalReader.js';
 import type { JournalMeta } from './meta.js';
 import { payloadOf, recordOf, type Segment } from './segment.js';

@@ -1,4 +1,4 @@
-import { mapSharedFile, releaseSharedFile } from '../io/sharedFile.js';
+import { mapSharedFile, releaseSharedFile } from '../native/sharedFile.js';
 
 /**
  * Maps the journal's tail file (created or reused) as shared memory, so appended events

@@ -1,7 +1,6 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
-import { groupDigits } from './numberText.js';
+import { groupDigits, formatMs } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, TIME_RIGHT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
 

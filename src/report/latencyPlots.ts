@@ -1,8 +1,7 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { xAxis, yAxis } from './axes.js';
 import { decimateLine } from './decimate.js';
-import { groupDigits, shortCount, tickLabel } from './numberText.js';
+import { groupDigits, shortCount, tickLabel, formatMs } from '../text.js';
 import { linearScale, logScale, niceCeil, type Scale } from './scale.js';
 import { el, px, svgPlot, text } from './svg.js';
 

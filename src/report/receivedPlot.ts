@@ -1,8 +1,7 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { yAxis } from './axes.js';
 import { decimateLine } from './decimate.js';
-import { groupDigits, hex, shortCount } from './numberText.js';
+import { groupDigits, hex, shortCount, formatMs } from '../text.js';
 import { linearScale, niceCeil } from './scale.js';
 import { el, px, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_RIGHT, TIME_LEFT, pauseBands, timeAxis, timeScale } from './timeAxis.js';

@@ -1,9 +1,8 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { ganttPlot } from './ganttPlot.js';
 import { latencyCdfPlot, latencyHistogramPlot } from './latencyPlots.js';
-import { groupDigits } from './numberText.js';
+import { groupDigits, formatMs } from '../text.js';
 import { receivedPlot } from './receivedPlot.js';
 import { REPORT_CSS } from './style.js';
 import { summaryCards } from './summaryCards.js';

@@ -1,7 +1,6 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
-import { groupDigits } from './numberText.js';
+import { groupDigits, formatMs } from '../text.js';
 
 type Tone = 'good' | 'warn' | 'bad' | 'plain';
 

@@ -1,7 +1,6 @@
-import { answeringChannels, type Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import { answeringChannels, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
-import { groupDigits, hex } from './numberText.js';
+import { groupDigits, hex, formatMs } from '../text.js';
 
 /** Rows listed per table at most; the rest is counted, so a huge journal keeps a small report. */
 export const MAX_TABLE_ROWS = 200;

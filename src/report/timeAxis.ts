@@ -1,7 +1,6 @@
-import type { Analysis } from '../journal/analysisTypes.js';
-import { formatMs } from '../cli/format.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { xAxis } from './axes.js';
-import { tickLabel } from './numberText.js';
+import { tickLabel, formatMs } from '../text.js';
 import { linearScale, type Scale } from './scale.js';
 import { el, text } from './svg.js';
 

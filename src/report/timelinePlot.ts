@@ -1,9 +1,9 @@
-import type { Analysis } from '../journal/analysisTypes.js';
+import type { Analysis } from '../forensics/analysisTypes.js';
 import { MACHINE_NAMES } from '../engine/events.js';
-import { formatMs } from '../cli/format.js';
 import { stateColor } from './stateColors.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
+import { formatMs } from '../text.js';
 
 /** One bar of a lane: a state held from startMs to endMs, or a burst of changes too quick to draw one by one. */
 interface Segment {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { compareDigests } from '../../src/cli/migrateCommand.js';
-import { pageDigest, seededImage } from '../../src/io/guestImage.js';
+import { pageDigest, seededImage } from '../../src/io/backends/guestImage.js';
 
 const PAGE = 4096;
 const PAGES = 64;

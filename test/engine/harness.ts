@@ -2,7 +2,7 @@ import { MigCommand } from '../../src/engine/constants.js';
 import { Destination, type DestinationConfig } from '../../src/engine/destination.js';
 import { ArraySink, EVENT_KIND_NAMES, EventKind, type EventRecord } from '../../src/engine/events.js';
 import { encodeAdvise, encodeRamDiscard, hostPageSizeSummary } from '../../src/engine/wire.js';
-import { MockBackend, type MockBackendOptions } from '../../src/io/mockBackend.js';
+import { MockBackend, type MockBackendOptions } from '../../src/io/backends/mockBackend.js';
 import { unpack } from 'msgpackr';
 
 export interface Rig {

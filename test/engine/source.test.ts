@@ -4,7 +4,7 @@ import { TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
 import { encodeReceiveBitmap } from '../../src/engine/receiveBitmap.js';
 import { PrefetchStreams } from '../../src/engine/prefetchStreams.js';
 import { Source, type SourceOutput } from '../../src/engine/source.js';
-import { runSimulatedMigration } from '../../src/io/simulatedMigration.js';
+import { runSimulatedMigration } from '../../src/io/migration/simulatedMigration.js';
 import { scratchDir } from '../scratchDir.js';
 
 interface Sent {

@@ -10,7 +10,7 @@ import { EventKind } from '../../src/engine/events.js';
 import type { BlocktimeReport } from '../../src/engine/blocktime.js';
 import { encodeAdvise, hostPageSizeSummary } from '../../src/engine/wire.js';
 import { WrongStateError } from '../../src/errors.js';
-import { runSimulatedMigration, type SimulatedMigrationOptions } from '../../src/io/simulatedMigration.js';
+import { runSimulatedMigration, type SimulatedMigrationOptions } from '../../src/io/migration/simulatedMigration.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { analyze, cli, handDriven, tmpPath } from './helpers.js';
 

@@ -5,13 +5,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Destination } from '../../src/engine/destination.js';
-import { MockBackend } from '../../src/io/mockBackend.js';
-import { analyzeJournal } from '../../src/journal/analysis.js';
-import type { Analysis } from '../../src/journal/analysisTypes.js';
+import { MockBackend } from '../../src/io/backends/mockBackend.js';
+import { analyzeJournal } from '../../src/forensics/analysis.js';
+import type { Analysis } from '../../src/forensics/analysisTypes.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { JournalWriter, type JournalWriterOptions } from '../../src/journal/journalWriter.js';
-import { importQemuTrace, type ImportQemuOptions, type ImportSummary } from '../../src/io/qemuImport.js';
-import { fixture } from '../qemu-trace/fixtures.js';
+import { importQemuTrace, type ImportQemuOptions, type ImportSummary } from '../../src/io/qemu/qemuImport.js';
+import { fixture } from '../fixtures.js';
 import { scratchDir } from '../scratchDir.js';
 
 export { fixture };

@@ -2,7 +2,7 @@ import { MigCommand } from '../../src/engine/constants.js';
 import { Destination } from '../../src/engine/destination.js';
 import type { RecordSink } from '../../src/engine/events.js';
 import { encodeAdvise } from '../../src/engine/wire.js';
-import { MockBackend } from '../../src/io/mockBackend.js';
+import { MockBackend } from '../../src/io/backends/mockBackend.js';
 import type { JournalMeta } from '../../src/journal/meta.js';
 
 export const CRASH_PAGES = 1 << 20; // 4 GiB of 4 KiB pages, sparse in the mock

@@ -1,4 +1,4 @@
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { PAGE, anonFds, layout, seededBytes, startPager, threadsNamed, uffdRegisteredMappings, uffdTest } from './helpers.js';
 
 uffdTest('close() with vCPUs blocked on missing pages: they resume, and no registered range, fd or thread is left', async (t) => {

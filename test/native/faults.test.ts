@@ -1,5 +1,5 @@
 import { BackendError } from '../../src/errors.js';
-import { UffdBackend, type UffdBackendOptions } from '../../src/io/uffdBackend.js';
+import { UffdBackend, type UffdBackendOptions } from '../../src/io/backends/uffdBackend.js';
 import { PAGE, PlaceOutcome, firstDifference, layout, seededBytes, startPager, uffdTest } from './helpers.js';
 
 const readers: [string, UffdBackendOptions][] = [

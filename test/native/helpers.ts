@@ -5,9 +5,9 @@
  */
 import test from 'ava';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import type { BlockLayout, FaultBatch } from '../../src/io/backend.js';
-import { PlaceOutcome } from '../../src/io/backend.js';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import type { BlockLayout, FaultBatch } from '../../src/engine/ports.js';
+import { PlaceOutcome } from '../../src/engine/ports.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 
 export const PAGE = 4096;
 

@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ExecutionContext } from 'ava';
 import { BackendError } from '../../src/errors.js';
-import { loadNative } from '../../src/io/native.js';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import { loadNative } from '../../src/native/native.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { PlaceOutcome, firstDifference, seededBytes, startPager, uffdTest } from './helpers.js';
 
 const HUGE = 2 << 20;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { PAGE, layout } from './helpers.js';
 
 test('the probe returns a structured report naming every section-10 check', (t) => {

@@ -1,6 +1,6 @@
 import { BackendError } from '../../src/errors.js';
-import type { RemovedRange } from '../../src/io/native.js';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import type { RemovedRange } from '../../src/native/native.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { PAGE, PlaceOutcome, layout, seededBytes, startPager, uffdTest } from './helpers.js';
 
 uffdTest('a range the guest removes (EVENT_REMOVE) is unregistered and dropped, never requested', async (t) => {

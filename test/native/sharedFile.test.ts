@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendError } from '../../src/errors.js';
-import { mapSharedFile, syncSharedFile } from '../../src/io/sharedFile.js';
+import { mapSharedFile, syncSharedFile } from '../../src/native/sharedFile.js';
 import { scratchDir } from '../scratchDir.js';
 import { tmpdir } from 'node:os';
 

@@ -1,6 +1,6 @@
 import { BackendError } from '../../src/errors.js';
-import type { VcpuOptions } from '../../src/io/native.js';
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import type { VcpuOptions } from '../../src/native/native.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { PAGE, layout, startPager, uffdTest } from './helpers.js';
 
 /** Runs a pattern over zero-served memory and returns the first byte of every page. */

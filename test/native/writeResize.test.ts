@@ -1,4 +1,4 @@
-import { UffdBackend } from '../../src/io/uffdBackend.js';
+import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { BackendError } from '../../src/errors.js';
 import { uffdTest } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SimulatedMigrationOptions } from '../../src/io/simulatedMigration.js';
+import type { SimulatedMigrationOptions } from '../../src/io/migration/simulatedMigration.js';
 
 /** The committed fixture journals and the runs that recorded them. */
 export const FIXTURES: Array<{ file: string; options: SimulatedMigrationOptions }> = [

@@ -6,7 +6,7 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { runSimulatedMigration } from '../../src/io/simulatedMigration.js';
+import { runSimulatedMigration } from '../../src/io/migration/simulatedMigration.js';
 import { FIXTURES, fixtureDir } from './fixtureList.js';
 
 for (const f of FIXTURES) {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { EventKind, isInput } from '../../src/engine/events.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import { replay, stateAt } from '../../src/journal/replay.js';
-import { runSimulatedMigration } from '../../src/io/simulatedMigration.js';
+import { runSimulatedMigration } from '../../src/io/migration/simulatedMigration.js';
 import { FIXTURES, fixtureDir } from './fixtureList.js';
 import { copyOf, readAll, tmpPath, writeAll } from './journalEdit.js';
 

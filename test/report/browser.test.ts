@@ -134,10 +134,10 @@ test.serial('journal strings with markup are shown as text in the browser, never
 });
 
 test.serial('the report of a real fixture journal (QEMU 7.2 `fail` capture, imported) opens in Chromium with every plot drawn', async (t) => {
-  const { importQemuTrace } = await import('../../src/io/qemuImport.js');
+  const { importQemuTrace } = await import('../../src/io/qemu/qemuImport.js');
   const { JournalReader } = await import('../../src/journal/journalReader.js');
-  const { analyzeJournal } = await import('../../src/journal/analysis.js');
-  const { fixture } = await import('../qemu-trace/fixtures.js');
+  const { analyzeJournal } = await import('../../src/forensics/analysis.js');
+  const { fixture } = await import('../fixtures.js');
   const { join } = await import('node:path');
   const journal = join(scratchDir('pcreport-'), 'fail.journal');
   await importQemuTrace({ dstTrace: fixture('fail', 'dst-trace.log.gz'), out: journal });

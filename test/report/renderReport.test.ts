@@ -1,9 +1,8 @@
 import test from 'ava';
-import { formatMs } from '../../src/cli/format.js';
-import type { Analysis } from '../../src/journal/analysisTypes.js';
+import type { Analysis } from '../../src/forensics/analysisTypes.js';
 import { MAX_BARS_PER_VCPU } from '../../src/report/ganttPlot.js';
 import { esc } from '../../src/report/escape.js';
-import { groupDigits, hex } from '../../src/report/numberText.js';
+import { groupDigits, hex, formatMs } from '../../src/text.js';
 import { renderReport } from '../../src/report/renderReport.js';
 import { MAX_TABLE_ROWS } from '../../src/report/tables.js';
 import { sampleAnalysis } from './sampleAnalysis.js';

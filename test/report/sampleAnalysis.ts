@@ -1,5 +1,5 @@
-import type { Analysis } from '../../src/journal/analysisTypes.js';
-import { seededRandom } from '../../src/io/accessPatterns.js';
+import type { Analysis } from '../../src/forensics/analysisTypes.js';
+import { seededRandom } from '../../src/io/backends/accessPatterns.js';
 
 /**
  * Realistic Analysis objects for report tests, built the way an analysis of a journal

@@ -1,0 +1,23 @@
+import { UsageError } from '../errors.js';
+
+/** Parses '256M', '1G', '4096', '2MiB' into bytes; a clear UsageError names the option. */
+export function parseSize(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${option} must be a size like 256M, 1G or 4096, got '${text}'`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bytes = Math.round(Number(m[1]) * mult);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % 4096 !== 0) {
+    throw new UsageError(`${option} ${text} is not a positive multiple of 4 KiB`);
+  }
+  return bytes;
+}
+
+/** The source's largest prefetch window by default, in 4 KiB pages (`--prefetch`). */
+export const DEFAULT_PREFETCH_PAGES = 32;
+
+/** Parses `--prefetch`: a whole number of 4 KiB pages from 0 (off) to 4096; a clear UsageError otherwise. */
+export function parsePrefetchPages(text: string | undefined): number {
+  const pages = text === undefined ? DEFAULT_PREFETCH_PAGES : Number(text);
+  if (!Number.isInteger(pages) || pages < 0 || pages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${text}'`);
+  return pages;
+}
