@@ -7,15 +7,13 @@
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { importQemuTrace } from '../src/io/qemu/qemuImport.js';
 import { readTrace } from '../src/io/qemu/qemuTrace.js';
 import { median, type Benchmark } from './harness.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-// dist/bench -> repository root -> ../shared/fixtures
-const TRACE = join(here, '..', '..', '..', 'shared', 'fixtures', 'qemu-7.2', 'preempt', 'dst-trace.log.gz');
+const TRACE = join(PACKAGE_ROOT, '..', 'shared', 'fixtures', 'qemu-7.2', 'preempt', 'dst-trace.log.gz');
 const RUNS = 5;
 
 async function secondsOf(fn: () => Promise<void>): Promise<number[]> {

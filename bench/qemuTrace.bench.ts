@@ -11,18 +11,16 @@
  *   bookkeeping any placement does.
  */
 import { createReadStream, existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import { ExactBlocktime } from '../src/engine/blocktimeExact.js';
 import { QemuBlocktime } from '../src/engine/blocktimeQemu.js';
 import { readTrace } from '../src/io/qemu/qemuTrace.js';
 import { median, timeRuns, type Benchmark } from './harness.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-// dist/bench -> repository root -> ../shared/fixtures
-const TRACE = join(here, '..', '..', '..', 'shared', 'fixtures', 'qemu-7.2', 'preempt', 'dst-trace.log.gz');
+const TRACE = join(PACKAGE_ROOT, '..', 'shared', 'fixtures', 'qemu-7.2', 'preempt', 'dst-trace.log.gz');
 
 async function timeAsync(runs: number, fn: () => Promise<void>): Promise<number[]> {
   await fn();

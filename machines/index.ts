@@ -26,3 +26,6 @@ export {
   restore,
 } from './step.js';
 export type { Effect, Stepped, PersistedSnapshot } from './step.js';
+
+export { PostcopyState, POSTCOPY_STATE_NAMES } from './postcopyState.js';
+export type { PostcopyStateName, PostcopyStateValue } from './postcopyState.js';

@@ -1,7 +1,7 @@
 /**
  * The incoming PostcopyState (reference section 1): NONE -> ADVISE -> DISCARD ->
  * LISTENING -> RUNNING -> END. State names are exactly the keys of `PostcopyState`
- * in src/engine/constants.ts, so a snapshot maps to QEMU's number (see
+ * in machines/postcopyState.ts, so a snapshot maps to QEMU's number (see
  * `postcopyStateValue` in step.ts).
  *
  * Pure data plus guards: the machine only names the effects each command asks for

@@ -18,7 +18,7 @@ import {
   type StateValue,
 } from 'xstate';
 import { MachineSnapshotError, WrongStateError } from '../src/errors.js';
-import { PostcopyState, type PostcopyStateName, type PostcopyStateValue } from '../src/engine/constants.js';
+import { PostcopyState, type PostcopyStateName, type PostcopyStateValue } from './postcopyState.js';
 import type { PostcopyMachine } from './postcopyMachine.js';
 import type { PreemptThreadMachine, PreemptThreadStatus } from './preemptThreadMachine.js';
 

@@ -1,12 +1,12 @@
 /**
  * Where the QEMU 7.2 captures live: `../shared/fixtures/qemu-7.2/` relative to the
- * repository root, resolved from this file's compiled location (dist/test/qemu-trace).
+ * repository root (the package root, found by src/paths.ts).
  */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../src/paths.js';
 
-export const FIXTURES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/qemu-7.2');
+export const FIXTURES_DIR = resolve(PACKAGE_ROOT, '..', 'shared', 'fixtures', 'qemu-7.2');
 
 /** The path of a fixture file; throws a clear error when the fixtures are not there. */
 export function fixture(...parts: string[]): string {

@@ -4,18 +4,8 @@
 export const TARGET_PAGE_SIZE = 4096;
 export const TARGET_PAGE_BITS = 12;
 
-/** PostcopyState values exactly as QEMU numbers them (section 1). */
-export const PostcopyState = {
-  NONE: 0,
-  ADVISE: 1,
-  DISCARD: 2,
-  LISTENING: 3,
-  RUNNING: 4,
-  END: 5,
-} as const;
-export type PostcopyStateValue = (typeof PostcopyState)[keyof typeof PostcopyState];
-export const POSTCOPY_STATE_NAMES = ['NONE', 'ADVISE', 'DISCARD', 'LISTENING', 'RUNNING', 'END'] as const;
-export type PostcopyStateName = (typeof POSTCOPY_STATE_NAMES)[number];
+/** PostcopyState's numbers live beside the machine that decides it; re-exported for the data plane. */
+export { PostcopyState, POSTCOPY_STATE_NAMES, type PostcopyStateName, type PostcopyStateValue } from '../../machines/postcopyState.js';
 
 /** Channels (section 2): the main stream and the preempt channel for urgent pages. */
 export const Channel = { PRECOPY: 0, POSTCOPY: 1 } as const;

@@ -26,7 +26,7 @@ import { MigCommand, POSTCOPY_STATE_NAMES, TARGET_PAGE_SIZE } from '../engine/co
 import { EVENT_KIND_NAMES, EventKind, FaultDisposition, MACHINE_NAMES, MachineId, RequestFlag, type EventKindValue, type EventRecord } from '../engine/events.js';
 import { LatencyHistogram } from '../engine/latencyHistogram.js';
 import { JournalError } from '../errors.js';
-import { TraceBlocktimeReplay, offsetBound } from '../io/qemu/qemuTraceBlocktime.js';
+import { TraceBlocktimeReplay, offsetBound } from '../engine/traceBlocktimeReplay.js';
 import type { Analysis, AnsweredRequests } from './analysisTypes.js';
 import type { JournalReader } from '../journal/journalReader.js';
 import type { JournalMeta } from '../journal/meta.js';

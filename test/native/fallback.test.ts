@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { uffdTest } from './helpers.js';
 
-const backendUrl = new URL('../../src/io/uffdBackend.js', import.meta.url).href;
+const backendUrl = new URL('../../src/io/backends/uffdBackend.js', import.meta.url).href;
 
 // A child without CAP_SYS_PTRACE cannot use userfaultfd(2) while
 // vm.unprivileged_userfaultfd is 0; the backend must then open /dev/userfaultfd.

@@ -7,7 +7,7 @@ import { mapSharedFile, syncSharedFile } from '../../src/native/sharedFile.js';
 import { scratchDir } from '../scratchDir.js';
 import { tmpdir } from 'node:os';
 
-const moduleUrl = new URL('../../src/io/sharedFile.js', import.meta.url).href;
+const moduleUrl = new URL('../../src/native/sharedFile.js', import.meta.url).href;
 
 test('writes into a shared mapping survive SIGKILL of the writing process', (t) => {
   const dir = scratchDir('shared-file-');

@@ -29,7 +29,7 @@ import { JournalWriter } from '../../journal/journalWriter.js';
 import { readTrace, traceEventBatches, type LineProblem, type TraceProgress, type TraceReadSummary } from './qemuTrace.js';
 import { NO_TIME, type TraceEvent, type TraceEventName, type TraceEventOf } from '../../engine/qemuTraceEvents.js';
 import { formatTraceArgs } from './qemuTraceFormat.js';
-import { offsetBound } from './qemuTraceBlocktime.js';
+import { offsetBound } from '../../engine/traceBlocktimeReplay.js';
 import { loadThreadsJson, vcpuCountOf, vcpuIndexByTid } from './qemuThreads.js';
 
 export interface ImportQemuOptions {

@@ -10,10 +10,10 @@ import { LineProblem, parseTraceLine, readTrace } from '../../../src/io/qemu/qem
 import {
   BLOCKTIME_REPLAY_EVENTS,
   TraceBlocktimeReplay,
-  replayTraceBlocktime,
   type BlocktimeReplayOptions,
   type BlocktimeReplayResult,
-} from '../../../src/io/qemu/qemuTraceBlocktime.js';
+} from '../../../src/engine/traceBlocktimeReplay.js';
+import { replayTraceBlocktime } from '../../../src/io/qemu/qemuTraceBlocktime.js';
 import { fixture } from '../../fixtures.js';
 
 interface QueryMigrate {
