@@ -26,7 +26,7 @@
  * signal the quit event fd), joinFaultThread.
  */
 import { assign, setup } from 'xstate';
-import { effect } from './effect.js';
+import { effect, type EffectOf } from './effect.js';
 
 export type FaultThreadEvent =
   | { type: 'START' }
@@ -112,3 +112,6 @@ export const faultThreadMachine = setup({
 });
 
 export type FaultThreadMachine = typeof faultThreadMachine;
+
+/** The effects this machine asks for, one member per action name (derived from `setup`). */
+export type FaultThreadEffect = EffectOf<FaultThreadMachine>;

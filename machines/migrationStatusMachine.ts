@@ -28,7 +28,7 @@
  * resumeThreads, reportFailure { reason }.
  */
 import { setup } from 'xstate';
-import { effect } from './effect.js';
+import { effect, type EffectOf } from './effect.js';
 
 export type MigrationStatusEvent =
   | { type: 'START' }
@@ -129,3 +129,6 @@ export const migrationStatusMachine = setup({
 });
 
 export type MigrationStatusMachine = typeof migrationStatusMachine;
+
+/** The effects this machine asks for, one member per action name (derived from `setup`). */
+export type MigrationStatusEffect = EffectOf<MigrationStatusMachine>;

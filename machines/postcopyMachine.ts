@@ -29,7 +29,7 @@
  *   cleanup              { reason: 'end' | 'failure' }: reference section 6
  */
 import { setup } from 'xstate';
-import { effect } from './effect.js';
+import { effect, type EffectOf } from './effect.js';
 
 export type PostcopyEvent =
   | { type: 'ADVISE'; supported: true }
@@ -147,3 +147,6 @@ export const postcopyMachine = setup({
 });
 
 export type PostcopyMachine = typeof postcopyMachine;
+
+/** The effects this machine asks for, one member per action name (derived from `setup`). */
+export type PostcopyEffect = EffectOf<PostcopyMachine>;

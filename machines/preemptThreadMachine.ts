@@ -33,7 +33,7 @@
  * harmless if it already stopped by itself), shutdownPreemptChannel, joinPreemptThread.
  */
 import { setup } from 'xstate';
-import { effect } from './effect.js';
+import { effect, type EffectOf } from './effect.js';
 
 export type PreemptThreadEvent =
   | { type: 'START' }
@@ -138,3 +138,6 @@ export const preemptThreadMachine = setup({
 });
 
 export type PreemptThreadMachine = typeof preemptThreadMachine;
+
+/** The effects this machine asks for, one member per action name (derived from `setup`). */
+export type PreemptThreadEffect = EffectOf<PreemptThreadMachine>;

@@ -19,19 +19,16 @@ import {
 } from 'xstate';
 import { MachineSnapshotError, WrongStateError } from '../src/errors.js';
 import { PostcopyState, type PostcopyStateName, type PostcopyStateValue } from './postcopyState.js';
+import type { EffectOf } from './effect.js';
 import type { PostcopyMachine } from './postcopyMachine.js';
 import type { PreemptThreadMachine, PreemptThreadStatus } from './preemptThreadMachine.js';
 
-/** An effect a transition asks the engine to carry out, e.g. `{ type: 'startFaultThread' }`. */
-export interface Effect {
-  readonly type: string;
-  readonly params?: Readonly<Record<string, unknown>>;
-}
+export type { Effect, EffectOf, StateNameOf, TopStateOf } from './effect.js';
 
-/** The result of a step: the next snapshot and the effects, in the order to execute them. */
+/** The result of a step: the next snapshot and the machine's typed effects, in the order to execute them. */
 export interface Stepped<TMachine extends AnyStateMachine> {
   readonly snapshot: SnapshotFrom<TMachine>;
-  readonly actions: readonly Effect[];
+  readonly actions: readonly EffectOf<TMachine>[];
 }
 
 /** The JSON-safe form of a snapshot that the journal stores (XState's persisted snapshot). */
@@ -51,7 +48,7 @@ export function initial<TMachine extends AnyStateMachine>(
     machine,
     input,
   );
-  return { snapshot, actions: actions.map(toEffect) };
+  return { snapshot, actions: actions.map(toEffect<TMachine>) };
 }
 
 /**
@@ -83,13 +80,22 @@ export function step<TMachine extends AnyStateMachine>(
     throw new WrongStateError(machine.id, event.type, stateName(snapshot));
   }
   const [next, actions] = transition(machine, snapshot, event);
-  return { snapshot: next, actions: (actions as unknown[]).map(toEffect) };
+  return { snapshot: next, actions: (actions as unknown[]).map(toEffect<TMachine>) };
 }
 
-/** Pure: an XState executable action reduced to its name and params. */
-function toEffect(action: unknown): Effect {
+/**
+ * Pure: an XState executable action reduced to its name and params. XState hands
+ * actions over untyped; the type is the machine's own effect union, since every action
+ * a transition names is one of its `setup({ actions })` (XState refuses others).
+ */
+function toEffect<TMachine extends AnyStateMachine>(action: unknown): EffectOf<TMachine> {
   const { type, params } = action as { type: string; params?: Record<string, unknown> };
-  return params === undefined ? { type } : { type, params: { ...params } };
+  return (params === undefined ? { type } : { type, params: { ...params } }) as EffectOf<TMachine>;
+}
+
+/** Pure: the names of every effect the machine can ask for, read off its `setup({ actions })`. */
+export function effectTypes<TMachine extends AnyStateMachine>(machine: TMachine): EffectOf<TMachine>['type'][] {
+  return Object.keys(machine.implementations.actions) as EffectOf<TMachine>['type'][];
 }
 
 /** Pure: the state as one dotted name: 'LISTENING', 'CREATED.loading'. (No machine here is parallel.) */

@@ -14,16 +14,24 @@ import { Bitmap } from './bitmap.js';
 import { Blocktime, type BlocktimeSnapshot } from './blocktime.js';
 import { LatencyHistogram, type LatencyHistogramSnapshot } from './latencyHistogram.js';
 import { Channel, MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from './constants.js';
-import { clearReceived, planDiscard } from './discard.js';
+import { clearReceived, planDiscard, type DiscardRange } from './discard.js';
 import {
   EventKind,
   FaultDisposition,
   MachineId,
   RequestFlag,
   type EventKindValue,
+  type MachineIdValue,
   type RecordSink,
 } from './events.js';
-import { Lifecycle, type LifecycleSnapshot } from './lifecycle.js';
+import {
+  Lifecycle,
+  type EffectParams,
+  type EventOf,
+  type LifecycleEffect,
+  type LifecycleSnapshot,
+} from './lifecycle.js';
+import type { CleanupReason } from '../../machines/index.js';
 import { createRamBlocks, type RamBlock, type RamBlockConfig } from './ramBlock.js';
 import { encodeBlockReceiveBitmap, encodeRecvBitmapMessage } from './receiveBitmap.js';
 import { RequestedSet } from './requestedSet.js';
@@ -97,6 +105,20 @@ const MAX_PLACE_RETRIES = 1000;
 const CHANNELS = 2;
 
 /**
+ * How the engine carries out each effect the machines ask for: one handler per effect
+ * type of every machine, so a machine that gains an effect fails to compile until the
+ * engine handles it. Handlers get the effect's typed params and the input's time.
+ */
+export type EffectHandlers = { readonly [K in LifecycleEffect['type']]: (params: EffectParams[K], t: number) => void };
+
+/** Pure dispatch: the handler of this effect type, with that type's params (typed together, no cast). */
+function runEffect<K extends LifecycleEffect['type']>(handlers: EffectHandlers, type: K, params: EffectParams[K], t: number): void {
+  handlers[type](params, t);
+}
+
+const NO_RANGES: readonly DiscardRange[] = [];
+
+/**
  * The destination side of a postcopy migration as a deterministic state machine over
  * inputs. Every input is journaled, then applied; every effect (backend call, return-path
  * message, state change) is journaled with the input that caused it. No clock reads, no
@@ -139,6 +161,8 @@ export class Destination {
   private preemptStreamOpen = false;
   /** Sequence number of the input being applied: the cause of every effect. */
   private cause = -1;
+  /** The RAM_DISCARD being applied, validated: its event carries no payload, so discardRanges reads the ranges here. */
+  private commandRanges: readonly DiscardRange[] = NO_RANGES;
   /** The backend's fault listener: a refused fault is journaled; it must not throw into the backend. */
   private readonly onFaults = (batch: FaultBatch): void => {
     const origin = this.faultTimeOriginNs;
@@ -152,6 +176,110 @@ export class Destination {
   };
   /** Subtracted from backend fault timestamps so they share the inputs' time origin. */
   faultTimeOriginNs = 0;
+
+  /**
+   * Every effect of every machine, carried out (see EffectHandlers). Only `run` calls
+   * them, in the order the transition lists them: the machines decide what happens, this
+   * table only says how. Several are no-ops because what they name has no counterpart in
+   * this engine or happens elsewhere; each says why.
+   */
+  readonly effects: EffectHandlers = {
+    // ---- postcopy
+    emptyAllBlocks: (_, t) => {
+      for (const rb of this.blocks) {
+        rb.postcopyLength = rb.usedLength;
+        rb.received.clearAll();
+        this.backend.discard(rb.index, 0, rb.usedLength);
+        this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
+      }
+    },
+    failNoHostSupport: ({ reason }, t) => {
+      this.perform(MachineId.MIGRATION, { type: 'FAIL', reason: `no host support: ${reason}` }, t);
+      // The refusal is the report: guard() journals it as FX_ERROR.
+      throw new HostSupportError(reason);
+    },
+    // The first discard, or LISTEN straight from ADVISE: huge pages off on every block (section 1).
+    prepareFirstDiscard: (_, t) => {
+      for (const rb of this.blocks) {
+        rb.hugePagesEnabled = false;
+        this.backend.setHugePages(rb.index, false);
+        this.emit(EventKind.FX_HUGEPAGES, t, this.cause, rb.index, 0, 0, 0, null);
+      }
+    },
+    discardRanges: (_, t) => {
+      clearReceived(this.blocks, this.commandRanges);
+      for (const r of this.commandRanges) {
+        this.backend.discard(r.block, r.start, r.length);
+        this.emit(EventKind.FX_DISCARD, t, this.cause, r.block, r.start, r.length, 0, null);
+      }
+    },
+    // The backend opens the userfault fd and starts its fault reader in one call.
+    openUserfault: () => this.backend.listen(this.onFaults),
+    startFaultThread: (_, t) => this.perform(MachineId.FAULT_THREAD, { type: 'START' }, t),
+    registerBlocks: (_, t) => {
+      for (const rb of this.blocks) {
+        this.backend.register(rb.index);
+        this.emit(EventKind.FX_REGISTER, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
+      }
+    },
+    // Nothing to do: the temp host pages and the zero page exist from the constructor on, so placing never allocates.
+    allocateTempPages: () => {},
+    startPreemptThread: (_, t) => this.perform(MachineId.PREEMPT_THREAD, { type: 'START' }, t),
+    // Nothing to do: the vCPUs belong to whoever embeds the engine; FX_STATE (LISTENING -> RUNNING) records it.
+    startVcpus: () => {},
+    cleanup: ({ reason }, t) => this.cleanup(reason, t),
+
+    // ---- migration status
+    // Nothing more to do: the interrupted channel's half-built host page is dropped as it
+    // breaks, the threads pause on their own machines' events (interrupt()), and the
+    // requested set is kept as it is for the re-send at resume.
+    pauseIncoming: () => {},
+    // One receive bitmap per block: the source rebuilds its dirty bitmap from them.
+    sendReceivedBitmaps: (_, t) => {
+      for (const rb of this.blocks) this.sendReceiveBitmap(rb, t);
+    },
+    sendResumeAck: (_, t) => {
+      const ack = encodeResumeAck();
+      this.returnPath.send(RpMessage.RESUME_ACK, ack);
+      this.emit(EventKind.FX_RESUME_ACK, t, this.cause, -1, 0, 0, 0, ack);
+    },
+    resendRequestedPages: (_, t) => {
+      this.lastRequestedBlock = null; // the source forgot it too: the next request names its block
+      for (const [key] of this.requested.entries()) {
+        const rb = this.blockOfKey(key);
+        this.sendRequest(rb, key - rb.base, RequestFlag.SYNC, t);
+      }
+    },
+    resumeThreads: (_, t) => {
+      this.performIfAccepted(MachineId.FAULT_THREAD, { type: 'RESUME' }, t);
+      this.performIfAccepted(MachineId.PREEMPT_THREAD, { type: 'RESUME' }, t);
+    },
+    // Nothing to do: whoever sent FAIL journaled or threw the cause, and FX_STATE records the status.
+    reportFailure: () => {},
+
+    // ---- fault thread
+    forgetLastBlock: () => {
+      this.lastRequestedBlock = null;
+    },
+    // Nothing to do: the failed request is still in the requested set, and resendRequestedPages sends it with the rest.
+    retryRequest: () => {},
+    // Nothing to do: the backend delivers page faults only.
+    logNonFaultMessage: () => {},
+    reportFaultOutsideRam: ({ address }) => {
+      // The refusal is the report: guard() journals it as FX_ERROR.
+      throw new FaultOutsideRamError(address);
+    },
+    // Nothing to do for the quit flag and the join: backend.endPostcopy() (cleanup) stops and joins the fault reader.
+    signalFaultThreadQuit: () => {},
+    joinFaultThread: (_, t) => this.perform(MachineId.FAULT_THREAD, { type: 'EXITED' }, t),
+
+    // ---- preempt thread
+    // Nothing to do: the preempt channel's pages arrive through page() like any other;
+    // the machine's state is the thread's whole state here.
+    signalPreemptQuit: () => {},
+    shutdownPreemptChannel: () => {},
+    joinPreemptThread: () => {},
+  };
 
   constructor(
     config: DestinationConfig,
@@ -294,9 +422,8 @@ export class Destination {
       return;
     }
     if (state < PostcopyState.LISTENING) {
-      const status = this.life.stateName(MachineId.MIGRATION);
-      if (status === 'failed' || status === 'completed') {
-        this.refuse(t, new WrongStateError('migration', 'page', status));
+      if (this.life.isDone(MachineId.MIGRATION)) {
+        this.refuse(t, new WrongStateError('migration', 'page', this.life.stateName(MachineId.MIGRATION)));
         return;
       }
       this.precopyPage(rb, offset, zero, data, dataOffset, t);
@@ -317,18 +444,15 @@ export class Destination {
   fault(address: number, tid: number, t: number): void {
     this.cause = this.emit(EventKind.IN_FAULT, t, -1, -1, address, tid, 0, null);
     this.stats.faults++;
-    const ft = this.life.stateName(MachineId.FAULT_THREAD);
-    const paused = ft.startsWith('paused');
-    if (ft !== 'running' && !paused) {
-      this.refuse(t, new WrongStateError('faultThread', 'FAULT', ft));
+    const paused = this.life.isIn(MachineId.FAULT_THREAD, 'paused');
+    if (!paused && !this.life.is(MachineId.FAULT_THREAD, 'running')) {
+      this.refuse(t, new WrongStateError('faultThread', 'FAULT', this.life.stateName(MachineId.FAULT_THREAD)));
       return;
     }
     const rb = this.blockOfAddress(address);
     if (rb === null) {
-      this.guard(t, () => {
-        this.life.send(MachineId.FAULT_THREAD, { type: 'FAULT_OUTSIDE_RAM', address }, t);
-        throw new FaultOutsideRamError(address);
-      });
+      // The thread exits and reportFaultOutsideRam refuses the fault.
+      this.guard(t, () => this.perform(MachineId.FAULT_THREAD, { type: 'FAULT_OUTSIDE_RAM', address }, t));
       return;
     }
     const offset = address - this.hostAddr[rb.index]!;
@@ -373,23 +497,18 @@ export class Destination {
   channelConnected(channel: number, t: number): void {
     this.cause = this.emit(EventKind.IN_CHANNEL_CONNECTED, t, -1, -1, 0, channel, 0, null);
     this.guard(t, () => {
-      const status = this.life.stateName(MachineId.MIGRATION);
-      if (channel === Channel.PRECOPY && status === 'postcopy-paused') {
-        this.life.send(MachineId.MIGRATION, { type: 'RECOVER' }, t);
+      // A new main channel during a pause starts the recovery (the machine sends the receive bitmaps).
+      if (channel === Channel.PRECOPY && this.performIfAccepted(MachineId.MIGRATION, { type: 'RECOVER' }, t)) {
         // The source resends what the bitmaps lack, and the new main stream ends again.
         this.mainStreamEnded = false;
-        // One receive bitmap per block: the source rebuilds its dirty bitmap from them.
-        for (const rb of this.blocks) this.sendReceiveBitmap(rb, t);
       } else if (channel === Channel.POSTCOPY && this.config.preempt) {
         // At setup the preempt thread starts loading; during a recovery it resumes with RESUME.
-        if (this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' })) {
-          this.life.send(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' }, t);
-        } else if (status !== 'postcopy-paused' && status !== 'postcopy-recover') {
+        if (!this.performIfAccepted(MachineId.PREEMPT_THREAD, { type: 'CHANNEL_CONNECTED' }, t) && !this.recovering()) {
           throw new WrongStateError('preemptThread', 'CHANNEL_CONNECTED', this.life.stateName(MachineId.PREEMPT_THREAD));
         }
         this.preemptStreamOpen = true;
       } else {
-        throw new WrongStateError('migration', `CHANNEL_CONNECTED(${channel})`, status);
+        throw new WrongStateError('migration', `CHANNEL_CONNECTED(${channel})`, this.life.stateName(MachineId.MIGRATION));
       }
     });
   }
@@ -401,18 +520,18 @@ export class Destination {
       if (channel === Channel.POSTCOPY) {
         // The preempt channel may end after the main one already cleaned the thread up, or
         // (a recovery's new channel) after the thread quit on a break while it drained.
-        const accepted = this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size });
-        if (!accepted && (this.life.postcopyState() === PostcopyState.END || this.life.stateName(MachineId.PREEMPT_THREAD) === 'QUIT')) {
+        const eos = { type: 'EOS', outstanding: this.requested.size } as const;
+        const accepted = this.life.accepts(MachineId.PREEMPT_THREAD, eos);
+        if (!accepted && (this.life.postcopyState() === PostcopyState.END || this.life.is(MachineId.PREEMPT_THREAD, 'QUIT'))) {
           this.preemptStreamOpen = false;
           return;
         }
-        this.life.send(MachineId.PREEMPT_THREAD, { type: 'EOS', outstanding: this.requested.size }, t);
+        this.perform(MachineId.PREEMPT_THREAD, eos, t);
         this.preemptStreamOpen = false;
-        this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+        this.preemptDraining = this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
         return;
       }
-      const status = this.life.stateName(MachineId.MIGRATION);
-      if (status === 'postcopy-paused' || status === 'postcopy-recover') throw new WrongStateError('migration', 'EOS', status);
+      if (this.recovering()) throw new WrongStateError('migration', 'EOS', this.life.stateName(MachineId.MIGRATION));
       const state = this.life.postcopyState();
       if (this.config.preempt && state >= PostcopyState.LISTENING && state < PostcopyState.END && this.preemptStillDelivering()) {
         // Pages sent on the preempt channel before its own EOS may not have been read yet:
@@ -429,8 +548,12 @@ export class Destination {
   /** Whether pages may still come on the preempt channel: its stream has not ended, or the thread drains requests. */
   private preemptStillDelivering(): boolean {
     if (this.preemptStreamOpen) return true;
-    const s = this.life.stateName(MachineId.PREEMPT_THREAD);
-    return s === 'CREATED.loading' || s === 'CREATED.draining';
+    return this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.loading') || this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
+  }
+
+  /** Postcopy is paused or recovering from a pause: the channels come and go. */
+  private recovering(): boolean {
+    return this.life.is(MachineId.MIGRATION, 'postcopy-paused') || this.life.is(MachineId.MIGRATION, 'postcopy-recover');
   }
 
   /** The main stream ended earlier and the preempt thread has now stopped: postcopy ends. */
@@ -442,8 +565,8 @@ export class Destination {
   /** The end of postcopy after the whole stream was loaded: END, cleanup, completed. */
   private complete(t: number): void {
     this.mainStreamEnded = false;
-    this.life.send(MachineId.POSTCOPY, { type: 'EOS' }, t);
-    this.cleanup(t, 'COMPLETE');
+    this.perform(MachineId.POSTCOPY, { type: 'EOS' }, t);
+    this.perform(MachineId.MIGRATION, { type: 'COMPLETE' }, t);
   }
 
   /** A RAM block resized (section 1): handled by state. */
@@ -483,7 +606,8 @@ export class Destination {
 
   private applyCommand(command: number, payload: Uint8Array, t: number): void {
     this.refuseWhenOver(commandName(command));
-    this.life.ensureStarted(t);
+    // The migration status leaves 'setup' at the first command of the stream.
+    this.performIfAccepted(MachineId.MIGRATION, { type: 'START' }, t);
     switch (command) {
       case MigCommand.OPEN_RETURN_PATH:
       case MigCommand.PACKAGED:
@@ -499,13 +623,14 @@ export class Destination {
       case MigCommand.POSTCOPY_LISTEN:
         return this.listen(t);
       case MigCommand.POSTCOPY_RUN:
-        this.life.send(MachineId.POSTCOPY, { type: 'RUN' }, t);
+        this.perform(MachineId.POSTCOPY, { type: 'RUN' }, t);
         return;
       case MigCommand.POSTCOPY_RESUME:
         return this.resume(t);
       case MigCommand.RECV_BITMAP: {
-        const status = this.life.stateName(MachineId.MIGRATION);
-        if (status !== 'postcopy-recover') throw new WrongStateError('migration', 'RECV_BITMAP', status);
+        if (!this.life.is(MachineId.MIGRATION, 'postcopy-recover')) {
+          throw new WrongStateError('migration', 'RECV_BITMAP', this.life.stateName(MachineId.MIGRATION));
+        }
         const rb = this.blockByName(decodeRecvBitmapRequest(payload), 'RECV_BITMAP');
         this.sendReceiveBitmap(rb, t);
         return;
@@ -517,8 +642,7 @@ export class Destination {
 
   /** A migration that has failed or completed takes no further command. */
   private refuseWhenOver(what: string): void {
-    const status = this.life.stateName(MachineId.MIGRATION);
-    if (status === 'failed' || status === 'completed') throw new WrongStateError('migration', what, status);
+    if (this.life.isDone(MachineId.MIGRATION)) throw new WrongStateError('migration', what, this.life.stateName(MachineId.MIGRATION));
   }
 
   private advise(payload: Uint8Array, t: number): void {
@@ -534,74 +658,51 @@ export class Destination {
     const report = this.backend.probe();
     this.emit(EventKind.FX_PROBE, t, this.cause, -1, 0, report.ok ? 1 : 0, 0, pack(report));
     if (!report.ok) {
-      const reason = report.reason ?? 'the probe failed';
-      this.life.send(MachineId.POSTCOPY, { type: 'ADVISE', supported: false, reason }, t);
-      this.life.send(MachineId.MIGRATION, { type: 'FAIL', reason: `no host support: ${reason}` }, t);
-      throw new HostSupportError(report.reason ?? 'the probe failed');
+      // failNoHostSupport fails the migration and throws HostSupportError.
+      this.perform(MachineId.POSTCOPY, { type: 'ADVISE', supported: false, reason: report.reason ?? 'the probe failed' }, t);
+      return;
     }
-    this.life.send(MachineId.POSTCOPY, { type: 'ADVISE', supported: true }, t);
+    this.perform(MachineId.POSTCOPY, { type: 'ADVISE', supported: true }, t);
     this.blocktime.start(t);
-    for (const rb of this.blocks) {
-      rb.postcopyLength = rb.usedLength;
-      rb.received.clearAll();
-      this.backend.discard(rb.index, 0, rb.usedLength);
-      this.emit(EventKind.FX_DISCARD, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
-    }
   }
 
   private ramDiscard(payload: Uint8Array, t: number): void {
     const from = this.life.postcopyState();
     this.life.check(MachineId.POSTCOPY, { type: 'RAM_DISCARD' });
     const discard = decodeRamDiscard(payload);
-    const plan = planDiscard(from, this.blocks, discard);
-    this.life.send(MachineId.POSTCOPY, { type: 'RAM_DISCARD' }, t);
-    if (plan.firstDiscard) this.prepareFirstDiscard(t);
-    clearReceived(this.blocks, plan.ranges);
-    for (const r of plan.ranges) {
-      this.backend.discard(r.block, r.start, r.length);
-      this.emit(EventKind.FX_DISCARD, t, this.cause, r.block, r.start, r.length, 0, null);
-    }
-  }
-
-  /** The first discard turns huge pages off on every block (section 1). */
-  private prepareFirstDiscard(t: number): void {
-    for (const rb of this.blocks) {
-      rb.hugePagesEnabled = false;
-      this.backend.setHugePages(rb.index, false);
-      this.emit(EventKind.FX_HUGEPAGES, t, this.cause, rb.index, 0, 0, 0, null);
+    // Validates the whole command first; whether huge pages go off first is the machine's call.
+    this.commandRanges = planDiscard(from, this.blocks, discard).ranges;
+    try {
+      this.perform(MachineId.POSTCOPY, { type: 'RAM_DISCARD' }, t);
+    } finally {
+      this.commandRanges = NO_RANGES;
     }
   }
 
   private listen(t: number): void {
-    const from = this.life.postcopyState();
-    this.life.send(MachineId.POSTCOPY, { type: 'LISTEN' }, t);
-    if (from === PostcopyState.ADVISE) this.prepareFirstDiscard(t);
-    this.backend.listen(this.onFaults);
-    this.life.send(MachineId.FAULT_THREAD, { type: 'START' }, t);
-    for (const rb of this.blocks) {
-      this.backend.register(rb.index);
-      this.emit(EventKind.FX_REGISTER, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
-    }
-    if (this.config.preempt) this.life.send(MachineId.PREEMPT_THREAD, { type: 'START' }, t);
-    this.life.send(MachineId.MIGRATION, { type: 'POSTCOPY_START' }, t);
+    this.perform(MachineId.POSTCOPY, { type: 'LISTEN' }, t);
+    this.perform(MachineId.MIGRATION, { type: 'POSTCOPY_START' }, t);
   }
 
+  /**
+   * POSTCOPY_RESUME. The machine asks for [sendResumeAck, resendRequestedPages,
+   * resumeThreads]; the journal has always had another order, which the replay fixtures
+   * pin: the ack before the status change, and the threads resumed before the requests
+   * go out again (a fault thread still paused could not pause again when a re-send fails).
+   * So the same effects run in that order: the ack ahead of the step (planned purely),
+   * resumeThreads ahead of the rest.
+   */
   private resume(t: number): void {
-    const status = this.life.stateName(MachineId.MIGRATION);
-    if (status !== 'postcopy-recover') throw new WrongStateError('migration', 'POSTCOPY_RESUME', status);
-    const ack = encodeResumeAck();
-    this.returnPath.send(RpMessage.RESUME_ACK, ack);
-    this.emit(EventKind.FX_RESUME_ACK, t, this.cause, -1, 0, 0, 0, ack);
-    this.lastRequestedBlock = null; // the source forgot it too
-    this.life.send(MachineId.MIGRATION, { type: 'RESUMED' }, t);
-    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'RESUME' })) this.life.send(MachineId.FAULT_THREAD, { type: 'RESUME' }, t);
-    if (this.config.preempt && this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'RESUME' })) {
-      this.life.send(MachineId.PREEMPT_THREAD, { type: 'RESUME' }, t);
+    if (!this.life.is(MachineId.MIGRATION, 'postcopy-recover')) {
+      throw new WrongStateError('migration', 'POSTCOPY_RESUME', this.life.stateName(MachineId.MIGRATION));
     }
-    for (const [key] of this.requested.entries()) {
-      const rb = this.blockOfKey(key);
-      this.sendRequest(rb, key - rb.base, RequestFlag.SYNC, t);
-    }
+    const resumed = { type: 'RESUMED' } as const;
+    const isAck = (effect: LifecycleEffect): boolean => effect.type === 'sendResumeAck';
+    const isResume = (effect: LifecycleEffect): boolean => effect.type === 'resumeThreads';
+    this.run(this.life.plan(MachineId.MIGRATION, resumed).filter(isAck), t);
+    const effects = this.life.send(MachineId.MIGRATION, resumed, t);
+    this.run(effects.filter(isResume), t);
+    this.run(effects.filter((effect) => !isAck(effect) && !isResume(effect)), t);
   }
 
   /** Break or stream error: postcopy pauses (never fails); earlier phases fail. */
@@ -611,14 +712,11 @@ export class Destination {
     if (state >= PostcopyState.LISTENING && state < PostcopyState.END) {
       const tp = this.temp[channel];
       if (tp) tp.block = null; // a half-assembled host page is sent again after recovery
-      this.life.send(MachineId.MIGRATION, kind === 'broken' ? { type: 'CHANNEL_BROKEN' } : { type: 'STREAM_ERROR', error: reason }, t);
-      if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'RETURN_PATH_LOST' })) {
-        this.life.send(MachineId.FAULT_THREAD, { type: 'RETURN_PATH_LOST' }, t);
-      }
-      if (this.config.preempt && this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' })) {
-        this.life.send(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' }, t);
+      this.perform(MachineId.MIGRATION, kind === 'broken' ? { type: 'CHANNEL_BROKEN' } : { type: 'STREAM_ERROR', error: reason }, t);
+      this.performIfAccepted(MachineId.FAULT_THREAD, { type: 'RETURN_PATH_LOST' }, t);
+      if (this.config.preempt && this.performIfAccepted(MachineId.PREEMPT_THREAD, { type: 'LOAD_ERROR' }, t)) {
         // A draining thread quits on the error: nothing may tell it about the count any more.
-        this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+        this.preemptDraining = this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
       }
       return;
     }
@@ -627,25 +725,24 @@ export class Destination {
 
   /** The migration fails: cleanup if postcopy had started listening. */
   private fail(t: number, reason: string): void {
-    if (this.life.postcopyState() >= PostcopyState.LISTENING && this.life.postcopyState() < PostcopyState.END) {
-      this.life.send(MachineId.POSTCOPY, { type: 'FAIL', reason }, t);
-      this.cleanup(t, 'FAIL', reason);
-    } else {
-      this.life.send(MachineId.MIGRATION, { type: 'FAIL', reason }, t);
-    }
+    // Once postcopy listens, its FAIL cleans up (the cleanup effect) before the migration fails.
+    const state = this.life.postcopyState();
+    if (state >= PostcopyState.LISTENING && state < PostcopyState.END) this.perform(MachineId.POSTCOPY, { type: 'FAIL', reason }, t);
+    this.perform(MachineId.MIGRATION, { type: 'FAIL', reason }, t);
   }
 
-  /** Section 6: threads quit, blocks unregistered, huge pages back, fds closed, blocktime reported. */
-  private cleanup(t: number, outcome: 'COMPLETE' | 'FAIL', reason = ''): void {
+  /** The cleanup effect, section 6: threads quit, blocks unregistered, huge pages back, fds closed, blocktime reported. */
+  private cleanup(reason: CleanupReason, t: number): void {
     if (this.config.preempt) {
       // A completed migration has no outstanding requests; a failed one will never get them.
-      const stop = outcome === 'COMPLETE' ? { type: 'QUIT', outstanding: this.requested.size } : { type: 'ABORT' };
-      if (this.life.accepts(MachineId.PREEMPT_THREAD, stop)) this.life.send(MachineId.PREEMPT_THREAD, stop, t);
-      if (this.life.accepts(MachineId.PREEMPT_THREAD, { type: 'CLEANUP' })) this.life.send(MachineId.PREEMPT_THREAD, { type: 'CLEANUP' }, t);
+      const stop: EventOf<typeof MachineId.PREEMPT_THREAD> =
+        reason === 'end' ? { type: 'QUIT', outstanding: this.requested.size } : { type: 'ABORT' };
+      this.performIfAccepted(MachineId.PREEMPT_THREAD, stop, t);
+      this.performIfAccepted(MachineId.PREEMPT_THREAD, { type: 'CLEANUP' }, t);
       this.preemptDraining = false;
     }
-    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'QUIT' })) this.life.send(MachineId.FAULT_THREAD, { type: 'QUIT' }, t);
-    if (this.life.accepts(MachineId.FAULT_THREAD, { type: 'EXITED' })) this.life.send(MachineId.FAULT_THREAD, { type: 'EXITED' }, t);
+    // joinFaultThread then takes it from quitting to exited; a thread that exited on its own is left alone.
+    this.performIfAccepted(MachineId.FAULT_THREAD, { type: 'QUIT' }, t);
     for (const rb of this.blocks) {
       this.backend.unregister(rb.index);
       this.emit(EventKind.FX_UNREGISTER, t, this.cause, rb.index, 0, rb.usedLength, 0, null);
@@ -658,7 +755,6 @@ export class Destination {
     this.backend.endPostcopy();
     const bt = this.blocktime.report();
     this.emit(EventKind.FX_BLOCKTIME, t, this.cause, -1, 0, bt.qemu.totalMs, bt.exact.totalNs, pack(bt));
-    this.life.send(MachineId.MIGRATION, outcome === 'COMPLETE' ? { type: 'COMPLETE' } : { type: 'FAIL', reason }, t);
   }
 
   // -------------------------------------------------------------------------
@@ -749,8 +845,8 @@ export class Destination {
 
   /** A requested page came while the preempt thread drains: it may stop, and a postcopy end that waited for it happen. Off the hot path. */
   private outstandingChangedWhileDraining(t: number): void {
-    this.life.send(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
-    this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    this.perform(MachineId.PREEMPT_THREAD, { type: 'OUTSTANDING_CHANGED', outstanding: this.requested.size }, t);
+    this.preemptDraining = this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
     if (!this.preemptDraining) this.completeIfPreemptStopped(t);
   }
 
@@ -770,15 +866,33 @@ export class Destination {
     if (flags & (RequestFlag.RESEND | RequestFlag.SYNC)) this.stats.resends++;
     else this.stats.requests++;
     this.emit(EventKind.FX_REQUEST, t, this.cause, rb.index, hostOffset, rb.hostPageSize, flags, payload);
-    if (!sent && this.life.accepts(MachineId.FAULT_THREAD, { type: 'REQUEST_FAILED' })) {
-      this.life.send(MachineId.FAULT_THREAD, { type: 'REQUEST_FAILED' }, t);
-    }
+    if (!sent) this.performIfAccepted(MachineId.FAULT_THREAD, { type: 'REQUEST_FAILED' }, t);
   }
 
   private sendReceiveBitmap(rb: RamBlock, t: number): void {
     const blob = encodeBlockReceiveBitmap(rb);
     this.returnPath.send(RpMessage.RECV_BITMAP, encodeRecvBitmapMessage(rb.name, blob));
     this.emit(EventKind.FX_RECV_BITMAP, t, this.cause, rb.index, 0, blob.length, 0, blob);
+  }
+
+  // -------------------------------------------------------------------------
+  // Lifecycle: the machines decide, the effects table carries out
+
+  /** Steps `machine` (WrongStateError when refused, nothing changed) and carries out the effects it asks for. */
+  private perform<Id extends MachineIdValue>(machine: Id, event: EventOf<Id>, t: number): void {
+    this.run(this.life.send(machine, event, t), t);
+  }
+
+  /** As perform, when `machine` takes `event` now; otherwise nothing happens. Returns whether it was taken. */
+  private performIfAccepted<Id extends MachineIdValue>(machine: Id, event: EventOf<Id>, t: number): boolean {
+    if (!this.life.accepts(machine, event)) return false;
+    this.perform(machine, event, t);
+    return true;
+  }
+
+  /** The one place effects are carried out: each by its handler, in the order given. */
+  private run(effects: readonly LifecycleEffect[], t: number): void {
+    for (const effect of effects) runEffect(this.effects, effect.type, effect.params, t);
   }
 
   // -------------------------------------------------------------------------
@@ -868,7 +982,7 @@ export class Destination {
     });
     this.blocktime.restore(s.blocktime);
     this.requestLatency = LatencyHistogram.fromJSON(s.requestLatency);
-    this.preemptDraining = this.life.stateName(MachineId.PREEMPT_THREAD) === 'CREATED.draining';
+    this.preemptDraining = this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
     this.mainStreamEnded = s.mainStreamEnded ?? false;
     this.preemptStreamOpen = s.preemptStreamOpen ?? false;
     Object.assign(this.stats, structuredClone(s.stats));
