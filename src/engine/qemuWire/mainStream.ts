@@ -149,11 +149,14 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
   private parseHeader(b: Uint8Array, pos: number, end: number): number {
     // Check the magic byte by byte, so that "GET / HTTP/1.1" fails at its first byte
     // rather than waiting for 8 bytes that may never come.
+    // The error names the bytes up to the first wrong one only, so that it does not depend
+    // on how many bytes the first chunk happened to hold.
     const magic = [0x51, 0x45, 0x56, 0x4d];
     for (let i = 0; i < 4 && pos + i < end; i++) {
       if (b[pos + i] !== magic[i]) {
-        const found = Array.from(b.subarray(pos, Math.min(end, pos + 4)), (c) => c.toString(16).padStart(2, '0')).join(' ');
-        throw this.fail('bad-magic', this.at(pos), `stream starts with ${found}, not the magic 51 45 56 4d ("QEVM")`);
+        const found = Array.from(b.subarray(pos, pos + i + 1), (c) => c.toString(16).padStart(2, '0')).join(' ');
+        const ascii = b[pos + i]! >= 0x20 && b[pos + i]! < 0x7f ? ` ('${String.fromCharCode(b[pos + i]!)}')` : '';
+        throw this.fail('bad-magic', this.at(pos + i), `stream starts with ${found}${ascii}, not the magic 51 45 56 4d ("QEVM")`);
       }
     }
     if (end - pos < 8) return this.needMore(8);

@@ -169,7 +169,9 @@ export abstract class StreamDecoder<Item> {
       if (take === 0) return NEED_MORE;
       this.appendToSide(chunk, taken, take);
       taken += take;
-      if (this.sideLength < this.needTotal) continue;
+      // Parse again even when the item cannot be complete yet: its checks then see every
+      // byte as soon as it arrives, so an error comes at the same push however the
+      // stream is chunked (e.g. a bad magic byte, a PACKAGED that does not start with LISTEN).
       this.bufBase = this.consumed;
       const next = this.parseItem(this.side, 0, this.sideLength);
       if (next === NEED_MORE) continue;
