@@ -61,6 +61,8 @@ const BARE_FRAME_BYTES = 5;
 /** LISTEN + PING + RUN: the smallest package. */
 const MIN_PACKAGE = BARE_FRAME_BYTES + PING_FRAME_BYTES + BARE_FRAME_BYTES;
 const DEFAULT_MAX_PACKAGE = 64 * 1024 * 1024;
+/** More RAM blocks than any machine has: a MEM_SIZE listing more is garbage. */
+const MAX_BLOCKS = 4096;
 /** Machine type names are short; a longer CONFIGURATION length is garbage. */
 const MAX_CONFIGURATION_NAME = 256;
 
@@ -267,26 +269,35 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
     if (pageSizesMayTravel && this.ownPageSize.size === 0) {
       throw this.fail('unsupported', this.at(pos), `MEM_SIZE after an ADVISE whose page size summary ${hex(this.advise!.hostPageSizeSummary)} says some blocks use their own page size; pass blocksWithOwnPageSize to decode it`);
     }
+    if (totalBytes === 0 || totalBytes % TARGET_PAGE_SIZE !== 0) {
+      throw this.fail('malformed', this.at(pos), `MEM_SIZE total ${totalBytes} is not a positive multiple of ${TARGET_PAGE_SIZE}`);
+    }
     const blocks: RamBlockInfo[] = [];
+    const names = new Set<string>();
     let sum = 0;
     let p = pos + 8;
     while (sum < totalBytes) {
+      // A bound, so that garbage cannot make the decoder buffer without end.
+      if (blocks.length === MAX_BLOCKS) throw this.fail('malformed', this.at(p), `MEM_SIZE lists more than ${MAX_BLOCKS} blocks before its total is reached`);
       if (end - p < 1) return this.needMore(p - pos + 1);
       const n = b[p]!;
       if (n === 0) throw this.fail('malformed', this.at(p), 'MEM_SIZE block name of length 0');
       if (end - p < 1 + n + 8) return this.needMore(p - pos + 1 + n + 8);
       const name = this.name(b, p + 1, n, 'MEM_SIZE block name');
-      const usedLength = this.be64(b, p + 1 + n, `used length of block '${name}'`);
-      p += 1 + n + 8;
+      if (names.has(name)) throw this.fail('malformed', this.at(p), `MEM_SIZE lists block '${name}' twice`);
+      const usedLengthAt = p + 1 + n;
+      const usedLength = this.be64(b, usedLengthAt, `used length of block '${name}'`);
+      if (usedLength % TARGET_PAGE_SIZE !== 0 || usedLength === 0) {
+        throw this.fail('malformed', this.at(usedLengthAt), `block '${name}' used length ${usedLength} is not a positive multiple of ${TARGET_PAGE_SIZE}`);
+      }
+      p = usedLengthAt + 8;
       const block: RamBlockInfo = { name, usedLength };
       if (pageSizesMayTravel && this.ownPageSize.has(name)) {
         if (end - p < 8) return this.needMore(p - pos + 8);
         block.pageSize = this.be64(b, p, `page size of block '${name}'`);
         p += 8;
       }
-      if (usedLength % TARGET_PAGE_SIZE !== 0 || usedLength === 0) {
-        throw this.fail('malformed', this.at(p - 8), `block '${name}' used length ${usedLength} is not a positive multiple of ${TARGET_PAGE_SIZE}`);
-      }
+      names.add(name);
       blocks.push(block);
       sum += usedLength;
     }

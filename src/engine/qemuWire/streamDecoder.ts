@@ -239,7 +239,9 @@ export abstract class StreamDecoder<Item> {
 
   /**
    * A PAGE or ZERO record at buf[pos] (the hot path): returns the position after it,
-   * NEED_MORE, or NOT_A_PAGE (nothing consumed) for any other flags.
+   * NEED_MORE, or NOT_A_PAGE (nothing consumed) for any other flags. Only the main stream
+   * and preempt channel decoders call it, and both item unions hold PageItem and
+   * ZeroPageItem: hence the casts of `out` below.
    */
   protected parseRamPage(b: Uint8Array, pos: number, end: number): number {
     if (end - pos < 8) return this.needMore(8);

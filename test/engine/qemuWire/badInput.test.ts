@@ -111,6 +111,30 @@ test('broken framing inside a ram section is malformed, at the byte that is wron
   expectWireError(t, main, concat(AT_TOP, endOfStream(), Uint8Array.of(0)), 'malformed', AT_TOP.length + 1, /after EOF/);
 });
 
+test('a stream cut inside a page: end() names the record, where it started and the last complete item', (t) => {
+  const decoder = main();
+  const cut = concat(IN_SECTION, zeroPageRecord(0, 'pc.ram'), pageRecordHeader(4096, null), new Uint8Array(100));
+  const recordAt = IN_SECTION.length + 16;
+  const error = expectWireError(t, main, cut, 'cut', cut.length, new RegExp(`^main stream cut at byte ${cut.length} inside a PAGE record at page offset 0x1000 that started at byte ${recordAt} \\(108 of its bytes arrived\\)$`));
+  t.is(error?.lastItemEnd, recordAt);
+  t.deepEqual(decoder.push(cut).map((i) => i.kind), ['header', 'configuration', 'section-start', 'mem-size', 'zero-page']);
+  t.is(decoder.lastItemEnd, recordAt);
+  t.is(decoder.bytesReceived, cut.length);
+});
+
+test('MEM_SIZE must add up: a zero total, a block listed twice, a used length that is not whole pages', (t) => {
+  const start = concat(streamHeader(), sectionStart(2, 'ram', 0, 4));
+  const twice = memSize([{ name: 'a', usedLength: 4096 }, { name: 'b', usedLength: 4096 }]);
+  twice[8 + 1 + 1 + 8 + 1] = 'a'.charCodeAt(0); // rename block b to a
+  expectWireError(t, main, concat(start, twice), 'malformed', start.length + 18, /lists block 'a' twice/);
+  const zeroTotal = new Uint8Array(8);
+  zeroTotal[7] = 4;
+  expectWireError(t, main, concat(start, zeroTotal), 'malformed', start.length, /MEM_SIZE total 0/);
+  const oddLength = memSize([{ name: 'a', usedLength: 8192 }]);
+  oddLength[oddLength.length - 1] = 1; // used length 0x2001
+  expectWireError(t, main, concat(start, oddLength), 'malformed', start.length + 10, /used length 8193 is not a positive multiple of 4096/);
+});
+
 test('a PACKAGED holds exactly LISTEN, device state, PING, RUN: anything else is named with its offset', (t) => {
   const [head, state, tail] = packaged(utf8.encode('device state'), 3);
   const good = concat(head, state, tail);
