@@ -45,7 +45,7 @@ export interface MainStreamOptions {
   maxPackageBytes?: number;
 }
 
-const enum State {
+const enum Phase {
   HEADER,
   TOP,
   RAM_DATA,
@@ -94,7 +94,7 @@ const TYPE_NAMES: Record<number, string> = {
 
 export class MainStreamDecoder extends StreamDecoder<MainItem> {
   protected readonly streamName = 'main stream';
-  private state_: State;
+  private phase: Phase;
   private readonly sections = new Map<number, string>();
   /** The section whose data (or footer) is being read. */
   private currentSection = -1;
@@ -108,10 +108,10 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
     this.maxPackageBytes = options.maxPackageBytes ?? DEFAULT_MAX_PACKAGE;
     const resume = options.resume;
     if (resume === undefined) {
-      this.state_ = State.HEADER;
+      this.phase = Phase.HEADER;
       return;
     }
-    this.state_ = State.TOP;
+    this.phase = Phase.TOP;
     for (const [id, idstr] of resume.sections) this.sections.set(id, idstr);
     for (const block of resume.blocks) this.blocks.set(block.name, block);
     this.lastBlock = resume.lastBlock === null ? null : (this.blocks.get(resume.lastBlock) ?? { name: resume.lastBlock, usedLength: Number.MAX_SAFE_INTEGER });
@@ -130,20 +130,20 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
 
   /** True once EOF was read. */
   get finished(): boolean {
-    return this.state_ === State.DONE;
+    return this.phase === Phase.DONE;
   }
 
   protected parseItem(b: Uint8Array, pos: number, end: number): number {
-    switch (this.state_) {
-      case State.RAM_DATA:
+    switch (this.phase) {
+      case Phase.RAM_DATA:
         return this.parseRamRecord(b, pos, end);
-      case State.TOP:
+      case Phase.TOP:
         return this.parseTop(b, pos, end);
-      case State.FOOTER:
+      case Phase.FOOTER:
         return this.parseFooter(b, pos, end);
-      case State.HEADER:
+      case Phase.HEADER:
         return this.parseHeader(b, pos, end);
-      case State.DONE:
+      case Phase.DONE:
         throw this.fail('malformed', this.at(pos), `byte ${hex(b[pos]!)} after EOF`);
     }
   }
@@ -153,7 +153,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
     // rather than waiting for 8 bytes that may never come.
     // The error names the bytes up to the first wrong one only, so that it does not depend
     // on how many bytes the first chunk happened to hold.
-    const magic = [0x51, 0x45, 0x56, 0x4d];
+    const magic = [STREAM_MAGIC >>> 24, (STREAM_MAGIC >>> 16) & 0xff, (STREAM_MAGIC >>> 8) & 0xff, STREAM_MAGIC & 0xff];
     for (let i = 0; i < 4 && pos + i < end; i++) {
       if (b[pos + i] !== magic[i]) {
         const found = Array.from(b.subarray(pos, pos + i + 1), (c) => c.toString(16).padStart(2, '0')).join(' ');
@@ -162,13 +162,12 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
       }
     }
     if (end - pos < 8) return this.needMore(8);
-    if (be32(b, pos) !== STREAM_MAGIC) throw new Error('unreachable');
     const version = be32(b, pos + 4);
     if (version !== STREAM_VERSION) {
       throw this.fail('bad-version', this.at(pos + 4), `stream version ${version}, only ${STREAM_VERSION} is supported`);
     }
     this.out.push({ kind: 'header', offset: this.at(pos), version });
-    this.state_ = State.TOP;
+    this.phase = Phase.TOP;
     return pos + 8;
   }
 
@@ -215,7 +214,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
       }
       case SectionType.EOF:
         this.out.push({ kind: 'eof', offset: this.at(pos) });
-        this.state_ = State.DONE;
+        this.phase = Phase.DONE;
         return pos + 1;
       case SectionType.SECTION_FOOTER:
       case SectionType.SUBSECTION:
@@ -227,7 +226,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
 
   private enterSection(sectionId: number): void {
     this.currentSection = sectionId;
-    this.state_ = State.RAM_DATA;
+    this.phase = Phase.RAM_DATA;
   }
 
   private parseFooter(b: Uint8Array, pos: number, end: number): number {
@@ -240,7 +239,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
       throw this.fail('malformed', this.at(pos + 1), `footer names section ${sectionId}, the section being read is ${this.currentSection}`);
     }
     this.out.push({ kind: 'section-footer', offset: this.at(pos), sectionId });
-    this.state_ = State.TOP;
+    this.phase = Phase.TOP;
     return pos + 5;
   }
 
@@ -253,7 +252,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
         throw this.fail('malformed', this.at(pos), 'EOS record with a nonzero offset');
       }
       this.out.push({ kind: 'eos', offset: this.at(pos) });
-      this.state_ = State.FOOTER;
+      this.phase = Phase.FOOTER;
       return pos + 8;
     }
     if (flags === RamFlag.MEM_SIZE) return this.parseMemSize(b, pos, end);
@@ -412,28 +411,28 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
   }
 
   protected override checkCleanEnd(): void {
-    if (this.state_ === State.DONE) return;
+    if (this.phase === Phase.DONE) return;
     const where =
-      this.state_ === State.HEADER
+      this.phase === Phase.HEADER
         ? 'the stream header (no byte arrived)'
-        : this.state_ === State.TOP
+        : this.phase === Phase.TOP
           ? 'the stream, between items, before EOF'
-          : this.state_ === State.RAM_DATA
+          : this.phase === Phase.RAM_DATA
             ? `the data of section ${this.currentSection}, between records, before EOS`
             : `section ${this.currentSection}, between its EOS and its footer`;
     throw this.fail('cut', this.bytesReceived, where);
   }
 
   protected describePartial(bytes: Uint8Array, offset: number): string {
-    switch (this.state_) {
-      case State.HEADER:
+    switch (this.phase) {
+      case Phase.HEADER:
         return `the stream header (${bytes.length} of its 8 bytes arrived)`;
-      case State.RAM_DATA:
+      case Phase.RAM_DATA:
         return this.describePartialRecord(bytes, offset);
-      case State.FOOTER:
+      case Phase.FOOTER:
         return `the footer of section ${this.currentSection} that started at byte ${offset}`;
-      case State.TOP:
-      case State.DONE: {
+      case Phase.TOP:
+      case Phase.DONE: {
         const type = bytes[0]!;
         const command = type === SectionType.COMMAND && bytes.length >= 3 ? ` ${COMMAND_NAMES[be16(bytes, 1)] ?? 'unknown'}` : '';
         return `a ${TYPE_NAMES[type] ?? hex(type)}${command} item that started at byte ${offset} (${bytes.length} of its bytes arrived)`;
