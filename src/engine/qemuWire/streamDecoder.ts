@@ -324,8 +324,15 @@ export abstract class StreamDecoder<Item> {
     const flags = be32(bytes, 4) & RAM_FLAG_MASK;
     const type = flags & ~RamFlag.CONTINUE;
     const what = type === RamFlag.PAGE ? 'a PAGE record' : type === RamFlag.ZERO ? 'a ZERO record' : type === RamFlag.MEM_SIZE ? 'a MEM_SIZE record' : `a RAM record (flags ${hex(flags, 3)})`;
-    const pageOffset = be32(bytes, 0) * TWO_32 + (be32(bytes, 4) - flags);
-    const of = type === RamFlag.PAGE || type === RamFlag.ZERO ? ` at page offset ${hex(pageOffset)}` : '';
-    return `${what}${of} that started at byte ${offset} (${bytes.length} of its bytes arrived)`;
+    let where = '';
+    if (type === RamFlag.PAGE || type === RamFlag.ZERO) {
+      // Name the block when the bytes that arrived say which (a recovery re-requests that page).
+      let block: string | undefined;
+      if (flags & RamFlag.CONTINUE) block = this.lastBlock?.name;
+      else if (bytes.length >= 9 + bytes[8]!) block = String.fromCharCode(...bytes.subarray(9, 9 + bytes[8]!));
+      const pageOffset = be32(bytes, 0) * TWO_32 + (be32(bytes, 4) - flags);
+      where = `${block === undefined ? '' : ` of '${block}'`} at page offset ${hex(pageOffset)}`;
+    }
+    return `${what}${where} that started at byte ${offset} (${bytes.length} of its bytes arrived)`;
   }
 }

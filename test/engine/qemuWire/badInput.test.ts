@@ -115,7 +115,7 @@ test('a stream cut inside a page: end() names the record, where it started and t
   const decoder = main();
   const cut = concat(IN_SECTION, zeroPageRecord(0, 'pc.ram'), pageRecordHeader(4096, null), new Uint8Array(100));
   const recordAt = IN_SECTION.length + 16;
-  const error = expectWireError(t, main, cut, 'cut', cut.length, new RegExp(`^main stream cut at byte ${cut.length} inside a PAGE record at page offset 0x1000 that started at byte ${recordAt} \\(108 of its bytes arrived\\)$`));
+  const error = expectWireError(t, main, cut, 'cut', cut.length, new RegExp(`^main stream cut at byte ${cut.length} inside a PAGE record of 'pc.ram' at page offset 0x1000 that started at byte ${recordAt} \\(108 of its bytes arrived\\)$`));
   t.is(error?.lastItemEnd, recordAt);
   t.deepEqual(decoder.push(cut).map((i) => i.kind), ['header', 'configuration', 'section-start', 'mem-size', 'zero-page']);
   t.is(decoder.lastItemEnd, recordAt);
