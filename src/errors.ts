@@ -180,3 +180,35 @@ export class MachineSnapshotError extends PostcopyError {
     super('BAD_MACHINE_SNAPSHOT', `cannot restore a ${machine} snapshot: ${reason}`);
   }
 }
+
+// ---------------------------------------------------------------------------
+// QEMU migration stream codec (src/engine/qemuWire)
+
+/** What was wrong with a migration stream; stable, for callers that branch on it. */
+export type WireErrorReason = 'bad-magic' | 'bad-version' | 'unsupported' | 'cut' | 'malformed';
+
+/**
+ * A QEMU migration stream (main, preempt channel or return path) that the streaming
+ * decoders of src/engine/qemuWire cannot go on with. Thrown by `push()` at the first byte
+ * that cannot be decoded (the decoder then refuses further input), and by `end()` when the
+ * stream stops inside an item ('cut': `offset` is where the bytes stopped, and
+ * `lastItemEnd` where the last complete item ended, the point a recovery resumes from).
+ */
+export class WireError extends PostcopyError {
+  constructor(
+    /** Which stream: 'main stream', 'preempt channel', 'return path'. */
+    readonly stream: string,
+    readonly reason: WireErrorReason,
+    /** Byte offset in that stream (counted from its first byte) of what was wrong. */
+    readonly offset: number,
+    /** What was found; for 'cut', the item the bytes stopped inside. */
+    readonly detail: string,
+    /** End offset of the last complete item before the error (0 when none). */
+    readonly lastItemEnd: number = 0,
+  ) {
+    super(
+      'WIRE',
+      reason === 'cut' ? `${stream} cut at byte ${offset} inside ${detail}` : `${stream}: ${detail} (at byte ${offset})`,
+    );
+  }
+}
