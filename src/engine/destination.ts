@@ -474,7 +474,7 @@ export class Destination {
     this.emit(EventKind.FX_FAULT_SEEN, t, this.cause, rb.index, hostOffset, vcpu, disposition, null);
     if (disposition === FaultDisposition.DISCARDED_ZERO || disposition === FaultDisposition.ALREADY_RECEIVED) {
       // Received yet faulting: either placed meanwhile (EEXIST then wakes the thread) or a
-      // precopy zero page that was never written over empty memory (a zero page fills it).
+      // precopy zero page not written since, over empty memory (a zero page fills it).
       this.place(rb, hostOffset, true, this.zeroHostPage, 0, -1, t);
     } else if (disposition === FaultDisposition.REQUESTED || disposition === FaultDisposition.RESENT) {
       this.sendRequest(rb, hostOffset, disposition === FaultDisposition.RESENT ? RequestFlag.RESEND : 0, t);

@@ -124,7 +124,7 @@ export const FaultDisposition = {
   REQUESTED: 0,
   /** Already requested: sent again. */
   RESENT: 1,
-  /** Already received: a zero page is placed, which only wakes the thread when the page is present (EEXIST) and fills a precopy zero page that was never written. */
+  /** Already received: a zero page is placed, which only wakes the thread when the page is present (EEXIST) and fills a precopy zero page not written since. */
   ALREADY_RECEIVED: 2,
   /** In a permanently discarded range: a zero page is placed, the source is not asked. */
   DISCARDED_ZERO: 3,

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { constants, gunzipSync } from 'node:zlib';
-import { fixture } from '../../qemu-trace/fixtures.js';
+import { fixture } from '../../fixtures.js';
 
 export const MAIN = 0;
 export const PREEMPT = 1;

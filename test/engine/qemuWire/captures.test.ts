@@ -15,7 +15,7 @@ import {
 } from '../../../src/engine/qemuWire/index.js';
 import { TARGET_PAGE_SIZE } from '../../../src/engine/constants.js';
 import { WireError } from '../../../src/errors.js';
-import { fixture } from '../../qemu-trace/fixtures.js';
+import { fixture } from '../../fixtures.js';
 import { loadCapture, MAIN, PREEMPT, TO_DESTINATION, TO_SOURCE } from './capture.js';
 import { countKinds, decodeAll, postcopyPages } from './decode.js';
 
