@@ -60,6 +60,12 @@ export class MigrationDriveError extends PostcopyError {
 
 export type MigrationCapability = 'postcopy-ram' | 'postcopy-preempt' | 'return-path' | 'events' | 'pause-before-switchover' | string;
 
+/** query-migrate-capabilities as `{name: on/off}`. */
+export async function getCapabilities(qmp: QmpClient): Promise<Record<string, boolean>> {
+  const list = await qmp.execute<Array<{ capability: string; state: boolean }>>('query-migrate-capabilities');
+  return Object.fromEntries(list.map((c) => [c.capability, c.state]));
+}
+
 /** migrate-set-capabilities with `{name: on/off}`. */
 export async function setCapabilities(qmp: QmpClient, caps: Record<MigrationCapability, boolean>): Promise<void> {
   await qmp.execute('migrate-set-capabilities', {
@@ -198,8 +204,9 @@ export interface PostcopyRunOptions {
 
 /**
  * Source side of a postcopy migration to an already listening destination: migrate, wait for
- * the dirty sync count, migrate-start-postcopy, then wait until every side is postcopy-active
- * or beyond. Returns the time postcopy was started (Date.now()).
+ * the dirty sync count (watching the other sides too, for the error message), then
+ * migrate-start-postcopy. Returns when postcopy was asked for (Date.now()); wait for
+ * postcopy-active / completed with waitStatus / waitCompleted.
  */
 export async function migrateAndSwitch(o: PostcopyRunOptions): Promise<number> {
   await startMigration(o.src, o.uri);
