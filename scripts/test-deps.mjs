@@ -7,11 +7,12 @@
 //   qemu       QEMU_SYSTEM_X86, else qemu-system-x86_64 on PATH
 //   as, ld     binutils, which build the guest (scripts/build-guest.mjs)
 //
+// If the build skipped the guest for want of binutils, it is built here once they are installed.
 // Missing ones: as root with apt-get, `apt-get update` once and then one `apt-get install` of the
 // Debian packages (chromium, qemu-system-x86, binutils), one line printed per package. Otherwise
 // exit 1 with one line that says exactly what to install.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, closeSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, closeSync, existsSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -78,6 +79,16 @@ if (missing.length > 0) {
   missing = missingPkgs();
   if (install.status !== 0 || missing.length > 0) {
     console.error(`test-deps: apt-get could not install ${missing.join(' ') || 'everything'} (exit ${install.status}): install the Debian packages ${missing.join(' ')} by hand and run npm test again`);
+    process.exit(1);
+  }
+}
+
+// The build skips the guest when binutils is missing; now that it is here, build it.
+if (!existsSync(join(root, 'dist', 'guest', 'bootblock.bin'))) {
+  console.log('test-deps: building the guest now that binutils is here (node scripts/build-guest.mjs)');
+  const built = spawnSync(process.execPath, [join(root, 'scripts', 'build-guest.mjs')], { stdio: 'inherit' });
+  if (built.status !== 0 || !existsSync(join(root, 'dist', 'guest', 'bootblock.bin'))) {
+    console.error('test-deps: the guest did not build (node scripts/build-guest.mjs): see the lines above');
     process.exit(1);
   }
 }
