@@ -15,7 +15,8 @@ import { QmpClient } from './qmp.js';
  *   -drive file=bootblock.bin,format=raw,if=ide  [-incoming defer]
  *
  * The guest is dist/guest/bootblock.bin (guest/README.md). Every process started here is
- * SIGKILLed when the Node process exits, whatever happened.
+ * SIGKILLed when the Node process exits (an exit hook, and the parent-death signal through
+ * setpriv, which also covers a Node process that is itself SIGKILLed).
  */
 
 /** QEMU could not be started, or exited before its QMP socket answered. */
@@ -60,6 +61,13 @@ function isExecutable(path: string): boolean {
   }
 }
 
+function onPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && isExecutable(join(dir, name))) return join(dir, name);
+  }
+  return null;
+}
+
 /** `explicit`, else QEMU_SYSTEM_X86, else qemu-system-x86_64 on PATH. */
 export function findQemu(explicit?: string): string {
   const chosen = explicit ?? process.env.QEMU_SYSTEM_X86;
@@ -67,9 +75,8 @@ export function findQemu(explicit?: string): string {
     if (!isExecutable(chosen)) throw new QemuLaunchError('-', `${chosen} is not an executable file`);
     return chosen;
   }
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && isExecutable(join(dir, 'qemu-system-x86_64'))) return join(dir, 'qemu-system-x86_64');
-  }
+  const found = onPath('qemu-system-x86_64');
+  if (found) return found;
   throw new QemuLaunchError('-', 'qemu-system-x86_64 is neither in QEMU_SYSTEM_X86 nor on PATH: install Debian\'s qemu-system-x86 (npm test\'s pretest does)');
 }
 
@@ -121,14 +128,17 @@ export interface QemuProcess {
   dispose(): Promise<void>;
 }
 
-const live = new Set<{ kill: (s: NodeJS.Signals) => void }>();
+const live = new Set<{ kill: (s: NodeJS.Signals) => void; cleanup: () => void }>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const p of live) p.kill('SIGKILL');
+    for (const p of live) {
+      p.kill('SIGKILL');
+      p.cleanup();
+    }
   });
 }
 
@@ -161,20 +171,28 @@ export async function launchQemu(options: QemuOptions = {}): Promise<QemuProcess
     ...(options.extraArgs ?? []),
   ];
   installExitHook();
-  const child = spawn(qemuPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  // util-linux's setpriv (Essential in Debian) makes the kernel SIGKILL QEMU when this process
+  // dies in any way, even by SIGKILL (a test runner's timeout), which no exit hook sees.
+  const setpriv = onPath('setpriv');
+  const child = setpriv
+    ? spawn(setpriv, ['--pdeathsig', 'KILL', '--', qemuPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir })
+    : spawn(qemuPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
   let output = '';
   const keep = (d: Buffer) => { output = (output + d.toString()).slice(-8192); };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const handle = { kill: (s: NodeJS.Signals) => { if (child.exitCode === null && child.signalCode === null) child.kill(s); } };
+  const cleanup = () => {
+    if (!process.env.KEEP_TEST_FILES) rmSync(dir, { recursive: true, force: true });
+  };
+  const handle = {
+    kill: (s: NodeJS.Signals) => { if (child.exitCode === null && child.signalCode === null) child.kill(s); },
+    cleanup,
+  };
   live.add(handle);
   const exited = new Promise<QemuExit>((resolve) => {
     child.once('exit', (code, signal) => { live.delete(handle); resolve({ code, signal }); });
     child.once('error', (err) => { live.delete(handle); output += `\n${err.message}`; resolve({ code: null, signal: null }); });
   });
-  const cleanup = () => {
-    if (!process.env.KEEP_TEST_FILES) rmSync(dir, { recursive: true, force: true });
-  };
   const earlyExit = exited.then((e) => {
     throw new QemuLaunchError(name, `exited (code ${e.code}, signal ${e.signal}) before QMP answered; its output:\n${output}`);
   });
