@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,8 @@ import { QmpClient } from './qmp.js';
  *   -name NAME,debug-threads=on -accel kvm|tcg,thread=multi -m 256M -smp 2 -nodefaults -display none
  *   -serial file:DIR/NAME-serial.txt -qmp unix:DIR/NAME.qmp,server=on,wait=off
  *   -drive file=bootblock.bin,format=raw,if=ide  [-incoming defer]
+ *
+ * (run in that folder, which holds a copy of the guest image: QEMU locks its disk).
  *
  * The guest is dist/guest/bootblock.bin (guest/README.md). Every process started here is
  * SIGKILLed when the Node process exits (an exit hook, and the parent-death signal through
@@ -48,6 +50,9 @@ export function chooseAccel(): AccelChoice {
   }
   return accelChoice;
 }
+
+/** The guest's file name inside each QEMU's folder (its command line says file=bootblock.bin, as the fixtures' do). */
+const GUEST_FILE = 'bootblock.bin';
 
 /** The guest built by `npm run build` (scripts/build-guest.mjs). */
 export const DEFAULT_GUEST_IMAGE = fileURLToPath(new URL('../../../guest/bootblock.bin', import.meta.url));
@@ -158,6 +163,9 @@ export async function launchQemu(options: QemuOptions = {}): Promise<QemuProcess
   const dir = mkdtempSync(join(tmpdir(), `postcopy-qemu-${name}-`));
   const serialFile = join(dir, `${name}-serial.txt`);
   const qmpSocket = join(dir, `${name}.qmp`);
+  // Each QEMU boots its own copy: a running QEMU holds a write lock on its disk image, so two
+  // (not a migration pair, whose destination stays inactive until it takes over) cannot share one.
+  copyFileSync(guestImage, join(dir, GUEST_FILE));
   const args = [
     '-name', `${name},debug-threads=on`,
     '-accel', choice.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
@@ -166,7 +174,7 @@ export async function launchQemu(options: QemuOptions = {}): Promise<QemuProcess
     '-nodefaults', '-display', 'none',
     '-serial', `file:${serialFile}`,
     '-qmp', `unix:${qmpSocket},server=on,wait=off`,
-    '-drive', `file=${guestImage},format=raw,if=ide`,
+    '-drive', `file=${GUEST_FILE},format=raw,if=ide`,
     ...(options.incoming ? ['-incoming', 'defer'] : []),
     ...(options.extraArgs ?? []),
   ];
