@@ -171,8 +171,10 @@ export async function waitStatus(
   const fatal = new Set([...FAILED, ...(options.fatal ?? [])]);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const infos: Record<string, MigrationInfo> = {};
-    for (const s of sides) infos[s.name] = await s.queryMigrate();
+    const raw = await infosOf(sides);
+    const lost = sides.find((s) => typeof raw[s.name] === 'string');
+    if (lost) throw new MigrationDriveError(`${lost.name} did not answer query-migrate`, raw);
+    const infos = raw as Record<string, MigrationInfo>;
     const bad = sides.find((s) => fatal.has(infos[s.name]!.status ?? '') && !wanted(s.name).includes(infos[s.name]!.status ?? ''));
     if (bad) throw new MigrationDriveError(`${bad.name} went ${infos[bad.name]!.status}`, infos);
     if (sides.every((s) => wanted(s.name).includes(infos[s.name]!.status ?? ''))) return infos;
@@ -184,9 +186,12 @@ export async function waitStatus(
   }
 }
 
-/** Both sides completed (the usual end), bounded by `timeoutMs`. */
+/**
+ * Every side completed (the usual end), bounded by `timeoutMs`. A side in postcopy-paused fails
+ * it at once: a 7.2 pause only ends by migrate-recover / resume, so waiting longer cannot help.
+ */
 export function waitCompleted(sides: MigrationSide[], timeoutMs: number): Promise<Record<string, MigrationInfo>> {
-  return waitStatus(sides, ['completed'], timeoutMs);
+  return waitStatus(sides, ['completed'], timeoutMs, { fatal: ['postcopy-paused'] });
 }
 
 export interface PostcopyRunOptions {
@@ -224,6 +229,14 @@ export async function pausePostcopy(qmp: QmpClient): Promise<void> {
 /** Destination: listen again after a pause (migrate-recover); the status stays postcopy-paused until the source connects. */
 export async function recoverIncoming(dst: QmpClient, uri: string): Promise<void> {
   await dst.execute('migrate-recover', { uri });
+}
+
+/**
+ * After recoverIncoming + resumeMigration: until every side has left postcopy-paused
+ * (postcopy-recover, postcopy-active or already completed). Then waitCompleted.
+ */
+export function waitResumed(sides: MigrationSide[], timeoutMs: number): Promise<Record<string, MigrationInfo>> {
+  return waitStatus(sides, ['postcopy-recover', 'postcopy-active', 'completed'], timeoutMs);
 }
 
 /** Source: reconnect a paused postcopy migration to `uri` (migrate resume=true). */

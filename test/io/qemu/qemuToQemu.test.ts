@@ -13,7 +13,9 @@ import {
   setPostcopyBandwidth,
   startIncoming,
   waitCompleted,
+  waitResumed,
   waitStatus,
+  MigrationDriveError,
   type MigrationInfo,
 } from '../../../src/io/qemu/qemuMigration.js';
 import { QmpError } from '../../../src/io/qemu/qmp.js';
@@ -186,6 +188,7 @@ qemuTest('QEMU → QEMU: migrate-pause in postcopy, then migrate-recover + migra
   await setPostcopyBandwidth(src.qmp, 0);
   await recoverIncoming(dst.qmp, resumeUri);
   await resumeMigration(src.qmp, resumeUri);
+  await waitResumed(sides, 30_000);
   const infos = await waitCompleted(sides, POSTCOPY_MS);
   const done = Date.now();
   const s = await checkCompleted(t, src, dst, infos, switchedAtSerial);
@@ -197,4 +200,26 @@ qemuTest('QEMU → QEMU: migrate-pause in postcopy, then migrate-recover + migra
   t.deepEqual(statuses(dst), ['setup', 'active', 'postcopy-active', 'postcopy-paused', 'setup', 'postcopy-recover', 'postcopy-active', 'completed']);
   t.log(`postcopy-requests: ${before} before the pause, ${s.ram?.['postcopy-requests']} in all`);
   t.log(`durations: postcopy before the pause ${pausedAt - switchedAt} ms, migrate-pause → both paused ${paused - pausedAt} ms, recover → both completed ${done - paused} ms, whole test ${done - start} ms`);
+});
+
+qemuTest('QEMU → QEMU: the source SIGKILLed in postcopy leaves the destination paused, and waiting for completion fails at once with both sides\' query-migrate', async (t) => {
+  const { src, dst, uri, sides } = await startPair(t, { postcopyBandwidth: 16 * MIB });
+  await migrateAndSwitch({ src: src.qmp, uri, sides, precopyTimeoutMs: PRECOPY_MS });
+  await waitStatus(sides, ['postcopy-active'], 30_000);
+  await sleep(500);
+  src.kill('SIGKILL');
+  await src.exited;
+  const dstSide = sides[1]!;
+  const killedAt = Date.now();
+  const paused = await waitStatus([dstSide], ['postcopy-paused'], 30_000);
+  t.log(`dst postcopy-paused ${Date.now() - killedAt} ms after the SIGKILL: ${JSON.stringify(paused.dst)}`);
+  t.is(paused.dst!['postcopy-blocktime'], undefined, 'no blocktime figures while paused');
+  const started = Date.now();
+  const err = await t.throwsAsync(waitCompleted(sides, 60_000), { instanceOf: MigrationDriveError });
+  t.true(Date.now() - started < 5000, 'it does not wait for the timeout');
+  t.regex(err?.message ?? '', /src did not answer query-migrate/);
+  t.regex(err?.message ?? '', /"dst":\{"status":"postcopy-paused"/);
+  const err2 = await t.throwsAsync(waitCompleted([dstSide], 60_000), { instanceOf: MigrationDriveError });
+  t.regex(err2?.message ?? '', /dst went postcopy-paused/);
+  t.regex(dst.output(), /Detected IO failure for postcopy\. Migration paused\./);
 });
