@@ -5,15 +5,16 @@ import { renderReport } from '../../src/report/renderReport.js';
 import { Chromium } from './chromium.js';
 import { sampleAnalysis } from './sampleAnalysis.js';
 import { scratchDir } from '../scratchDir.js';
+import { testDeps } from '../testDeps.js';
 
 /**
- * The report in a real browser: Debian's chromium (installed by .ci/run when missing)
+ * The report in a real browser: Chromium (found, or installed when missing, by npm test's
+ * pretest step scripts/test-deps.mjs)
  * loads it from a file, with nothing in the console, nothing fetched, and every plot
  * drawn. A screenshot is left in test-output/ for people to look at. If chromium cannot
  * be started this fails with the reason: it is not optional.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
 const OUT_DIR = fileURLToPath(new URL('../../../test-output/', import.meta.url));
 const PLOT_IDS = ['plot-timeline', 'plot-received', 'plot-gantt', 'plot-latency-histogram', 'plot-latency-cdf'];
 
@@ -78,8 +79,9 @@ async function screenshot(browser: Chromium, session: string, file: string): Pro
 }
 
 async function launch(t: { fail: (m: string) => void }): Promise<Chromium | null> {
+  const CHROMIUM = testDeps().chromium;
   if (!existsSync(CHROMIUM)) {
-    t.fail(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run does this)`);
+    t.fail(`${CHROMIUM} (from test-output/test-deps.json) not found: run npm test, whose pretest finds or installs chromium`);
     return null;
   }
   try {

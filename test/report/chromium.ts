@@ -17,7 +17,10 @@ export interface CdpEvent {
   sessionId?: string;
 }
 
-/** The flags the report test runs Debian's chromium with: headless, no network of its own. */
+/**
+ * The flags the report test runs Chromium with (the executable comes from
+ * test/testDeps.ts): headless, no network of its own.
+ */
 export const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
