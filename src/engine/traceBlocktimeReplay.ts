@@ -39,6 +39,7 @@
 import { ExactBlocktime, type ExactBlocktimeReport } from './blocktimeExact.js';
 import { QemuBlocktime, type QemuBlocktimeSnapshot } from './blocktimeQemu.js';
 import { UsageError } from '../errors.js';
+import { ReorderBuffer } from './reorderBuffer.js';
 import type { TraceEvent, TraceEventName } from './qemuTraceEvents.js';
 
 /** The events the replay consumes (pass as `only` to readTrace). */
@@ -136,9 +137,7 @@ export class TraceBlocktimeReplay {
   private readonly raceWindowUs: number;
   private readonly hostPageSize: number;
   private readonly maxBuffered: number;
-  private buf: Rec[] = [];
-  private head = 0;
-  private newestUs = -Infinity;
+  private readonly reorder: ReorderBuffer<Rec>;
   private offsetUs = Infinity;
   private readonly offsetFixed: boolean;
   private originUs = NaN;
@@ -160,6 +159,7 @@ export class TraceBlocktimeReplay {
     this.raceWindowUs = opts.raceWindowUs ?? 2000;
     this.hostPageSize = opts.hostPageSize ?? 4096;
     this.maxBuffered = opts.maxBuffered ?? 1_000_000;
+    this.reorder = new ReorderBuffer<Rec>((r) => r.us, this.reorderWindowUs, this.maxBuffered, (r) => this.process(r));
     this.offsetFixed = opts.clockOffsetUs !== undefined;
     if (opts.clockOffsetUs !== undefined) this.offsetUs = opts.clockOffsetUs;
   }
@@ -224,9 +224,7 @@ export class TraceBlocktimeReplay {
 
   /** Replays what is still buffered and reports. */
   finish(): BlocktimeReplayResult {
-    while (this.head < this.buf.length) this.process(this.buf[this.head++]!);
-    this.buf = [];
-    this.head = 0;
+    this.reorder.drain();
     const exact = this.exact.report();
     return {
       vcpuCount: this.qemu.vcpuCount,
@@ -249,23 +247,7 @@ export class TraceBlocktimeReplay {
   private enqueue(type: number, us: number, line: number, addr: number, cpu: number, ms: number, flag: number): void {
     if (Number.isNaN(this.originUs)) this.originUs = us;
     const rec: Rec = { type, us, line, addr, cpu, ms, flag, mode: NORMAL, deferred: null, storeMs: 0 };
-    const buf = this.buf;
-    let i = buf.length;
-    buf.push(rec);
-    while (i > this.head && buf[i - 1]!.us > us) {
-      buf[i] = buf[i - 1]!;
-      i--;
-    }
-    buf[i] = rec;
-    if (us > this.newestUs) this.newestUs = us;
-    const horizon = this.newestUs - this.reorderWindowUs;
-    while (this.head < buf.length && (buf[this.head]!.us <= horizon || buf.length - this.head > this.maxBuffered)) {
-      this.process(buf[this.head++]!);
-    }
-    if (this.head > 4096 && this.head * 2 > buf.length) {
-      this.buf = buf.slice(this.head);
-      this.head = 0;
-    }
+    this.reorder.push(rec);
   }
 
   /** Pure: QEMU's ms at trace time `us`, from the estimated clock offset. */
@@ -329,8 +311,8 @@ export class TraceBlocktimeReplay {
    */
   private findEnd(from: Rec, addr: number, othersBlocked: number): Rec | null {
     const limit = from.us + this.raceWindowUs;
-    for (let i = this.head; i < this.buf.length; i++) {
-      const r = this.buf[i]!;
+    for (let i = 0; i < this.reorder.heldCount; i++) {
+      const r = this.reorder.held(i);
       if (r.us > limit) break;
       if (r.type === END && r.addr === addr) return r.flag > othersBlocked ? r : null;
     }
@@ -361,8 +343,8 @@ export class TraceBlocktimeReplay {
   /** An end counted a vCPU the model has not blocked: an already-received begin still to come whose store ran first. */
   private pairAlreadyReceivedBegin(e: Rec): void {
     const limit = e.us + this.raceWindowUs;
-    for (let i = this.head; i < this.buf.length; i++) {
-      const b = this.buf[i]!;
+    for (let i = 0; i < this.reorder.heldCount; i++) {
+      const b = this.reorder.held(i);
       if (b.us > limit) return;
       if (b.type !== BEGIN || b.flag === 0 || b.addr !== e.addr || b.mode !== NORMAL) continue;
       if (this.qemu.faultAddress(b.cpu) === e.addr) continue;

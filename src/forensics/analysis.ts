@@ -26,6 +26,7 @@ import { MigCommand, POSTCOPY_STATE_NAMES, TARGET_PAGE_SIZE } from '../engine/co
 import { EVENT_KIND_NAMES, EventKind, FaultDisposition, MACHINE_NAMES, MachineId, RequestFlag, type EventKindValue, type EventRecord } from '../engine/events.js';
 import { LatencyHistogram } from '../engine/latencyHistogram.js';
 import { JournalError } from '../errors.js';
+import { ReorderBuffer } from '../engine/reorderBuffer.js';
 import { TraceBlocktimeReplay, offsetBound } from '../engine/traceBlocktimeReplay.js';
 import type { Analysis, AnsweredRequests } from './analysisTypes.js';
 import type { JournalReader } from '../journal/journalReader.js';
@@ -121,10 +122,8 @@ class JournalAnalyzer {
   private readonly vcpus: number;
   private readonly blockBase: number[] = [];
   // Reordering (imported traces).
-  /** Imported events held for reordering by time. */
-  private readonly buf: EventRecord[] = [];
-  private head = 0;
-  private newestT = -Infinity;
+  /** Imported events put back in time order before they are applied. */
+  private readonly reorder = new ReorderBuffer<EventRecord>((e) => e.t, REORDER_WINDOW_NS, MAX_REORDER, (e) => this.applyEv(e));
   // Totals.
   private events = 0;
   private minT = Infinity;
@@ -223,27 +222,11 @@ class JournalAnalyzer {
   // Reordering: stable by time, then journal order.
 
   private enqueue(e: EventRecord): void {
-    const buf = this.buf;
-    let i = buf.length;
-    buf.push(e);
-    while (i > this.head && buf[i - 1]!.t > e.t) {
-      buf[i] = buf[i - 1]!;
-      i--;
-    }
-    buf[i] = e;
-    if (e.t > this.newestT) this.newestT = e.t;
-    const horizon = this.newestT - REORDER_WINDOW_NS;
-    while (this.head < buf.length && (buf[this.head]!.t <= horizon || buf.length - this.head > MAX_REORDER)) this.applyEv(buf[this.head++]!);
-    if (this.head > 4096 && this.head * 2 > buf.length) {
-      buf.splice(0, this.head);
-      this.head = 0;
-    }
+    this.reorder.push(e);
   }
 
   private drain(): void {
-    while (this.head < this.buf.length) this.applyEv(this.buf[this.head++]!);
-    this.buf.length = 0;
-    this.head = 0;
+    this.reorder.drain();
   }
 
   private applyEv(e: EventRecord): void {
