@@ -4,10 +4,48 @@
  * without reading the source. `code` is stable and machine-readable.
  */
 
+/** Why a page was refused (PageError), as QEMU's own messages name it. */
+export type PageErrorCode = 'BAD_CHANNEL' | 'BAD_RESIZE' | 'ILLEGAL_OFFSET' | 'NONZERO_ZERO_PAGE' | 'NON_SAME_HOST_PAGE' | 'OUT_OF_ORDER';
+
+/** Every error code, one per error class (PageError has one per reason): a new code must be added here. */
+export type ErrorCode =
+  | 'RAM_BLOCK'
+  | 'UNKNOWN_BLOCK'
+  | 'BAD_RANGE'
+  | 'BITMAP_BOUNDS'
+  | 'DECODE'
+  | 'ENCODE'
+  | 'WRONG_STATE'
+  | 'NO_HOST_SUPPORT'
+  | 'RESIZE_DURING_POSTCOPY'
+  | PageErrorCode
+  | 'FAULT_OUTSIDE_RAM'
+  | 'BACKEND'
+  | 'JOURNAL'
+  | 'NOT_A_TRACE'
+  | 'USAGE'
+  | 'BAD_MACHINE_SNAPSHOT'
+  | 'WIRE'
+  // Raised as a plain PostcopyError by the engine: vCPU identities given after LISTEN, a command
+  // the engine does not know, a block whose page size disagrees with the backend's.
+  | 'VCPUS_LATE'
+  | 'UNKNOWN_COMMAND'
+  | 'PAGE_SIZE_MISMATCH'
+  // The project's own migrate transport: a frame that does not decode.
+  | 'BAD_FRAME'
+  // Driving a real QEMU (src/io/qemu): QMP refusals, lost QMP connections, launch failures,
+  // a migration that did not reach the expected status.
+  | 'QMP'
+  | 'QMP_CONNECTION'
+  | 'QEMU_LAUNCH'
+  | 'MIGRATION_DRIVE'
+  // replayItem: the single-item API throws the divergence that replay returns as data.
+  | 'REPLAY';
+
 /** Base of every typed error: a stable `code` plus the message. */
 export class PostcopyError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
     super(message);
     this.code = code;
     this.name = new.target.name;
@@ -108,7 +146,7 @@ export class ResizeDuringPostcopyError extends PostcopyError {
 /** A page that cannot be accepted: bad offset, mixed host pages, non-zero zero page. */
 export class PageError extends PostcopyError {
   constructor(
-    code: string,
+    code: PageErrorCode,
     readonly block: string,
     readonly offset: number,
     readonly channel: number,
