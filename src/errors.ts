@@ -39,7 +39,7 @@ export type ErrorCode =
   | 'QMP_CONNECTION'
   | 'QEMU_LAUNCH'
   | 'MIGRATION_DRIVE'
-  // replayItem: the single-item API throws the divergence that replay returns as data.
+  // Replay's verifying backend asked for guest memory, which a replay does not have.
   | 'REPLAY';
 
 /** Base of every typed error: a stable `code` plus the message. */
