@@ -26,6 +26,8 @@ export const MigCommand = {
   ENABLE_COLO: 8,
   POSTCOPY_RESUME: 9,
   RECV_BITMAP: 10,
+  /** QEMU 10.x: sent just before the discards (qemu-wire.md). */
+  SWITCHOVER_START: 11,
 } as const;
 export const QEMU_VM_COMMAND = 0x08;
 
@@ -37,6 +39,8 @@ export const RpMessage = {
   REQ_PAGES: 4,
   RECV_BITMAP: 5,
   RESUME_ACK: 6,
+  /** QEMU 10.x, only with the switchover-ack capability (qemu-wire.md). */
+  SWITCHOVER_ACK: 7,
 } as const;
 
 /** End mark of a receive-bitmap blob (section 8). */

@@ -26,8 +26,6 @@ import {
   SectionType,
   STREAM_MAGIC,
   STREAM_VERSION,
-  SWITCHOVER_ACK_MESSAGE,
-  SWITCHOVER_START_COMMAND,
   type MainItem,
   type PreemptItem,
   type RamBlockInfo,
@@ -259,7 +257,7 @@ export const postcopyListen = (): Uint8Array => encodeCommandFrame(MigCommand.PO
 export const postcopyRun = (): Uint8Array => encodeCommandFrame(MigCommand.POSTCOPY_RUN);
 export const postcopyResume = (): Uint8Array => encodeCommandFrame(MigCommand.POSTCOPY_RESUME);
 /** QEMU 10.x: sent just before the discards. */
-export const switchoverStart = (): Uint8Array => encodeCommandFrame(SWITCHOVER_START_COMMAND);
+export const switchoverStart = (): Uint8Array => encodeCommandFrame(MigCommand.SWITCHOVER_START);
 
 export function ping(value: number): Uint8Array {
   checkU32('PING value', value);
@@ -316,7 +314,7 @@ export function pageRequest(block: string | null, start: number, length: number)
 
 export const resumeAck = (): Uint8Array => encodeReturnPathFrame(RpMessage.RESUME_ACK, encodeResumeAck());
 /** QEMU 10.x, with the switchover-ack capability. */
-export const switchoverAck = (): Uint8Array => encodeReturnPathFrame(SWITCHOVER_ACK_MESSAGE);
+export const switchoverAck = (): Uint8Array => encodeReturnPathFrame(RpMessage.SWITCHOVER_ACK);
 
 /**
  * RECV_BITMAP for `blockName` with its blob: returns [frame + be64 N, the bitmap itself

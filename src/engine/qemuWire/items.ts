@@ -25,14 +25,6 @@ export const SectionType = {
 export const STREAM_MAGIC = 0x5145564d;
 export const STREAM_VERSION = 3;
 
-/**
- * Command numbers this codec knows beyond src/engine/constants.ts's MigCommand (that
- * table stops at 10; SWITCHOVER_START is QEMU 10.x).
- */
-export const SWITCHOVER_START_COMMAND = 11;
-/** Return-path type QEMU 10.x sends with the switchover-ack capability. */
-export const SWITCHOVER_ACK_MESSAGE = 7;
-
 /** Low 12 bits of a RAM record's be64 (qemu-wire.md "RAM section data"). */
 export const RamFlag = {
   ZERO: 0x02,

@@ -11,7 +11,6 @@ import {
   SectionType,
   STREAM_MAGIC,
   STREAM_VERSION,
-  SWITCHOVER_START_COMMAND,
   type MainItem,
   type MemSizeItem,
   type RamBlockInfo,
@@ -356,7 +355,7 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
       case MigCommand.RECV_BITMAP:
         this.out.push({ kind: 'recv-bitmap-request', offset, blockName: this.payload(payloadAt, () => decodeRecvBitmapRequest(payload)) });
         break;
-      case SWITCHOVER_START_COMMAND:
+      case MigCommand.SWITCHOVER_START:
         this.out.push({ kind: 'switchover-start', offset, inPackage: false });
         break;
       default:
@@ -448,7 +447,7 @@ function fixedLength(command: number): number | null {
     case MigCommand.POSTCOPY_LISTEN:
     case MigCommand.POSTCOPY_RUN:
     case MigCommand.POSTCOPY_RESUME:
-    case SWITCHOVER_START_COMMAND:
+    case MigCommand.SWITCHOVER_START:
       return 0;
     case MigCommand.PING:
     case MigCommand.PACKAGED:

@@ -7,7 +7,7 @@
 import { DecodeError } from '../../errors.js';
 import { RECV_BITMAP_END_MARK, RpMessage } from '../constants.js';
 import { decodeRecvBitmapRequest, decodeReqPages, decodeReqPagesId, decodeResumeAck } from '../wire.js';
-import { SWITCHOVER_ACK_MESSAGE, type ReturnPathItem } from './items.js';
+import { type ReturnPathItem } from './items.js';
 import { be16, be32, hex, StreamDecoder } from './streamDecoder.js';
 
 export interface ReturnPathOptions {
@@ -53,7 +53,7 @@ export class ReturnPathDecoder extends StreamDecoder<ReturnPathItem> {
     const length = be16(b, pos + 2);
     const name = MESSAGE_NAMES[type];
     if (name === undefined) throw this.fail('unsupported', this.at(pos), `unknown return-path message type ${type} (length ${length})`);
-    const fixed = type === RpMessage.SHUT || type === RpMessage.PONG || type === RpMessage.RESUME_ACK ? 4 : type === SWITCHOVER_ACK_MESSAGE ? 0 : null;
+    const fixed = type === RpMessage.SHUT || type === RpMessage.PONG || type === RpMessage.RESUME_ACK ? 4 : type === RpMessage.SWITCHOVER_ACK ? 0 : null;
     if (fixed !== null && length !== fixed) throw this.fail('malformed', this.at(pos + 2), `${name} with payload length ${length}, expected ${fixed}`);
     if (end - pos < 4 + length) return this.needMore(4 + length);
     const offset = this.at(pos);
@@ -83,7 +83,7 @@ export class ReturnPathDecoder extends StreamDecoder<ReturnPathItem> {
       case RpMessage.RESUME_ACK:
         this.out.push({ kind: 'resume-ack', offset, value: this.payload(payloadAt, () => decodeResumeAck(payload)) });
         break;
-      case SWITCHOVER_ACK_MESSAGE:
+      case RpMessage.SWITCHOVER_ACK:
         this.out.push({ kind: 'switchover-ack', offset });
         break;
       default:
