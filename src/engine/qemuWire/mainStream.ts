@@ -2,7 +2,6 @@
  * Decoder of the main migration stream (source -> destination), a first connection or a
  * resumed one. See docs/qemu-wire.md for the items and the errors.
  */
-import { DecodeError } from '../../errors.js';
 import { MigCommand, QEMU_VM_COMMAND, TARGET_PAGE_SIZE } from '../constants.js';
 import { decodeAdvise, decodeRamDiscard, decodeRecvBitmapRequest, type Advise } from '../wire.js';
 import {
@@ -362,16 +361,6 @@ export class MainStreamDecoder extends StreamDecoder<MainItem> {
         throw new Error(`command ${name} has a name but no case`);
     }
     return payloadAt + length;
-  }
-
-  /** Runs a payload codec of wire.ts, turning its DecodeError into a WireError at the stream offset. */
-  private payload<T>(payloadAt: number, decode: () => T): T {
-    try {
-      return decode();
-    } catch (e) {
-      if (e instanceof DecodeError) throw this.fail('malformed', this.at(payloadAt + e.at), e.message);
-      throw e;
-    }
   }
 
   /**

@@ -4,7 +4,6 @@
  * the frame. Page requests always come out with their block: REQ_PAGES means "the block
  * of the last request", which this decoder remembers.
  */
-import { DecodeError } from '../../errors.js';
 import { RECV_BITMAP_END_MARK, RpMessage } from '../constants.js';
 import { decodeRecvBitmapRequest, decodeReqPages, decodeReqPagesId, decodeResumeAck } from '../wire.js';
 import { type ReturnPathItem } from './items.js';
@@ -111,15 +110,6 @@ export class ReturnPathDecoder extends StreamDecoder<ReturnPathItem> {
     }
     this.out.push({ kind: 'recv-bitmap', offset: this.at(pos), blockName, bitmap: b.subarray(sizeAt + 8, markAt) });
     return markAt + 8;
-  }
-
-  private payload<T>(payloadAt: number, decode: () => T): T {
-    try {
-      return decode();
-    } catch (e) {
-      if (e instanceof DecodeError) throw this.fail('malformed', this.at(payloadAt + e.at), e.message);
-      throw e;
-    }
   }
 
   protected describePartial(bytes: Uint8Array, offset: number): string {

@@ -12,7 +12,7 @@
  * "one copy" of PageItem.data). The side buffer is never reused after an item came out of
  * it, so views into it stay valid.
  */
-import { WireError, type WireErrorReason } from '../../errors.js';
+import { DecodeError, WireError, type WireErrorReason } from '../../errors.js';
 import { TARGET_PAGE_SIZE } from '../constants.js';
 import { RAM_FLAG_MASK, RamFlag, type PageItem, type RamBlockInfo, type ZeroPageItem } from './items.js';
 
@@ -144,6 +144,16 @@ export abstract class StreamDecoder<Item> {
   }
 
   /** A WireError of this stream (returned, for `throw this.fail(...)`). */
+  /** Runs a payload codec of wire.ts, turning its DecodeError into a WireError at the stream offset. */
+  protected payload<T>(payloadAt: number, decode: () => T): T {
+    try {
+      return decode();
+    } catch (e) {
+      if (e instanceof DecodeError) throw this.fail('malformed', this.at(payloadAt + e.at), e.message);
+      throw e;
+    }
+  }
+
   protected fail(reason: WireErrorReason, offset: number, detail: string): WireError {
     return new WireError(this.streamName, reason, offset, detail, this.consumed);
   }
