@@ -12,6 +12,7 @@ import { pageDigest } from '../backends/guestImage.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
+import { PACKAGE_VERSION } from '../../paths.js';
 
 export interface DestinationOptions {
   sizeBytes: number;
@@ -65,7 +66,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   const t0 = Number(process.hrtime.bigint());
   const now = (): number => Number(process.hrtime.bigint()) - t0;
   const writer = JournalWriter.create(opts.journalPath, {
-    engineVersion: '0.1.0',
+    engineVersion: PACKAGE_VERSION,
     source: 'engine',
     created: new Date().toISOString(),
     timeOriginNs: Date.now() * 1e6,

@@ -11,6 +11,7 @@ import { replay } from '../../journal/replay.js';
 import { expectedMemory, seededRandom, type AccessPatternName } from '../backends/accessPatterns.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { seededImage } from '../backends/guestImage.js';
+import { PACKAGE_VERSION } from '../../paths.js';
 
 export interface SimulatedMigrationOptions {
   /** Guest RAM bytes (one block 'pc.ram'). */
@@ -82,7 +83,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
   let writer: JournalWriter | null = null;
   if (opts.journalPath) {
     writer = JournalWriter.create(opts.journalPath, {
-      engineVersion: '0.1.0',
+      engineVersion: PACKAGE_VERSION,
       source: 'engine',
       created: new Date().toISOString(),
       timeOriginNs: 0,
