@@ -32,7 +32,7 @@ export type DestinationMessage =
   | { type: 'backend'; kind: 'uffd' | 'mock'; reason?: string }
   | { type: 'progress'; postcopyState: number; status: string; received: number; total: number; outstanding: number; faults: number; lastLatencyMs: number }
   | { type: 'digest'; pages: number; hashes: string; byte0: string; vcpuAccesses: number[]; passes: number }
-  | { type: 'paused'; outstanding: number; journalPath: string }
+  | { type: 'paused'; outstanding: number; journalPath: string; status?: string }
   | { type: 'done'; status: string; summary: DestinationSummary };
 
 export interface DestinationSummary {
@@ -303,8 +303,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     clearInterval(flushTimer);
     if (mockStepper) clearInterval(mockStepper);
     const outstanding = engine.requested.size;
+    const status = engine.stateOf(MachineId.MIGRATION);
     writer.close();
-    report({ type: 'paused', outstanding, journalPath: opts.journalPath });
+    report({ type: 'paused', outstanding, journalPath: opts.journalPath, status });
     server.close();
     backend.close();
     return 3;
