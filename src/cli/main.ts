@@ -3,8 +3,9 @@
  * The `postcopy` command line. Each subcommand lives in its own file and is loaded only
  * when used, so `postcopy --help` stays instant.
  */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
+import { EXIT_CODES_HELP, ExitCode, installLastResort, reportInternalError, setCurrentCommand } from './lastResort.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_PREFETCH_PAGES } from './options.js';
 
@@ -13,7 +14,12 @@ program
   .name('postcopy')
   .description('Postcopy live migration engine: migrate, replay and explain migrations (ours or QEMU\'s).')
   .version(PACKAGE_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Commander's own errors (unknown option, missing argument, bad choice) throw, and exit 2 below.
+  .exitOverride()
+  .addHelpText('afterAll', EXIT_CODES_HELP)
+  .hook('preAction', (_root, action) => setCurrentCommand(action.name()));
+installLastResort();
 
 /** `--prefetch`, shared by migrate, start and simulate. */
 function prefetchOption(): Option {
@@ -123,11 +129,20 @@ function exit(code: number): void {
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof PostcopyError) {
-    console.error(`postcopy: ${err.message}`);
-    process.exitCode = 2;
+  if (err instanceof CommanderError) {
+    // Already printed by commander; --help and --version are no errors.
+    process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
     return;
   }
-  console.error(err);
-  process.exitCode = 70;
+  if (err instanceof PostcopyError) {
+    console.error(`postcopy${commandName()}: ${err.message}`);
+    process.exitCode = ExitCode.USAGE;
+    return;
+  }
+  reportInternalError(err);
 });
+
+function commandName(): string {
+  const name = program.args[0];
+  return name && program.commands.some((c) => c.name() === name) ? ` ${name}` : '';
+}
