@@ -8,7 +8,9 @@ import { MIGRATION_CHILD_PATH } from '../paths.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migration/migrationDestination.js';
 import type { SourceMessage, SourceOptions } from '../io/migration/migrationSource.js';
-import { parsePrefetchPages, parseSize } from './options.js';
+import { parsePrefetchPages, parseSize, refuseGuestTooLarge } from './options.js';
+import { chooseJournal } from './outputs.js';
+import { setCurrentJournal } from './lastResort.js';
 import { formatMs } from '../text.js';
 import { createProgress } from './progress.js';
 
@@ -20,7 +22,10 @@ export interface MigrateCommandOptions {
   bandwidth: string;
   dirtyRate: string;
   preempt?: boolean;
-  journal: string;
+  /** Default: postcopy-journal.db, or the next free postcopy-journal-N.db. */
+  journal?: string;
+  /** Replace an existing --journal. */
+  force?: boolean;
   backend: string;
   faultReader: string;
   vcpuNice?: string;
@@ -39,6 +44,8 @@ export interface MigrateResult {
   message: string;
   mismatches: number[];
   backend: { kind: string; reason?: string };
+  /** The destination's journal (chosen before the run: never an earlier run's, unless --force). */
+  journalPath: string;
   source?: Extract<SourceMessage, { type: 'done' }>;
   destination?: DestinationSummary;
   paused?: { outstanding: number; journalPath: string };
@@ -46,6 +53,12 @@ export interface MigrateResult {
   death?: PeerDeath;
   wallMs: number;
 }
+
+/** The journal of a run without --journal (or the next free name beside it). */
+export const DEFAULT_JOURNAL = 'postcopy-journal.db';
+
+/** Guest-sized memory of a migration: the source's image and the destination's guest. */
+const MIGRATE_COPIES = 2;
 
 /** No progress for this long ends a migration as stalled. */
 const STALL_MS = 30_000;
@@ -81,9 +94,10 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const vcpuNice = Number(o.vcpuNice ?? '5');
   if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
   const prefetchPages = parsePrefetchPages(o.prefetch);
+  refuseGuestTooLarge(o.size, size, MIGRATE_COPIES, 'the source and the destination each hold the guest');
   return {
     src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
-    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
+    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal ?? DEFAULT_JOURNAL), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };
 }
@@ -127,8 +141,14 @@ const PAUSE_WAIT_MS = 1500;
  */
 export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHooks = {}): Promise<MigrateResult> {
   const plan = planMigration(o);
+  // Before anything is created: an earlier run's journal is never replaced unasked.
+  const journalChoice = chooseJournal(o.journal, DEFAULT_JOURNAL, !!o.force);
+  plan.dst.journalPath = journalChoice.path;
+  plan.dst.overwrite = !!o.force;
+  setCurrentJournal(journalChoice.path);
+  if (journalChoice.renamed && !o.quiet) process.stderr.write(`note: ${DEFAULT_JOURNAL} exists (an earlier run's journal, kept): this run's journal is ${journalChoice.path}\n`);
   const started = Date.now();
-  const result: MigrateResult = { verified: false, exitCode: 1, message: '', mismatches: [], backend: { kind: '?' }, wallMs: 0 };
+  const result: MigrateResult = { verified: false, exitCode: 1, message: '', mismatches: [], backend: { kind: '?' }, journalPath: journalChoice.path, wallMs: 0 };
   const dst = spawnRole('destination', plan.dst);
   hooks.onSpawn?.('destination', dst);
   let src: ChildProcess | null = null;

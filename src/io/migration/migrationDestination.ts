@@ -25,6 +25,8 @@ export interface DestinationOptions {
   faultReader: 'thread' | 'loop';
   /** Nice value of the vCPU threads (0: same as the migration threads). */
   vcpuNice: number;
+  /** Replace an existing journal at journalPath (default true; `migrate` passes false unless --force). */
+  overwrite?: boolean;
 }
 
 export type DestinationMessage =
@@ -74,7 +76,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     capabilities: opts.preempt ? ['preempt'] : [],
     blocktimeMode: 'both',
     run: { kind: 'migrate', role: 'destination', backend: backend.kind, workload: opts.workload, seed: opts.seed, vcpus: opts.vcpus },
-  }, { overwrite: true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
+  }, { overwrite: opts.overwrite ?? true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
   /** The connection each channel currently reads (main, preempt); the main one carries the return path. */
   const current: Array<Socket | null> = [null, null];
   /** Pages consumed from the current main connection, acknowledged for flow control. */
