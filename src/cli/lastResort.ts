@@ -64,3 +64,18 @@ export function installLastResort(): void {
   process.on('uncaughtException', die);
   process.on('unhandledRejection', die);
 }
+
+/**
+ * Fault injection for the tests of this last resort: with POSTCOPY_INJECT_INTERNAL_ERROR
+ * set, a command fails as a bug would ('throw': at once; 'async': from a timer, as an
+ * uncaught exception).
+ */
+export function injectInternalError(): void {
+  const mode = process.env.POSTCOPY_INJECT_INTERNAL_ERROR;
+  if (!mode) return;
+  const err = new TypeError('injected internal error (POSTCOPY_INJECT_INTERNAL_ERROR)');
+  if (mode === 'async') setTimeout(() => {
+    throw err;
+  }, 10);
+  else throw err;
+}

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
-import { EXIT_CODES_HELP, ExitCode, installLastResort, reportInternalError, setCurrentCommand, setCurrentJournal } from './lastResort.js';
+import { EXIT_CODES_HELP, ExitCode, injectInternalError, installLastResort, reportInternalError, setCurrentCommand, setCurrentJournal } from './lastResort.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_PREFETCH_PAGES } from './options.js';
 
@@ -22,6 +22,7 @@ program
     setCurrentCommand(action.name());
     // A command that reads a journal names it in an internal error's line.
     if (action.registeredArguments[0]?.name() === 'journal' && typeof action.args[0] === 'string') setCurrentJournal(action.args[0]);
+    injectInternalError();
   });
 installLastResort();
 

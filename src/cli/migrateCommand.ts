@@ -190,6 +190,8 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
   const phaseNow = (): string => {
     if (sourcePhase === 'postcopy' && lastPostcopyState < PostcopyState.LISTENING) return 'postcopy (before the destination\'s LISTEN)';
     if (sourcePhase === 'paused') return 'recovery';
+    if (sourcePhase === 'setup') return 'setup (before precopy)';
+    if (sourcePhase === 'done') return 'postcopy (the source had sent its last page)';
     return sourcePhase;
   };
   let deadline: NodeJS.Timeout | null = null;
@@ -219,7 +221,8 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
   const sourceGone = (): void => {
     armDeadline();
     if (lastStatus === 'postcopy-paused' || lastStatus === 'failed') giveUp(500);
-    else setTimeout(() => giveUp(), PAUSE_WAIT_MS);
+    // In postcopy the destination pauses once it has read what the source sent; before, nothing waits.
+    else setTimeout(() => giveUp(), lastStatus.startsWith('postcopy') ? PAUSE_WAIT_MS : 300);
   };
 
   await new Promise<void>((resolveAll) => {
