@@ -1,10 +1,11 @@
 import test from 'ava';
-import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runMigration, type MigrateCommandOptions, type MigrateResult } from '../../src/cli/migrateCommand.js';
 import { JournalReader } from '../../src/journal/journalReader.js';
 import type { SourceMessage } from '../../src/io/migration/migrationSource.js';
+import { PACKAGE_ROOT } from '../../src/paths.js';
 import { scratchDir } from '../scratchDir.js';
 
 /**
@@ -173,4 +174,45 @@ for (const c of sourceCases) {
     t.log(`exit ${r.exitCode} ${exitAfterKillMs} ms after the kill: ${r.message}`);
     console.log(`[peer death] source killed ${c.name}: migrate exit ${exitAfterKillMs} ms after the kill`);
   });
+}
+
+test.serial('the migrate process SIGKILLed: its children stop by themselves (IPC gone), the journal closed cleanly', async (t) => {
+  const dir = scratchDir('pcparent-');
+  const journal = join(dir, 'p.db');
+  const parent = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js'), 'migrate', '--size', '64M', '--bandwidth', '32M', '--journal', journal], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  parent.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  // Until the migration moves (progress lines name a PostcopyState past NONE), then a little more.
+  const deadline = Date.now() + 60_000;
+  while (!/phase=(ADVISE|LISTENING|RUNNING)/.test(stderr) && Date.now() < deadline) await sleep(50);
+  await sleep(300);
+  const kids = readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  t.true(kids.length >= 1, 'the destination (and the source) run');
+  parent.kill('SIGKILL');
+  const killedAt = Date.now();
+  const running = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  while (kids.some(running)) {
+    if (Date.now() - killedAt > HANG_GUARD_MS) {
+      for (const k of kids) if (running(k)) process.kill(k, 'SIGKILL');
+      t.fail(`children still running ${HANG_GUARD_MS} ms after the migrate process died`);
+      return;
+    }
+    await sleep(50);
+  }
+  const ms = Date.now() - killedAt;
+  console.log(`[peer death] migrate process killed: its ${kids.length} children ended ${ms} ms later`);
+  const j = journalReadable(journal);
+  t.is(j.error, null);
+  t.true(j.events > 0);
+});
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

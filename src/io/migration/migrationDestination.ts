@@ -98,6 +98,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     lastFlushMs = performance.now();
     writer.flush();
   }, FLUSH_EVERY_MS);
+  /** Set when this side gives up: what the connections still bring is not read (the journal closes). */
+  let stopped = false;
+  const connections = new Set<Socket>();
   let listenAt = -1;
   let endAt = -1;
   let vcpusStarted = false;
@@ -223,6 +226,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   };
 
   const server: Server = createServer((sock) => {
+    if (stopped) return void sock.destroy();
+    connections.add(sock);
+    sock.once('close', () => connections.delete(sock));
     sock.setNoDelay(true);
     let channel = -1;
     const reader = new FrameReader((kind, payload) => {
@@ -240,7 +246,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
           releaseHeldMainFrames();
         }
         sock.on('close', () => {
-          if (current[channel] !== sock) return; // superseded: its break was already applied
+          if (stopped || current[channel] !== sock) return; // superseded: its break was already applied
           current[channel] = null;
           if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
           apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
@@ -251,6 +257,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       onChannelFrame(channel)(kind, payload);
     });
     sock.on('data', (chunk: Buffer) => {
+      if (stopped) return;
       // The return path is corked while a read is consumed: the requests and ACKs it
       // causes leave in one write after it instead of one syscall each between pages:
       // most requests are for pages that come later in the same read.
@@ -302,6 +309,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   clearInterval(check!);
   clearInterval(progress);
   if (outcome === 'gave-up') {
+    // A source still sending (its parent gone, say) is cut off: nothing is journaled after the close.
+    stopped = true;
+    for (const c of connections) c.destroy();
     clearInterval(flushTimer);
     if (mockStepper) clearInterval(mockStepper);
     const outstanding = engine.requested.size;
