@@ -284,7 +284,8 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
             }
           });
           src.once('exit', onSourceEnd);
-          src.once('error', () => onSourceEnd(null, null));
+          // 'error' is also a failed kill or send: only a process that never started has ended by it.
+          src.on('error', () => src!.pid === undefined && onSourceEnd(null, null));
           src.once('disconnect', () => {
             // No IPC without its last word: it is dead or lost, either way of no more use.
             if (!finished.has(src!)) setTimeout(() => alive(src) && !finished.has(src) && src.kill('SIGKILL'), 200);
@@ -336,7 +337,7 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
       }
     });
     dst.once('exit', onDestinationEnd);
-    dst.once('error', () => onDestinationEnd(null, null));
+    dst.on('error', () => dst.pid === undefined && onDestinationEnd(null, null));
     dst.once('disconnect', () => {
       if (!finished.has(dst)) setTimeout(() => alive(dst) && !finished.has(dst) && dst.kill('SIGKILL'), 200);
     });
