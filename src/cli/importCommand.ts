@@ -1,6 +1,9 @@
 import { PostcopyError } from '../errors.js';
 import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
+import { dirname, join } from 'node:path';
 import { createProgress } from './progress.js';
+import { setCurrentJournal } from './lastResort.js';
+import { refuseOutputIsInput } from './outputs.js';
 
 export interface ImportCommandOptions {
   src?: string;
@@ -17,6 +20,17 @@ export interface ImportCommandOptions {
  * cannot be written.
  */
 export async function importCommand(trace: string, opts: ImportCommandOptions): Promise<number> {
+  try {
+    // The journal never replaces one of the files it is made from, --force or not.
+    refuseOutputIsInput(opts.output, '-o', [
+      { what: 'the destination trace', path: trace },
+      { what: 'the --src trace', path: opts.src },
+      { what: 'the --threads file', path: opts.threads ?? join(dirname(trace), 'threads.json') },
+    ]);
+  } catch (err) {
+    return failure(err, opts.json);
+  }
+  setCurrentJournal(opts.output);
   const progress = createProgress('import-qemu', { enabled: !opts.json, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
   let summary: ImportSummary;
   try {

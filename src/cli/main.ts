@@ -3,8 +3,9 @@
  * The `postcopy` command line. Each subcommand lives in its own file and is loaded only
  * when used, so `postcopy --help` stays instant.
  */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
+import { EXIT_CODES_HELP, ExitCode, injectInternalError, installLastResort, reportInternalError, setCurrentCommand, setCurrentJournal } from './lastResort.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_PREFETCH_PAGES } from './options.js';
 
@@ -13,7 +14,17 @@ program
   .name('postcopy')
   .description('Postcopy live migration engine: migrate, replay and explain migrations (ours or QEMU\'s).')
   .version(PACKAGE_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Commander's own errors (unknown option, missing argument, bad choice) throw, and exit 2 below.
+  .exitOverride()
+  .addHelpText('afterAll', EXIT_CODES_HELP)
+  .hook('preAction', (_root, action) => {
+    setCurrentCommand(action.name());
+    // A command that reads a journal names it in an internal error's line.
+    if (action.registeredArguments[0]?.name() === 'journal' && typeof action.args[0] === 'string') setCurrentJournal(action.args[0]);
+    injectInternalError();
+  });
+installLastResort();
 
 /** `--prefetch`, shared by migrate, start and simulate. */
 function prefetchOption(): Option {
@@ -30,7 +41,8 @@ function migrateOptions(cmd: Command): Command {
     .option('--bandwidth <bytes-per-second>', 'cap on the wire, e.g. 100M (0 = unlimited); requested pages and the pages prefetched after them go at once and count against it', '0')
     .option('--dirty-rate <pages-per-second>', 'pages the guest dirties per second on the source during precopy', '40000')
     .option('--preempt', 'postcopy-preempt: urgent pages on a second channel')
-    .option('--journal <path>', 'destination journal file', 'postcopy-journal.db')
+    .option('--journal <path>', 'destination journal file (default: postcopy-journal.db, or the next free postcopy-journal-N.db: an earlier run\'s journal is kept)')
+    .option('--force', 'replace the --journal file if it exists')
     .addOption(new Option('--backend <kind>', 'destination backend').choices(['auto', 'uffd', 'mock']).default('auto'))
     .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd: loop (the JavaScript thread, also between the pages of a read) or thread (a reader thread)').choices(['thread', 'loop']).default('loop'))
     .option('--vcpu-nice <n>', 'nice value of the destination vCPU threads, so the fault path wins a core (0 = same priority)', '5')
@@ -64,7 +76,8 @@ program
   .option('--huge-pages', 'one 2 MiB huge-page block instead of 4 KiB pages')
   .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent, then recover')
   .addOption(prefetchOption())
-  .option('--journal <path>', 'journal file', 'postcopy-sim.db')
+  .option('--journal <path>', 'journal file (default: postcopy-sim.db, or the next free postcopy-sim-N.db: an earlier run\'s journal is kept)')
+  .option('--force', 'replace the --journal file if it exists')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {
     const { simulateCommand } = await import('./simulateCommand.js');
@@ -123,11 +136,20 @@ function exit(code: number): void {
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof PostcopyError) {
-    console.error(`postcopy: ${err.message}`);
-    process.exitCode = 2;
+  if (err instanceof CommanderError) {
+    // Already printed by commander; --help and --version are no errors.
+    process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
     return;
   }
-  console.error(err);
-  process.exitCode = 70;
+  if (err instanceof PostcopyError) {
+    console.error(`postcopy${commandName()}: ${err.message}`);
+    process.exitCode = ExitCode.USAGE;
+    return;
+  }
+  reportInternalError(err);
 });
+
+function commandName(): string {
+  const name = program.args[0];
+  return name && program.commands.some((c) => c.name() === name) ? ` ${name}` : '';
+}

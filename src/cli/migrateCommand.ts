@@ -1,12 +1,16 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
-import { POSTCOPY_STATE_NAMES } from '../engine/constants.js';
+import { POSTCOPY_STATE_NAMES, PostcopyState } from '../engine/constants.js';
 import { UsageError } from '../errors.js';
 import { MIGRATION_CHILD_PATH } from '../paths.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migration/migrationDestination.js';
 import type { SourceMessage, SourceOptions } from '../io/migration/migrationSource.js';
-import { parsePrefetchPages, parseSize } from './options.js';
+import { parsePrefetchPages, parseSize, refuseGuestTooLarge } from './options.js';
+import { chooseJournal } from './outputs.js';
+import { setCurrentJournal } from './lastResort.js';
 import { formatMs } from '../text.js';
 import { createProgress } from './progress.js';
 
@@ -18,7 +22,10 @@ export interface MigrateCommandOptions {
   bandwidth: string;
   dirtyRate: string;
   preempt?: boolean;
-  journal: string;
+  /** Default: postcopy-journal.db, or the next free postcopy-journal-N.db. */
+  journal?: string;
+  /** Replace an existing --journal. */
+  force?: boolean;
   backend: string;
   faultReader: string;
   vcpuNice?: string;
@@ -37,11 +44,21 @@ export interface MigrateResult {
   message: string;
   mismatches: number[];
   backend: { kind: string; reason?: string };
+  /** The destination's journal (chosen before the run: never an earlier run's, unless --force). */
+  journalPath: string;
   source?: Extract<SourceMessage, { type: 'done' }>;
   destination?: DestinationSummary;
   paused?: { outstanding: number; journalPath: string };
+  /** A process of the migration that died unasked. */
+  death?: PeerDeath;
   wallMs: number;
 }
+
+/** The journal of a run without --journal (or the next free name beside it). */
+export const DEFAULT_JOURNAL = 'postcopy-journal.db';
+
+/** Guest-sized memory of a migration: the source's image and the destination's guest. */
+const MIGRATE_COPIES = 2;
 
 /** No progress for this long ends a migration as stalled. */
 const STALL_MS = 30_000;
@@ -77,9 +94,10 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const vcpuNice = Number(o.vcpuNice ?? '5');
   if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
   const prefetchPages = parsePrefetchPages(o.prefetch);
+  refuseGuestTooLarge(o.size, size, MIGRATE_COPIES, 'the source and the destination each hold the guest');
   return {
     src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
-    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
+    dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal ?? DEFAULT_JOURNAL), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };
 }
@@ -88,27 +106,103 @@ function spawnRole(role: 'source' | 'destination', options: unknown): ChildProce
   return fork(MIGRATION_CHILD_PATH, [role, JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
 }
 
+/** What a test (or a caller) may watch while a migration runs. */
+export interface MigrationHooks {
+  /** Called as each child process starts. */
+  onSpawn?: (role: 'source' | 'destination', child: ChildProcess) => void;
+}
+
+/** A child process that ended without being asked to: who, how, and when. */
+export interface PeerDeath {
+  who: 'source' | 'destination';
+  pid: number;
+  /** 'SIGKILL', or 'exit code 1'. */
+  how: string;
+  /** What the migration was doing: setup (before the source connected), precopy, postcopy (before the destination's LISTEN or after it), recovery. */
+  phase: string;
+  /** Milliseconds since `migrate` started. */
+  atMs: number;
+}
+
+/**
+ * After a process of the migration died, every other one has ended within this long:
+ * what is still running then is killed (the destination first had its chance to close
+ * its journal cleanly).
+ */
+const SURVIVOR_DEADLINE_MS = 4000;
+/** A source lost before the destination paused: how long the destination may take to pause (or fail) before it is told to give up. */
+const PAUSE_WAIT_MS = 1500;
+
 /**
  * Runs a real postcopy migration between two child processes on 127.0.0.1 and verifies
  * the destination's memory against the source's final image. Resolves with the result
- * (exit code 0 only for a verified migration).
+ * (exit code 0 only for a verified migration). Both children are watched (exit and IPC
+ * disconnect): when one dies, the other is stopped, and nothing waits for ever.
  */
-export async function runMigration(o: MigrateCommandOptions): Promise<MigrateResult> {
+export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHooks = {}): Promise<MigrateResult> {
   const plan = planMigration(o);
+  // Before anything is created: an earlier run's journal is never replaced unasked.
+  const journalChoice = chooseJournal(o.journal, DEFAULT_JOURNAL, !!o.force);
+  plan.dst.journalPath = journalChoice.path;
+  plan.dst.overwrite = !!o.force;
+  setCurrentJournal(journalChoice.path);
+  if (journalChoice.renamed && !o.quiet) process.stderr.write(`note: ${DEFAULT_JOURNAL} exists (an earlier run's journal, kept): this run's journal is ${journalChoice.path}\n`);
   const started = Date.now();
-  const result: MigrateResult = { verified: false, exitCode: 1, message: '', mismatches: [], backend: { kind: '?' }, wallMs: 0 };
+  const result: MigrateResult = { verified: false, exitCode: 1, message: '', mismatches: [], backend: { kind: '?' }, journalPath: journalChoice.path, wallMs: 0 };
   const dst = spawnRole('destination', plan.dst);
+  hooks.onSpawn?.('destination', dst);
   let src: ChildProcess | null = null;
   let srcDigest: Extract<SourceMessage, { type: 'digest' }> | null = null;
   let dstDigest: Extract<DestinationMessage, { type: 'digest' }> | null = null;
   let lastStatus = '';
+  let lastPostcopyState = -1;
+  let sourcePhase = 'setup';
   let sourceKilled = false;
   let givenUp = false;
+  /** The first process that died unasked (the one the reason line names). */
+  let death: PeerDeath | null = null;
+  /** Children this process killed on purpose: their end is no death. */
+  const killedHere = new Set<ChildProcess>();
+  /** Children that sent their last word ('done', 'paused' or 'error'). */
+  const finished = new Set<ChildProcess>();
+  let sourceSaysPeerLost = false;
   const bar = createProgress('migrate', {
     format: 'migrate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding} | p50 request→page {latency}',
     enabled: !o.json && !o.quiet,
     plainEveryMs: 1000,
   });
+  const alive = (c: ChildProcess | null): c is ChildProcess => c !== null && c.exitCode === null && c.signalCode === null;
+  const kill = (c: ChildProcess | null): void => {
+    if (!alive(c)) return;
+    killedHere.add(c);
+    c.kill('SIGKILL');
+  };
+  /** IPC to a child that may be gone: never throws, never emits 'error'. */
+  const tell = (c: ChildProcess, m: { type: string }): void => {
+    if (c.connected) c.send(m, (err) => void err);
+  };
+  const giveUp = (delayMs = 0): void => {
+    if (givenUp) return;
+    givenUp = true;
+    setTimeout(() => tell(dst, { type: 'give-up' }), delayMs);
+  };
+  /** What the migration is doing now, for the reason line. */
+  const phaseNow = (): string => {
+    if (sourcePhase === 'postcopy' && lastPostcopyState < PostcopyState.LISTENING) return 'postcopy (before the destination\'s LISTEN)';
+    if (sourcePhase === 'paused') return 'recovery';
+    if (sourcePhase === 'setup') return 'setup (before precopy)';
+    if (sourcePhase === 'done') return 'postcopy (the source had sent its last page)';
+    return sourcePhase;
+  };
+  let deadline: NodeJS.Timeout | null = null;
+  /** From now on, whatever still runs after SURVIVOR_DEADLINE_MS is killed. */
+  const armDeadline = (): void => {
+    deadline ??= setTimeout(() => {
+      kill(src);
+      kill(dst);
+    }, SURVIVOR_DEADLINE_MS);
+  };
+
   // A migration that stops moving is reported, never waited on forever: the journal says why.
   let lastSignature = '';
   let lastChange = Date.now();
@@ -118,32 +212,83 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
   const watchdog = setInterval(() => {
     if (givenUp || lastStatus === 'completed' || Date.now() - lastChange < STALL_MS) return;
     stalled = true;
-    src?.kill('SIGKILL');
-    if (!givenUp) {
-      givenUp = true;
-      dst.send({ type: 'give-up' });
-    }
+    kill(src);
+    giveUp();
+    armDeadline();
   }, 1000);
-  const exited = (child: ChildProcess): Promise<number> =>
-    new Promise((r) => {
-      if (child.exitCode !== null) r(child.exitCode);
-      else if (child.signalCode !== null) r(128);
-      else child.once('exit', (code, signal) => r(code ?? (signal ? 128 : 1)));
-    });
 
-  await new Promise<void>((resolveAll, reject) => {
+  /** The source is gone for good: the destination pauses (after LISTEN) or fails; then it gives up, its journal closed. */
+  const sourceGone = (): void => {
+    armDeadline();
+    if (lastStatus === 'postcopy-paused' || lastStatus === 'failed') giveUp(500);
+    // In postcopy the destination pauses once it has read what the source sent; before, nothing waits.
+    else setTimeout(() => giveUp(), lastStatus.startsWith('postcopy') ? PAUSE_WAIT_MS : 300);
+  };
+
+  await new Promise<void>((resolveAll) => {
+    let dstEnded = false;
+    let srcEnded = false;
+    const settle = (): void => {
+      if (dstEnded && (src === null || srcEnded)) resolveAll();
+    };
+    const how = (code: number | null, signal: NodeJS.Signals | null): string => (signal !== null ? signal : `exit code ${code}`);
+
+    const onDestinationEnd = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (dstEnded) return;
+      dstEnded = true;
+      const unasked = !killedHere.has(dst) && (signal !== null || !finished.has(dst));
+      if (unasked && death === null) death = { who: 'destination', pid: dst.pid ?? -1, how: how(code, signal), phase: phaseNow(), atMs: Date.now() - started };
+      if (result.destination === undefined) kill(src); // nothing will read what the source sends
+      else armDeadline(); // done: the source ends once it sees the connection close
+      settle();
+    };
+    const onSourceEnd = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (srcEnded) return;
+      srcEnded = true;
+      const s = src!;
+      // After its 'done' the source has sent everything: how it ends changes nothing.
+      if (result.source === undefined && !killedHere.has(s)) {
+        const record = (): void => {
+          if (death !== null || dstEnded) return; // the destination died first: the source only noticed
+          death = { who: 'source', pid: s.pid ?? -1, how: how(code, signal), phase: phaseNow(), atMs: Date.now() - started };
+          sourceGone();
+        };
+        // A source that saw the destination's connection close may just be reporting the
+        // destination's death: the destination's exit, due any moment, decides who died.
+        if (sourceSaysPeerLost) setTimeout(record, 1000);
+        else record();
+      }
+      settle();
+    };
+
     dst.on('message', (m: DestinationMessage | { type: 'error'; message: string }) => {
       switch (m.type) {
         case 'listening':
+          if (!alive(dst) || givenUp) return;
           src = spawnRole('source', { ...plan.src, port: m.port });
+          hooks.onSpawn?.('source', src);
           src.on('message', (sm: SourceMessage | { type: 'error'; message: string }) => {
             if (sm.type === 'digest') srcDigest = sm;
-            else if (sm.type === 'done') result.source = sm;
-            else if (sm.type === 'error') result.message = `source failed: ${sm.message}`;
+            else if (sm.type === 'done') {
+              result.source = sm;
+              finished.add(src!);
+            } else if (sm.type === 'error') {
+              finished.add(src!);
+              sourceSaysPeerLost = /^the destination closed/.test(sm.message);
+              result.message = `source failed: ${sm.message}`;
+            } else if (sm.type === 'phase') sourcePhase = sm.phase;
             else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.destinationListening && sm.sentFraction >= plan.killSourceAt) {
               sourceKilled = true;
-              src!.kill('SIGKILL');
+              kill(src);
+              sourceGone();
             }
+          });
+          src.once('exit', onSourceEnd);
+          // 'error' is also a failed kill or send: only a process that never started has ended by it.
+          src.on('error', () => src!.pid === undefined && onSourceEnd(null, null));
+          src.once('disconnect', () => {
+            // No IPC without its last word: it is dead or lost, either way of no more use.
+            if (!finished.has(src!)) setTimeout(() => alive(src) && !finished.has(src) && src.kill('SIGKILL'), 200);
           });
           return;
         case 'backend':
@@ -157,19 +302,19 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
             lastChange = Date.now();
           }
           lastStatus = m.status;
+          lastPostcopyState = m.postcopyState;
           const phase = m.status.startsWith('postcopy-') && m.status !== 'postcopy-active' ? m.status : POSTCOPY_STATE_NAMES[m.postcopyState as 0] ?? '?';
           bar.update(m.received, m.total, { phase, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
           if (m.status === 'failed' && !givenUp) {
             // Final: nothing will move again, so there is no stall to wait for.
             failed = true;
-            givenUp = true;
-            src?.kill('SIGKILL');
-            dst.send({ type: 'give-up' });
+            kill(src);
+            giveUp();
+            armDeadline();
           }
-          if (sourceKilled && !givenUp && m.status === 'postcopy-paused') {
-            givenUp = true;
+          if ((sourceKilled || death?.who === 'source') && !givenUp && m.status === 'postcopy-paused') {
             // The source is gone: nothing will resume this migration. Keep the evidence.
-            setTimeout(() => dst.send({ type: 'give-up' }), 500);
+            giveUp(500);
           }
           return;
         }
@@ -177,33 +322,60 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
           dstDigest = m;
           return;
         case 'paused':
+          finished.add(dst);
           result.paused = { outstanding: m.outstanding, journalPath: m.journalPath };
+          if (m.status !== undefined) lastStatus = m.status;
           return;
         case 'done':
+          finished.add(dst);
           result.destination = m.summary;
           return;
         case 'error':
+          finished.add(dst);
           result.message = `destination failed: ${m.message}`;
           return;
       }
     });
-    dst.once('exit', () => resolveAll());
-    dst.once('error', reject);
+    dst.once('exit', onDestinationEnd);
+    dst.on('error', () => dst.pid === undefined && onDestinationEnd(null, null));
+    dst.once('disconnect', () => {
+      if (!finished.has(dst)) setTimeout(() => alive(dst) && !finished.has(dst) && dst.kill('SIGKILL'), 200);
+    });
   });
   clearInterval(watchdog);
+  if (deadline) clearTimeout(deadline);
   bar.stop();
-  const dstCode = await exited(dst);
-  const srcCode = src ? await exited(src) : -1;
+  const dstCode = exitCodeOf(dst);
+  const srcCode = src ? exitCodeOf(src) : -1;
   result.wallMs = Date.now() - started;
+  const journal = plan.dst.journalPath;
 
+  if (death !== null) {
+    const d: PeerDeath = death;
+    result.death = d;
+    const who = `the ${d.who} (pid ${d.pid}) died (${d.how}) during ${d.phase}, ${d.atMs} ms after the start`;
+    if (d.who === 'destination') {
+      result.exitCode = 1;
+      result.message = existsSync(journal)
+        ? `${who}; the source was stopped. The destination's journal holds what it committed plus its crash tail: ${journal} (run 'postcopy inspect ${journal}')`
+        : `${who}, before it created its journal; the source was stopped`;
+    } else if (result.paused && lastStatus === 'postcopy-paused') {
+      result.exitCode = 3;
+      result.message = `${who}: the destination stays postcopy-paused with ${result.paused.outstanding} outstanding page requests. The journal is complete: run 'postcopy inspect ${result.paused.journalPath}' to see them.`;
+    } else {
+      result.exitCode = 1;
+      result.message = `${who}: the migration failed (destination ${lastStatus || 'not started'}). The destination's journal is complete: ${journal} (run 'postcopy inspect ${journal}')`;
+    }
+    return result;
+  }
   if (failed) {
     result.exitCode = 1;
-    result.message = `the destination's migration failed (status 'failed'): the stream broke or was refused before postcopy could pause it. Run 'postcopy inspect ${plan.dst.journalPath}' to see why.`;
+    result.message = `the destination's migration failed (status 'failed'): the stream broke or was refused before postcopy could pause it. Run 'postcopy inspect ${journal}' to see why.`;
     return result;
   }
   if (stalled) {
     result.exitCode = 1;
-    result.message = `the migration stalled: nothing moved for ${STALL_MS / 1000} s (destination ${lastStatus || 'not started'}${result.paused ? `, ${result.paused.outstanding} outstanding page requests` : ''}). Run 'postcopy inspect ${plan.dst.journalPath}' to see why.`;
+    result.message = `the migration stalled: nothing moved for ${STALL_MS / 1000} s (destination ${lastStatus || 'not started'}${result.paused ? `, ${result.paused.outstanding} outstanding page requests` : ''}). Run 'postcopy inspect ${journal}' to see why.`;
     return result;
   }
   if (result.paused) {
@@ -211,7 +383,8 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
     result.message = `the source was lost during postcopy: the destination stays ${lastStatus || 'postcopy-paused'} with ${result.paused.outstanding} outstanding page requests. The journal is complete: run 'postcopy inspect ${result.paused.journalPath}' to see them.`;
     return result;
   }
-  if (dstCode !== 0 || srcCode !== 0 || srcDigest === null || dstDigest === null) {
+  // A source that said 'done' has sent everything (and its digest), however it ended.
+  if (dstCode !== 0 || result.source === undefined || srcDigest === null || dstDigest === null) {
     result.message ||= `the migration did not complete (destination exit ${dstCode}, source exit ${srcCode})`;
     return result;
   }
@@ -222,6 +395,13 @@ export async function runMigration(o: MigrateCommandOptions): Promise<MigrateRes
     ? 'verified: the destination memory equals the source image page for page (plus the destination vCPUs\' own writes)'
     : `MEMORY MISMATCH at ${result.mismatches.length === 10 ? 'least 10' : result.mismatches.length} pages, first: ${result.mismatches.map((p) => `page ${p} (offset 0x${(p * 4096).toString(16)})`).join(', ')}`;
   return result;
+}
+
+/** A child's exit code, 128 + n for a signal (as a shell says it). */
+function exitCodeOf(c: ChildProcess): number {
+  if (c.exitCode !== null) return c.exitCode;
+  if (c.signalCode !== null) return 128 + (osConstants.signals[c.signalCode] ?? 0);
+  return -1;
 }
 
 /**
@@ -282,6 +462,10 @@ export async function migrateCommand(o: MigrateCommandOptions): Promise<number> 
   const plan = planMigration(o);
   const r = await runMigration(o);
   if (o.json) console.log(JSON.stringify(r, null, 2));
-  else console.log(formatSummary(r, plan));
+  else {
+    console.log(formatSummary(r, plan));
+    // The one line that says why, where a script's stderr log shows it.
+    if (r.exitCode !== 0) console.error(`postcopy migrate: ${r.message}`);
+  }
   return r.exitCode;
 }

@@ -1,3 +1,5 @@
+import { constants as bufferConstants } from 'node:buffer';
+import { totalmem } from 'node:os';
 import { UsageError } from '../errors.js';
 
 /** Parses '256M', '1G', '4096', '2MiB' into bytes; a clear UsageError names the option. */
@@ -20,4 +22,31 @@ export function parsePrefetchPages(text: string | undefined): number {
   const pages = text === undefined ? DEFAULT_PREFETCH_PAGES : Number(text);
   if (!Number.isInteger(pages) || pages < 0 || pages > 4096) throw new UsageError(`--prefetch must be a whole number of 4 KiB pages from 0 to 4096, got '${text}'`);
   return pages;
+}
+
+/** Bytes as a person reads them: 1 TiB, 23.5 GiB, 256 MiB. */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/**
+ * Refuses, before anything is created, a guest this machine cannot hold: `copies` guest-
+ * sized buffers (`why` says whose) against physical memory (os.totalmem()), and one
+ * buffer against the largest one Node can allocate. The message says the numbers.
+ */
+export function refuseGuestTooLarge(text: string, size: number, copies: number, why: string, physical = totalmem()): void {
+  const need = copies * size;
+  if (need > physical) {
+    throw new UsageError(`--size ${text} needs ${formatBytes(need)} of memory (${why}: ${copies} × ${formatBytes(size)}), but this machine has ${formatBytes(physical)} of physical memory`);
+  }
+  if (size > bufferConstants.MAX_LENGTH) {
+    throw new UsageError(`--size ${text} (${formatBytes(size)}) is larger than the largest buffer Node can allocate (${formatBytes(bufferConstants.MAX_LENGTH)})`);
+  }
 }

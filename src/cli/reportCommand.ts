@@ -5,6 +5,8 @@ import type { Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { renderReport } from '../report/renderReport.js';
 import { formatMs } from '../text.js';
+import { setCurrentJournal } from './lastResort.js';
+import { refuseOutputIsInput } from './outputs.js';
 
 export interface ReportCommandOptions {
   output?: string;
@@ -23,6 +25,9 @@ export interface ReportCommandDeps {
  */
 export function reportCommand(path: string, opts: ReportCommandOptions, deps: ReportCommandDeps = { analyze: analyzeJournal }): number {
   const output = opts.output ?? 'report.html';
+  setCurrentJournal(path);
+  // The report never replaces its own journal (nor a link to it): refused before anything is read or written.
+  refuseOutputIsInput(output, '-o', [{ what: 'the journal this report reads', path }]);
   let journal: JournalReader;
   try {
     journal = JournalReader.open(path);

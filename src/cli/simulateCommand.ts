@@ -2,7 +2,18 @@ import { runSimulatedMigration } from '../io/migration/simulatedMigration.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import { UsageError } from '../errors.js';
 import { createProgress } from './progress.js';
-import { parsePrefetchPages, parseSize } from './options.js';
+import { parsePrefetchPages, parseSize, refuseGuestTooLarge } from './options.js';
+import { chooseJournal } from './outputs.js';
+import { setCurrentJournal } from './lastResort.js';
+
+/** The journal of a run without --journal (or the next free name beside it). */
+export const DEFAULT_SIM_JOURNAL = 'postcopy-sim.db';
+/**
+ * Guest-sized buffers simulate really allocates: the source image, the expected image,
+ * the mock backend's memory (sparse, but a complete migration fills it) and the read
+ * back for verification.
+ */
+const SIMULATE_COPIES = 4;
 import { formatMs } from '../text.js';
 
 export interface SimulateCommandOptions {
@@ -14,7 +25,9 @@ export interface SimulateCommandOptions {
   hugePages?: boolean;
   breakAt?: string;
   prefetch?: string;
-  journal: string;
+  /** Default: postcopy-sim.db, or the next free postcopy-sim-N.db. */
+  journal?: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -37,6 +50,11 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   const hostPageSize = opts.hugePages ? 2 * 2 ** 20 : 4096;
   if (size % hostPageSize !== 0) throw new UsageError(`--size ${opts.size} is not a multiple of the ${hostPageSize}-byte host page`);
   const prefetchPages = parsePrefetchPages(opts.prefetch);
+  refuseGuestTooLarge(opts.size, size, SIMULATE_COPIES, 'simulate holds the source image, the expected image, the destination\'s memory and the copy it verifies');
+  // Before anything is created: an earlier run's journal is never replaced unasked.
+  const journal = chooseJournal(opts.journal, DEFAULT_SIM_JOURNAL, !!opts.force);
+  setCurrentJournal(journal.path);
+  if (journal.renamed && !opts.json) process.stderr.write(`note: ${DEFAULT_SIM_JOURNAL} exists (an earlier run's journal, kept): this run's journal is ${journal.path}\n`);
   const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json });
   const r = runSimulatedMigration({
     sizeBytes: size,
@@ -47,7 +65,8 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
     preempt: !!opts.preempt,
     prefetchPages,
     ...(breakAt !== undefined ? { breakAt } : {}),
-    journalPath: opts.journal,
+    journalPath: journal.path,
+    overwrite: !!opts.force,
     onProgress: (p) => progress.update(p.received, p.total, { phase: p.phase, outstanding: p.outstanding }),
   });
   progress.stop();

@@ -20,7 +20,7 @@ import { scratchDir } from '../scratchDir.js';
 const probe = UffdBackend.probe([{ name: 'pc.ram', length: 32 << 20, hostPageSize: 4096 }]);
 if (!probe.ok) console.log(`[e2e] userfaultfd refused on this host, the destination falls back to the mock backend: ${probe.reason}`);
 
-function options(extra: Partial<MigrateCommandOptions>): MigrateCommandOptions {
+function options(extra: Partial<MigrateCommandOptions>): MigrateCommandOptions & { journal: string } {
   const dir = scratchDir('pce2e-');
   return {
     size: '32M', vcpus: '2', workload: 'sequential-increment', bandwidth: '0', dirtyRate: '20000',

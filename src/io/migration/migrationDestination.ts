@@ -26,6 +26,8 @@ export interface DestinationOptions {
   faultReader: 'thread' | 'loop';
   /** Nice value of the vCPU threads (0: same as the migration threads). */
   vcpuNice: number;
+  /** Replace an existing journal at journalPath (default true; `migrate` passes false unless --force). */
+  overwrite?: boolean;
 }
 
 export type DestinationMessage =
@@ -33,7 +35,7 @@ export type DestinationMessage =
   | { type: 'backend'; kind: 'uffd' | 'mock'; reason?: string }
   | { type: 'progress'; postcopyState: number; status: string; received: number; total: number; outstanding: number; faults: number; lastLatencyMs: number }
   | { type: 'digest'; pages: number; hashes: string; byte0: string; vcpuAccesses: number[]; passes: number }
-  | { type: 'paused'; outstanding: number; journalPath: string }
+  | { type: 'paused'; outstanding: number; journalPath: string; status?: string }
   | { type: 'done'; status: string; summary: DestinationSummary };
 
 export interface DestinationSummary {
@@ -75,7 +77,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     capabilities: opts.preempt ? ['preempt'] : [],
     blocktimeMode: 'both',
     run: { kind: 'migrate', role: 'destination', backend: backend.kind, workload: opts.workload, seed: opts.seed, vcpus: opts.vcpus },
-  }, { overwrite: true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
+  }, { overwrite: opts.overwrite ?? true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
   /** The connection each channel currently reads (main, preempt); the main one carries the return path. */
   const current: Array<Socket | null> = [null, null];
   /** Pages consumed from the current main connection, acknowledged for flow control. */
@@ -97,6 +99,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     lastFlushMs = performance.now();
     writer.flush();
   }, FLUSH_EVERY_MS);
+  /** Set when this side gives up: what the connections still bring is not read (the journal closes). */
+  let stopped = false;
+  const connections = new Set<Socket>();
   let listenAt = -1;
   let endAt = -1;
   let vcpusStarted = false;
@@ -222,6 +227,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   };
 
   const server: Server = createServer((sock) => {
+    if (stopped) return void sock.destroy();
+    connections.add(sock);
+    sock.once('close', () => connections.delete(sock));
     sock.setNoDelay(true);
     let channel = -1;
     const reader = new FrameReader((kind, payload) => {
@@ -239,7 +247,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
           releaseHeldMainFrames();
         }
         sock.on('close', () => {
-          if (current[channel] !== sock) return; // superseded: its break was already applied
+          if (stopped || current[channel] !== sock) return; // superseded: its break was already applied
           current[channel] = null;
           if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
           apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
@@ -250,6 +258,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       onChannelFrame(channel)(kind, payload);
     });
     sock.on('data', (chunk: Buffer) => {
+      if (stopped) return;
       // The return path is corked while a read is consumed: the requests and ACKs it
       // causes leave in one write after it instead of one syscall each between pages:
       // most requests are for pages that come later in the same read.
@@ -301,11 +310,15 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   clearInterval(check!);
   clearInterval(progress);
   if (outcome === 'gave-up') {
+    // A source still sending (its parent gone, say) is cut off: nothing is journaled after the close.
+    stopped = true;
+    for (const c of connections) c.destroy();
     clearInterval(flushTimer);
     if (mockStepper) clearInterval(mockStepper);
     const outstanding = engine.requested.size;
+    const status = engine.stateOf(MachineId.MIGRATION);
     writer.close();
-    report({ type: 'paused', outstanding, journalPath: opts.journalPath });
+    report({ type: 'paused', outstanding, journalPath: opts.journalPath, status });
     server.close();
     backend.close();
     return 3;

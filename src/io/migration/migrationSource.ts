@@ -57,8 +57,36 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   const image = seededImage(opts.sizeBytes, opts.seed);
   const pages = opts.sizeBytes / TARGET_PAGE_SIZE;
   const started = Date.now();
-  let main = await openChannel(opts.port, 0, false);
-  let preempt = opts.preempt ? await openChannel(opts.port, 1, false) : null;
+  let phase: 'precopy' | 'postcopy' | 'recovery' | 'done' = 'precopy';
+  /**
+   * Why the destination is gone, once a connection closed that nobody here closed (the
+   * destination died or dropped us): every wait below ends then, and the run throws.
+   * A cut made on purpose (--break-at) and the close at the end are not losses.
+   */
+  let lost: string | null = null;
+  let wake: (() => void) | null = null;
+  let main!: Socket; // assigned before any event can fire
+  let preempt: Socket | null = null;
+  const intentionalClose = new WeakSet<Socket>();
+  const watchPeer = (sock: Socket, name: string): void => {
+    const onGone = (why: string) => (): void => {
+      // Not a loss: already known, the end, a cut made here, or a connection already replaced.
+      if (lost !== null || phase === 'done' || intentionalClose.has(sock) || (sock !== main && sock !== preempt)) return;
+      lost = `the destination closed the ${name} channel (${why}) during ${phase}, ${Date.now() - started} ms after the source started`;
+      wake?.();
+    };
+    sock.on('close', onGone('connection closed'));
+    sock.on('error', (err: Error) => onGone(err.message)());
+  };
+  const checkPeer = (): void => {
+    if (lost !== null) throw new Error(lost);
+  };
+  main = await openChannel(opts.port, 0, false);
+  watchPeer(main, 'main');
+  if (opts.preempt) {
+    preempt = await openChannel(opts.port, 1, false);
+    watchPeer(preempt, 'preempt');
+  }
   let wireBytes = 0;
   const write = (sock: Socket, buf: Uint8Array): void => {
     wireBytes += buf.length;
@@ -79,7 +107,6 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   }, opts.preempt, opts.prefetchPages);
 
   // The return path: requests become urgent pages; receive bitmaps rebuild the dirty bitmap.
-  let wake: (() => void) | null = null;
   let bitmapsReloaded = 0;
   let mainSent = 0;
   let mainAcked = 0;
@@ -120,10 +147,17 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     if (!sock.writableNeedDrain) return Promise.resolve();
     let p = drainWaits.get(sock);
     if (!p) {
-      p = new Promise((r) => sock.once('drain', () => {
-        drainWaits.delete(sock);
-        r();
-      }));
+      p = new Promise((r) => {
+        const done = (): void => {
+          drainWaits.delete(sock);
+          sock.off('drain', done);
+          sock.off('close', done);
+          r();
+        };
+        // A socket that closes never drains: the wait ends there too.
+        sock.once('drain', done);
+        sock.once('close', done);
+      });
       drainWaits.set(sock, p);
     }
     return p;
@@ -152,14 +186,17 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     sent += n;
     dirtyGuest();
     await drained(main);
+    checkPeer();
     await pace();
   }
+  checkPeer();
   const precopyMs = Date.now() - started;
 
   // The switch: the guest stops here; its image is final.
   const discard = source.startPostcopy();
   const mainSentBeforeListen = mainSent;
   let destinationListening = false;
+  phase = 'postcopy';
   report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
   const postcopyPages = source.remaining();
   let broken = false;
@@ -167,6 +204,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let lastProgress = 0;
   let nextProgressFraction = 0;
   while (!source.finished()) {
+    checkPeer();
     if (!destinationListening && mainAcked >= mainSentBeforeListen) destinationListening = true;
     const sentFraction = 1 - source.remaining() / Math.max(1, postcopyPages);
     // Every 100 ms, and at every 1% of the postcopy pages (the orchestrator acts on fractions).
@@ -178,17 +216,28 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     if (opts.breakAt !== undefined && !broken && destinationListening && sentFraction >= opts.breakAt) {
       broken = true;
       report({ type: 'phase', phase: 'paused', atMs: Date.now() - started });
+      phase = 'recovery';
+      intentionalClose.add(main);
       main.destroy();
+      if (preempt) intentionalClose.add(preempt);
       preempt?.destroy();
       await sleep(300);
       // Reconnect: the destination answers with one receive bitmap per block, then RESUME.
       bitmapsReloaded = 0;
       main = await openChannel(opts.port, 0, true);
+      watchPeer(main, 'main');
       mainSent = 0;
       mainAcked = 0;
       listenReturnPath(main);
-      if (opts.preempt) preempt = await openChannel(opts.port, 1, true);
-      while (bitmapsReloaded < 1) await waitFor((w) => (wake = w), 1000);
+      if (opts.preempt) {
+        preempt = await openChannel(opts.port, 1, true);
+        watchPeer(preempt, 'preempt');
+      }
+      while (bitmapsReloaded < 1) {
+        checkPeer();
+        await waitFor((w) => (wake = w), 1000);
+      }
+      phase = 'postcopy';
       source.forgetLastRequestBlock();
       write(main, frame(FrameKind.COMMAND, encodeCommandFrame(MigCommand.POSTCOPY_RESUME, new Uint8Array(0))));
       reconnects++;
@@ -216,10 +265,13 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
     await new Promise((r) => setImmediate(r));
   }
+  checkPeer();
   source.finish();
   // The image has not changed since the switch (the guest stopped there): its digest for verification.
   report({ type: 'digest', ...pageDigest(image, pages) });
   await drained(main);
+  checkPeer();
+  phase = 'done';
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
   report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
   // Wait for the destination to close the connection after its cleanup.

@@ -34,6 +34,8 @@ export interface SimulatedMigrationOptions {
   prefetchPages?: number;
   /** Journal file to write (none: records are only counted). */
   journalPath?: string;
+  /** Replace an existing journal at journalPath (default true). */
+  overwrite?: boolean;
   /** Engine snapshots in the journal every this many events (default 100 000). */
   snapshotEvery?: number;
   /** Replay the journal at the end and report divergences (default: when journaling). */
@@ -92,7 +94,7 @@ export function runSimulatedMigration(opts: SimulatedMigrationOptions): Simulate
       capabilities: opts.preempt ? ['preempt'] : [],
       blocktimeMode: 'both',
       run: { kind: 'simulation', backend: 'mock', workload: opts.workload, seed: opts.seed, breakAt: opts.breakAt ?? null },
-    }, { overwrite: true, ...(opts.snapshotEvery !== undefined ? { snapshotEvery: opts.snapshotEvery } : {}) });
+    }, { overwrite: opts.overwrite ?? true, ...(opts.snapshotEvery !== undefined ? { snapshotEvery: opts.snapshotEvery } : {}) });
     sink = writer;
   }
   const rp: Array<[number, Uint8Array]> = [];
