@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -76,7 +76,7 @@ export function formatAnalysis(a: Analysis): string {
   const j = a.journal;
   const what = j.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine journal';
   out.push(`${j.path}: ${what}, ${count(j.events)} events, ${j.blocks.length} block(s), ${a.vcpus} vCPU(s)${j.capabilities.length ? `, ${j.capabilities.join(', ')}` : ''}`);
-  out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   duration ${formatMs(a.durationMs)}`);
+  out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   journal ${formatMs(a.durationMs)} (every time below is since the journal's start; first event at ${at(a.firstEventMs)}, last at ${at(a.durationMs)})`);
   if (j.unreadableFrom !== null) out.push(`!! the journal is damaged from #${j.unreadableFrom}: what follows covers the events before it (${j.unreadableReason})`);
   const ended = a.status === 'completed';
   const [mainEnd, preemptEnd] = a.streamEnds;
@@ -128,12 +128,18 @@ function pausesSection(a: Analysis): string[] {
 function blocktimeSection(a: Analysis): string[] {
   const q = a.blocktime.qemu;
   const e = a.blocktime.exact;
+  const still = (v: number): string => {
+    const s = e.stillBlocked.find((b) => b.vcpu === v);
+    return s === undefined ? '' : `still blocked at the end (since ${at(s.sinceMs)})`;
+  };
   const rows = [
-    ['', 'qemu (QEMU 7.2)', 'exact', 'faults'],
-    ['all vCPUs blocked', `${q.totalMs} ms`, formatMs(e.totalMs), ''],
-    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, `${q.perVcpuMs[v] ?? 0} ms`, formatMs(ms), count(e.perVcpuFaults[v] ?? 0)]),
+    ['', 'qemu (QEMU 7.2)', 'exact', 'faults', ''],
+    ['all vCPUs blocked', `${q.totalMs} ms`, formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
+    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, `${q.perVcpuMs[v] ?? 0} ms`, formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
   ];
-  const lines = ['Blocktime', ...columns(rows, [false, true, true, true])];
+  const lines = ['Blocktime', ...columns(rows, [false, true, true, true, false])];
+  const why = blocktimeDifference(a);
+  if (why !== null) lines.push(`  ${why}`);
   const c = q.check;
   if (c !== undefined) {
     const reported = c.reportedTotalMs !== null ? `QEMU reported ${c.reportedTotalMs} ms` : `QEMU reported no final figure; its last running total was ${c.lastEndTotalMs ?? '—'} ms`;
@@ -147,6 +153,8 @@ function blocktimeSection(a: Analysis): string[] {
 function faultsSection(a: Analysis): string[] {
   const f = a.faults;
   const lines = [`Faults: ${count(f.count)}   fault -> placement: p50 ${formatMs(f.p50Ms)}  p90 ${formatMs(f.p90Ms)}  p99 ${formatMs(f.p99Ms)}  max ${formatMs(f.maxMs)}`];
+  const notTimed = f.count - f.timed;
+  lines.push(`  ${count(f.timed)} fault(s) timed${f.unanswered > 0 ? `, of which ${count(f.unanswered)} still waiting at the end of the journal (counted at their age: at least that)` : ''}${notTimed > 0 ? `; ${count(notTimed)} found their page already there (no wait)` : ''}`);
   if (f.histogram.length > 0) {
     const most = Math.max(...f.histogram.map((b) => b.count));
     const rows = f.histogram.map((b) => [`${edge(b.fromMs)} .. ${edge(b.toMs)}`, count(b.count), '#'.repeat(Math.max(b.count > 0 ? 1 : 0, Math.round((b.count / most) * 40)))]);
@@ -154,7 +162,7 @@ function faultsSection(a: Analysis): string[] {
   }
   if (f.slowest.length > 0) {
     lines.push(`  slowest ${f.slowest.length}:`);
-    const rows = [['seq', 'at', 'block', 'offset', 'vCPU', 'latency'], ...f.slowest.map((s) => [`#${s.seq}`, at(s.tMs), s.block, hex(s.offset), s.vcpu < 0 ? '-' : String(s.vcpu), formatMs(s.latencyMs)])];
+    const rows = [['seq', 'at', 'block', 'offset', 'vCPU', 'latency'], ...f.slowest.map((s) => [`#${s.seq}`, at(s.tMs), s.block, hex(s.offset), s.vcpu < 0 ? '-' : String(s.vcpu), s.unanswered ? `>= ${formatMs(s.latencyMs)} (still waiting)` : formatMs(s.latencyMs)])];
     lines.push(...columns(rows, [true, true, false, true, true, true], '    '));
   }
   return lines;

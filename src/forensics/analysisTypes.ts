@@ -26,7 +26,15 @@ export interface Analysis {
    */
   streamEnds: [{ seq: number; tMs: number } | null, { seq: number; tMs: number } | null];
   vcpus: number;
+  /**
+   * The one time base of every figure and plot: t = 0 is the journal's start (an engine run:
+   * when its journal was opened; an imported trace: the destination trace's first line), and
+   * the journal runs to `durationMs`, its last event. Every time in the analysis lies in
+   * [0, durationMs].
+   */
   durationMs: number;
+  /** When the first event was written (an engine journal opens before the migration starts). */
+  firstEventMs: number;
   /** Every state change of every machine, in order. */
   timeline: Array<{ seq: number; tMs: number; machine: string; from: string; to: string; event: string }>;
   /** Postcopy pauses: from postcopy-paused until postcopy-active again (null end: still paused). */
@@ -61,11 +69,19 @@ export interface Analysis {
         unknownVcpuBegins: number;
       };
     };
-    /** Race-free truth. */
-    exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[] };
+    /**
+     * Race-free truth: every fault's wait from the fault to its placement; a wait still open
+     * at the end of the journal counts up to the end (`stillBlocked` names those vCPUs).
+     */
+    exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[]; stillBlocked: Array<{ vcpu: number; sinceMs: number }> };
   };
   faults: {
+    /** Faults seen (some found their page already there and never waited). */
     count: number;
+    /** Faults in the latency figures: those that waited, and those still waiting at the end (at their age). */
+    timed: number;
+    /** Of `timed`: still waiting at the end of the journal, counted at their age (a lower bound). */
+    unanswered: number;
     p50Ms: number;
     p90Ms: number;
     p99Ms: number;
@@ -73,7 +89,7 @@ export interface Analysis {
     /** Fault → placement latency histogram: [fromMs, toMs) buckets. */
     histogram: Array<{ fromMs: number; toMs: number; count: number }>;
     /** The slowest faults (at most 20), slowest first. */
-    slowest: Array<{ seq: number; tMs: number; block: string; offset: number; vcpu: number; latencyMs: number }>;
+    slowest: Array<{ seq: number; tMs: number; block: string; offset: number; vcpu: number; latencyMs: number; unanswered?: true }>;
   };
   requests: {
     count: number;
@@ -124,4 +140,19 @@ export function answeringChannels(a: Analysis): Array<{ name: string; answered: 
     { name: 'preempt channel (the urgent path)', answered: by.preempt },
     { name: 'no received page (a zero page)', answered: by.unknown },
   ].filter((c) => c.answered.count > 0);
+}
+
+/**
+ * Pure: one line on why QEMU's blocktime differs from the exact one, or null when they agree
+ * to the ms. QEMU mode stays QEMU 7.2's own running figure; exact counts every wait.
+ */
+export function blocktimeDifference(a: Analysis): string | null {
+  const q = a.blocktime.qemu;
+  const e = a.blocktime.exact;
+  const same = Math.round(q.totalMs) === Math.round(e.totalMs) && e.perVcpuMs.every((ms, v) => Math.abs(Math.round(ms) - (q.perVcpuMs[v] ?? 0)) <= 1);
+  if (same) return null;
+  const races = q.check === undefined ? 0 : q.check.races.alreadyReceivedBegin + q.check.races.endBeforeBeginStore;
+  const open = e.stillBlocked.length > 0 ? '; exact also runs the waits still open at the end up to the end of the journal, which QEMU never counts' : '';
+  const total = races > 0 ? `; QEMU's "all vCPUs blocked" stopped growing after a race (${races} modelled) left its count of blocked vCPUs too low` : '';
+  return `Why QEMU's figures differ: QEMU 7.2 counts a vCPU's wait only if the page's placement still finds it, and drops it when the vCPU's next fault overwrote it first; exact counts every wait from fault to placement${open}${total}.`;
 }

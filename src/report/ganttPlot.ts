@@ -1,6 +1,6 @@
 import type { Analysis } from '../forensics/analysisTypes.js';
 import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
-import { groupDigits, formatMs } from '../text.js';
+import { groupDigits, formatMs, shortCount } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, TIME_RIGHT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
 
@@ -32,7 +32,7 @@ export function ganttPlot(a: Analysis): string {
     body += el('rect', { x: TIME_LEFT, y: y + BAR_TOP, width: PLOT_WIDTH - TIME_RIGHT - TIME_LEFT, height: BAR_HEIGHT, class: 'lane' });
     const intervals = a.series.vcpuBlocked.find((b) => b.vcpu === vcpu)?.intervals ?? [];
     const bars = mergeForDrawing(intervals, msPerPx, MAX_BARS_PER_VCPU, KEEP_PX * msPerPx);
-    const stillBlocked = a.status !== 'completed';
+    const stillBlocked = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);
     for (const bar of bars) body += blockedBar(vcpu, bar, x, y, msPerPx, stillBlocked && bar.endMs >= a.durationMs - msPerPx);
     body += durationLabels(bars, x, y, a.durationMs);
   });
@@ -53,8 +53,9 @@ function laneLabel(a: Analysis, vcpu: number, y: number): string {
   const qemu = a.blocktime.qemu.perVcpuMs[vcpu];
   const right = TIME_LEFT - 10;
   let out = text(right, y + BAR_TOP + 4, `vCPU ${vcpu}`, { class: 'lane-label strong', 'text-anchor': 'end' });
-  out += text(right, y + BAR_TOP + 18, `blocked ${exact === undefined ? '—' : formatMs(exact)}${faults === undefined ? '' : ` · ${groupDigits(faults)} faults`}`, { class: 'lane-sub', 'text-anchor': 'end' });
-  out += text(right, y + BAR_TOP + 31, `QEMU counted ${qemu === undefined ? '—' : formatMs(qemu)}`, { class: 'lane-sub', 'text-anchor': 'end' });
+  const still = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);
+  out += text(right, y + BAR_TOP + 18, `blocked ${exact === undefined ? '—' : formatMs(exact)}${still ? ' (open)' : ''}`, { class: 'lane-sub', 'text-anchor': 'end' });
+  out += text(right, y + BAR_TOP + 31, `${faults === undefined ? '' : `${shortCount(faults)} faults · `}QEMU ${qemu === undefined ? '—' : `${Math.round(qemu)} ms`}`, { class: 'lane-sub', 'text-anchor': 'end' });
   return out;
 }
 
@@ -67,7 +68,7 @@ function blockedBar(vcpu: number, bar: DrawnInterval, x: (v: number) => number, 
   const tip = bar.count === 1
     ? `vCPU ${vcpu} blocked ${formatMs(bar.blockedMs)}, ${when}`
     : `vCPU ${vcpu}: ${groupDigits(bar.count)} blocked intervals ${when}, ${formatMs(bar.blockedMs)} blocked in all, the longest ${formatMs(bar.longestMs)}`;
-  return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
+  return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: stillBlocked ? 'blocked still-blocked' : 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
 }
 
 /** Pure: "600 ms" above the longest bars of a lane, the longest first, never overlapping each other. */

@@ -1,4 +1,4 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { blocktimeDifference, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { ganttPlot } from './ganttPlot.js';
 import { latencyCdfPlot, latencyHistogramPlot } from './latencyPlots.js';
@@ -49,9 +49,9 @@ ${banners(a)}${summaryCards(a)}
 ${stuck ? outstanding : ''}
 ${panel('State timeline', 'What each state machine was doing. Amber bands: postcopy paused (connection lost until recovery). Hover a bar for its times and the event that entered it.', timelinePlot(a), '', 'timeline')}
 ${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
-${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.', ganttPlot(a), '', 'gantt')}
+${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.' + (a.blocktime.exact.stillBlocked.length ? ' A wait still open at the end runs to the end of the journal (dark red) and counts in the exact total.' : '') + (blocktimeDifference(a) === null ? '' : ` ${esc(blocktimeDifference(a)!)}`), ganttPlot(a), '', 'gantt')}
 <div class="pair-plots pair-wrap">
-${panel('Fault latency', `Time from a vCPU fault until its page was placed, ${groupDigits(a.faults.count)} faults.`, latencyHistogramPlot(a), '', 'latency-histogram')}
+${panel('Fault latency', esc(latencyCaption(a)), latencyHistogramPlot(a), '', 'latency-histogram')}
 ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed within a given time.', latencyCdfPlot(a), '', 'latency-cdf')}
 </div>
 ${stuck ? '' : outstanding}
@@ -82,6 +82,15 @@ function banners(a: Analysis): string {
     out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.</div>`;
   }
   return out;
+}
+
+/** Pure: what the latency plots count: every fault that waited, the ones still waiting at their age. */
+function latencyCaption(a: Analysis): string {
+  const f = a.faults;
+  const notTimed = f.count - f.timed;
+  return `Time from a vCPU fault until its page was placed, ${groupDigits(f.timed)} fault${f.timed === 1 ? '' : 's'}` +
+    (f.unanswered > 0 ? `, of which ${groupDigits(f.unanswered)} still waiting at the end of the journal, drawn at their age (at least that long)` : '') +
+    (notTimed > 0 ? `; ${groupDigits(notTimed)} more found their page already there and never waited` : '') + '.';
 }
 
 function describeJournal(a: Analysis): string {

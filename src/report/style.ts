@@ -51,6 +51,7 @@ svg .line { fill: none; stroke: var(--blue); stroke-width: 2; }
 svg .outstanding-mark { fill: var(--bad); }
 svg .outstanding-label { font-size: 12px; font-weight: 650; fill: var(--bad); }
 svg .blocked { fill: var(--blocked); }
+svg .still-blocked { fill: #881337; }
 svg .duration-label { font-size: 11.5px; font-weight: 650; fill: #9f1239; }
 svg .bar { fill: #6366f1; }
 svg .cdf { fill: none; stroke: #6366f1; stroke-width: 2; }

@@ -171,7 +171,7 @@ test('an analysis with no faults, no state changes and no pages still has every 
     ...a,
     timeline: [],
     pauses: [],
-    faults: { count: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0, histogram: [], slowest: [] },
+    faults: { count: 0, timed: 0, unanswered: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0, histogram: [], slowest: [] },
     series: { received: [], vcpuBlocked: [], latencyCdf: [] },
   };
   const html = renderReport(empty);
