@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, blocktimeDifference, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -77,6 +77,8 @@ export function formatAnalysis(a: Analysis): string {
   const what = j.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine journal';
   out.push(`${j.path}: ${what}, ${count(j.events)} events, ${j.blocks.length} block(s), ${a.vcpus} vCPU(s)${j.capabilities.length ? `, ${j.capabilities.join(', ')}` : ''}`);
   out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   journal ${formatMs(a.durationMs)} (every time below is since the journal's start; first event at ${at(a.firstEventMs)}, last at ${at(a.durationMs)})`);
+  const v = verdict(a);
+  out.push(`verdict: ${v.verdict}`, ...v.cause.map((c) => `  ${c}`), `next: ${v.next}`);
   if (j.unreadableFrom !== null) out.push(`!! the journal is damaged from #${j.unreadableFrom}: what follows covers the events before it (${j.unreadableReason})`);
   const ended = a.status === 'completed';
   const [mainEnd, preemptEnd] = a.streamEnds;
@@ -88,6 +90,7 @@ export function formatAnalysis(a: Analysis): string {
   }
   if (!ended) out.push('', ...outstandingSection(a));
   out.push('', ...timelineSection(a));
+  if (a.stderr.length > 0) out.push('', `QEMU's stderr (${a.stderr.length} line(s))`, ...columns(a.stderr.map((l) => [at(l.tMs), `#${l.seq}`, l.text]), [true, true, false]));
   out.push('', ...pausesSection(a));
   out.push('', ...blocktimeSection(a));
   out.push('', ...faultsSection(a));
@@ -115,6 +118,7 @@ function timelineSection(a: Analysis): string[] {
 
 function pausesSection(a: Analysis): string[] {
   if (a.pauses.length === 0) return ['Pauses: none'];
+  const sourceLines = a.pauses.filter((p) => p.sourceLast !== undefined).map((p) => `  before #${p.startSeq}, the source's last line: ${at(p.sourceLast!.tMs)} ${p.sourceLast!.event}${p.sourceLast!.text ? ` ${p.sourceLast!.text}` : ''} (${formatMs(p.startMs - p.sourceLast!.tMs)} before the pause)`);
   const rows = a.pauses.map((p) => [
     `#${p.startSeq}`,
     `from ${at(p.startMs)}`,
@@ -122,7 +126,7 @@ function pausesSection(a: Analysis): string[] {
     p.durationMs === null ? '' : formatMs(p.durationMs),
     p.reason === undefined ? '' : `after #${p.causeSeq} ${p.reason}`,
   ]);
-  return [`Pauses: ${a.pauses.length}`, ...columns(rows, [true, false, false, true, false])];
+  return [`Pauses: ${a.pauses.length}`, ...columns(rows, [true, false, false, true, false]), ...sourceLines];
 }
 
 function blocktimeSection(a: Analysis): string[] {

@@ -87,6 +87,7 @@ program
   .description('Import a QEMU 7.2 destination trace (log backend, .log or .log.gz) into a journal (exit 0 written, 2 not a trace or unreadable)')
   .argument('<dst-trace>', "the destination's trace log")
   .option('--src <src-trace>', "the source's trace log, merged in by time as notes")
+  .option('--stderr <file>', "QEMU's stderr on the destination (error_report lines such as 'Detected IO failure'), merged in by time as notes")
   .option('--threads <threads.json>', 'TID -> thread names (default: threads.json beside the trace, if any)')
   .requiredOption('-o, --output <journal>', 'journal file to write')
   .option('--force', 'replace an existing journal')

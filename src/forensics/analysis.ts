@@ -45,6 +45,7 @@ const REORDER_WINDOW_NS = 100e6;
 const MAX_REORDER = 1_000_000;
 const MAX_TIMELINE = 10_000;
 const MAX_ERRORS = 1000;
+const MAX_STDERR = 200;
 const MAX_SERIES_POINTS = 1000;
 const MAX_INTERVALS = 1000;
 const MAX_CDF_POINTS = 200;
@@ -133,6 +134,9 @@ class JournalAnalyzer {
   private readonly timeline: Analysis['timeline'] = [];
   private readonly pauses: Analysis['pauses'] = [];
   private readonly errors: Analysis['errors'] = [];
+  /** The source trace's last line so far (imported with --src). */
+  private sourceLast: Analysis['sourceLast'] = null;
+  private readonly stderr: Analysis['stderr'] = [];
   private lastCommand = { seq: -1, command: 0 };
   private lastInput = { seq: -1, kind: 0, a: 0 };
   /** The last broken channel or stream error: why the next pause or failure happened. */
@@ -207,8 +211,14 @@ class JournalAnalyzer {
         this.blocktimeLine(seg, i); // in file order: the replay reorders them itself
         continue;
       }
-      if (kind === EventKind.TR_NOTE) continue;
       const seq = seg.firstSeq + i;
+      if (kind === EventKind.TR_NOTE) {
+        // Notes of the other side (the source's trace, QEMU's stderr) say what happened there; the destination's own notes are not read.
+        const p = this.imported ? payloadOf(seg, i) : null;
+        const note = p === null ? null : (unpack(p) as { side?: unknown });
+        if (note !== null && (note.side === 'src' || note.side === 'stderr')) this.enqueue({ kind: kind as EventKindValue, t, seq, cause: -1, block: -1, offset: 0, a: 0, b: 0, payload: p });
+        continue;
+      }
       if (!this.imported) {
         this.apply(kind, t, seq, seg.cause[i]!, seg.block[i]!, seg.offset[i]!, seg.a[i]!, seg.b[i]!, needsPayload(kind) ? payloadOf(seg, i) : null);
         continue;
@@ -257,6 +267,8 @@ class JournalAnalyzer {
         return;
       case EventKind.FX_STATE:
         return this.state(t, seq, cause, a, payload);
+      case EventKind.TR_NOTE:
+        return this.note(t, seq, payload);
       case EventKind.FX_ERROR:
         return this.error(t, seq, cause, payload);
       case EventKind.FX_BLOCKTIME:
@@ -363,6 +375,7 @@ class JournalAnalyzer {
     if (to === 'postcopy-paused' && open === null) {
       const pause: Analysis['pauses'][number] = { startSeq: seq, startMs: t / 1e6, endMs: null, durationMs: null };
       if (why !== null) Object.assign(pause, { causeSeq: why.seq, reason: why.text });
+      if (this.sourceLast !== null) pause.sourceLast = { ...this.sourceLast };
       this.pauses.push(pause);
     } else if (to === 'failed' && this.errors.length < MAX_ERRORS) {
       const entry: Analysis['errors'][number] = { seq, tMs: t / 1e6, code: 'MIGRATION_FAILED', message: `migration failed (from ${from}, on ${String(p.event)})` };
@@ -374,6 +387,14 @@ class JournalAnalyzer {
       open.durationMs = open.endMs - open.startMs;
     }
     if (to === 'postcopy-active' || to === 'completed') this.lastInterrupt = { seq: -1, text: '' };
+  }
+
+  private note(t: number, seq: number, payload: Uint8Array | null): void {
+    if (payload === null) return;
+    const n = unpack(payload) as { side?: unknown; event?: unknown; text?: unknown };
+    const text = String(n.text ?? '');
+    if (n.side === 'src') this.sourceLast = { seq, tMs: t / 1e6, event: String(n.event ?? ''), text };
+    else if (n.side === 'stderr' && this.stderr.length < MAX_STDERR) this.stderr.push({ seq, tMs: t / 1e6, text });
   }
 
   private error(t: number, seq: number, cause: number, payload: Uint8Array | null): void {
@@ -597,6 +618,8 @@ class JournalAnalyzer {
         discardedRanges: this.discardedRanges,
       },
       errors: this.errors,
+      sourceLast: this.sourceLast,
+      stderr: this.stderr,
       series: {
         received: this.received,
         vcpuBlocked: this.intervals.slice(0, this.vcpus).map((intervals, vcpu) => ({ vcpu, intervals })),

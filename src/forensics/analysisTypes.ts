@@ -46,6 +46,8 @@ export interface Analysis {
     /** The input that paused postcopy (a broken channel, a stream error) and its reason, when the journal has it. */
     causeSeq?: number;
     reason?: string;
+    /** Imported with the source's trace: the source's last line before the pause (what it did last). */
+    sourceLast?: SourceLine;
   }>;
   blocktime: {
     /** QEMU 7.2's algorithm with its quirks; for an imported trace this equals what QEMU reported. */
@@ -113,6 +115,10 @@ export interface Analysis {
   };
   /** Refused inputs and reported failures; `causeSeq`/`input` name the input that was refused. */
   errors: Array<{ seq: number; tMs: number; code: string; message: string; causeSeq?: number; input?: string }>;
+  /** Imported with the source's trace (--src): its last line, null without one. A source that died stops there. */
+  sourceLast: SourceLine | null;
+  /** Imported with QEMU's stderr (--stderr): its lines (error_report: 'Detected IO failure ...'), at most 200. */
+  stderr: Array<{ seq: number; tMs: number; text: string }>;
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */
@@ -122,6 +128,14 @@ export interface Analysis {
     /** Latency CDF: [ms, fraction of faults at or below]. */
     latencyCdf: Array<[number, number]>;
   };
+}
+
+/** One line of the source's trace (kept as a note in an imported journal). */
+export interface SourceLine {
+  seq: number;
+  tMs: number;
+  event: string;
+  text: string;
 }
 
 /** Requests answered by one channel: how many, and their request → placement latency. */
@@ -155,4 +169,40 @@ export function blocktimeDifference(a: Analysis): string | null {
   const open = e.stillBlocked.length > 0 ? '; exact also runs the waits still open at the end up to the end of the journal, which QEMU never counts' : '';
   const total = races > 0 ? `; QEMU's "all vCPUs blocked" stopped growing after a race (${races} modelled) left its count of blocked vCPUs too low` : '';
   return `Why QEMU's figures differ: QEMU 7.2 counts a vCPU's wait only if the page's placement still finds it, and drops it when the vCPU's next fault overwrote it first; exact counts every wait from fault to placement${open}${total}.`;
+}
+
+/**
+ * Pure: what happened in one line, and what to do next, for the top of `inspect` and of the
+ * report: recover the paused destination, or the source is gone; a failure; a completion.
+ */
+export function verdict(a: Analysis): { verdict: string; next: string; cause: string[] } {
+  const ms = (v: number): string => `${v.toFixed(3)} ms`;
+  const n = a.requests.outstanding.length;
+  const open = a.pauses.find((p) => p.endMs === null);
+  const cause: string[] = [];
+  const src = open?.sourceLast ?? a.sourceLast;
+  if (open !== undefined && open.reason !== undefined) cause.push(`destination: ${open.reason} (#${open.causeSeq})`);
+  for (const l of a.stderr.filter((x) => !/^warning:/i.test(x.text)).slice(-3)) cause.push(`QEMU's stderr at ${ms(l.tMs)}: ${l.text}`);
+  const sourceGone = open !== undefined && a.sourceLast !== null && a.sourceLast.tMs <= open.startMs;
+  if (src !== null && src !== undefined) {
+    const before = open === undefined ? '' : `, ${(open.startMs - src.tMs).toFixed(1)} ms before the pause`;
+    cause.push(`source: its trace's last line at ${ms(src.tMs)}${before}: ${src.event}${src.text ? ` ${src.text}` : ''}${sourceGone ? ' (nothing after it: the source stopped)' : ''}`);
+  }
+  if (a.status === 'completed') {
+    return { verdict: `completed: postcopy ${a.postcopyState}, every requested page placed${a.pauses.length ? ` after ${a.pauses.length} pause(s), all recovered` : ''}`, next: 'nothing to do; postcopy report <journal> -o report.html draws it', cause };
+  }
+  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked` : '';
+  if (open !== undefined) {
+    const lost = /closed by the peer|stream failed|IO failure|broken|EOF|reset/i.test(open.reason ?? '') || a.stderr.some((l) => /IO failure|footer failed/i.test(l.text));
+    const how = a.journal.source === 'qemu-trace' ? ' (QEMU: migrate-recover <uri> on the destination, then migrate resume=true on the source)' : '';
+    const next = sourceGone || lost
+      ? `recover if the source still runs: reconnect it and resume postcopy${how}; if the source is gone the guest cannot continue: ${n > 0 ? `the pages it waits for exist only on the source` : 'pages not yet received exist only on the source'}, so restart the guest from the source's last good state`
+      : `recover: reconnect the source and resume postcopy${how}`;
+    return { verdict: `paused: postcopy stopped at ${ms(open.startMs)} and never resumed (the journal ends ${(a.durationMs - open.startMs).toFixed(1)} ms later)${waiting}`, next, cause };
+  }
+  if (/fail|cancel/.test(a.status)) {
+    const e = a.errors.find((x) => x.code === 'MIGRATION_FAILED') ?? a.errors[a.errors.length - 1];
+    return { verdict: `${a.status}${e ? `: ${e.message}` : ''}${waiting}`, next: 'the destination cannot continue: keep (or restart) the guest on the source and migrate again', cause };
+  }
+  return { verdict: `unfinished: the journal ends with the migration ${a.status}, postcopy ${a.postcopyState}${waiting}`, next: 'if the destination process is gone, the journal is all there is: migrate again from the source', cause };
 }

@@ -1,4 +1,4 @@
-import { blocktimeDifference, type Analysis } from '../forensics/analysisTypes.js';
+import { blocktimeDifference, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { ganttPlot } from './ganttPlot.js';
 import { latencyCdfPlot, latencyHistogramPlot } from './latencyPlots.js';
@@ -79,7 +79,9 @@ function banners(a: Analysis): string {
   if (a.status !== 'completed') {
     const n = a.requests.outstanding.length;
     const open = a.pauses.find((p) => p.endMs === null);
-    out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.</div>`;
+    const v = verdict(a);
+    const cause = v.cause.length ? `<ul class="cause">${v.cause.map((c) => `<li>${esc(c)}</li>`).join('')}</ul>` : '';
+    out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.${cause}<div class="next"><strong>Next:</strong> ${esc(v.next)}</div></div>`;
   }
   return out;
 }

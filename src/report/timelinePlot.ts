@@ -32,8 +32,18 @@ export function timelinePlot(a: Analysis): string {
   const x = timeScale(a.durationMs);
   const msPerPx = Math.max(a.durationMs, 1) / (x.range[1] - x.range[0]);
   const machines = machineOrder(a);
-  const axisY = TOP + Math.max(1, machines.length) * LANE_HEIGHT + 6;
+  const lanesBottom = TOP + Math.max(1, machines.length) * LANE_HEIGHT;
+  const marks = timelineMarks(a);
+  const placed = placeLabels(marks.map((m) => ({ x: x(m.tMs), label: m.label })), TIME_LEFT, PLOT_WIDTH - 4);
+  const rows = placed.reduce((r, p) => Math.max(r, p.row + 1), 0);
+  const axisY = lanesBottom + 6 + rows * MARK_ROW;
   let body = BURST_PATTERN + timeAxis(x, axisY, TOP - 16) + pauseBands(a, x, TOP - 16, axisY, true);
+  marks.forEach((m, i) => {
+    const p = placed[i]!;
+    const y = lanesBottom + 6 + p.row * MARK_ROW + 11;
+    body += el('line', { x1: p.x, x2: p.x, y1: TOP - 4, y2: y - 9, class: `mark mark-${m.kind}` }, '', `${m.label} (${formatMs(m.tMs)})`);
+    body += text(p.anchor === 'end' ? p.x - 3 : p.x + 3, y, p.label, { class: `mark-label mark-${m.kind}`, 'text-anchor': p.anchor });
+  });
   machines.forEach((machine, i) => {
     const y = TOP + i * LANE_HEIGHT;
     body += text(TIME_LEFT - 10, y + LANE_HEIGHT / 2 + 2, LANE_TITLES[machine] ?? machine, { class: 'lane-label', 'text-anchor': 'end' });
@@ -42,6 +52,42 @@ export function timelinePlot(a: Analysis): string {
   });
   if (machines.length === 0) body += text(PLOT_WIDTH / 2, TOP + LANE_HEIGHT / 2, 'no state changes in this journal', { class: 'empty', 'text-anchor': 'middle' });
   return svgPlot('plot-timeline', 'State timeline: the state of each machine over time', PLOT_WIDTH, axisY + 46, body);
+}
+
+const MARK_ROW = 15;
+/** Width of a character of an 11 px label, px (a little wider than the font's mean, so labels keep apart). */
+const CHAR_PX = 6.4;
+
+interface Mark { tMs: number; label: string; kind: 'stderr' | 'source' | 'end' }
+
+/** Pure: the moments the timeline marks below its lanes: QEMU's error lines, the source's last line, the end of the journal. */
+function timelineMarks(a: Analysis): Mark[] {
+  const out: Mark[] = [];
+  for (const l of a.stderr) if (!/^warning:/i.test(l.text)) out.push({ tMs: l.tMs, label: `QEMU: ${l.text.length > 60 ? l.text.slice(0, 59) + '…' : l.text}`, kind: 'stderr' });
+  if (a.sourceLast !== null) out.push({ tMs: a.sourceLast.tMs, label: `source's last trace line: ${a.sourceLast.event}`, kind: 'source' });
+  out.push({ tMs: a.durationMs, label: `end of journal ${formatMs(a.durationMs)}`, kind: 'end' });
+  return out.sort((p, q) => p.tMs - q.tMs);
+}
+
+/** A label placed on a row: it starts at x (anchor start) or ends there (anchor end), never past [left, right]. */
+export interface PlacedLabel { x: number; label: string; row: number; anchor: 'start' | 'end'; from: number; to: number }
+
+/**
+ * Pure: labels on as few rows as needed so that none overlaps another: each goes right of its
+ * mark, or left of it when it would pass `right`, on the first row where it keeps 6 px from
+ * every other label. The geometry is returned, so a test can check it.
+ */
+export function placeLabels(marks: Array<{ x: number; label: string }>, left: number, right: number): PlacedLabel[] {
+  const rows: Array<Array<[number, number]>> = [];
+  return marks.map((m) => {
+    const w = m.label.length * CHAR_PX + 3;
+    const anchor: 'start' | 'end' = m.x + w <= right || m.x - w < left ? 'start' : 'end';
+    const [from, to] = anchor === 'start' ? [m.x, m.x + w] : [m.x - w, m.x];
+    let row = rows.findIndex((r) => r.every(([l, rr]) => to + 6 <= l || from - 6 >= rr));
+    if (row < 0) row = rows.push([]) - 1;
+    rows[row]!.push([from, to]);
+    return { x: m.x, label: m.label, row, anchor, from, to };
+  });
 }
 
 function machineOrder(a: Analysis): string[] {
