@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, blocktimeDifference, verdict, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, qemuMs, splitErrors, stateInWords, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -112,8 +112,8 @@ function outstandingSection(a: Analysis): string[] {
 }
 
 function timelineSection(a: Analysis): string[] {
-  const rows = [['t', 'machine', 'change', 'on', 'seq'], ...a.timeline.map((e) => [at(e.tMs), e.machine, `${e.from} -> ${e.to}`, e.event, `#${e.seq}`])];
-  return [`Timeline (${a.timeline.length} state change(s))`, ...columns(rows, [true, false, false, false, true])];
+  const rows = [['t', 'machine', 'change', 'on', 'seq', 'now'], ...a.timeline.map((e) => [at(e.tMs), e.machine, `${e.from} -> ${e.to}`, e.event, `#${e.seq}`, stateInWords(e.machine, e.to) === e.to ? '' : stateInWords(e.machine, e.to)])];
+  return [`Timeline (${a.timeline.length} state change(s))`, ...columns(rows, [true, false, false, false, true, false])];
 }
 
 function pausesSection(a: Analysis): string[] {
@@ -138,8 +138,8 @@ function blocktimeSection(a: Analysis): string[] {
   };
   const rows = [
     ['', 'qemu (QEMU 7.2)', 'exact', 'faults', ''],
-    ['all vCPUs blocked', `${q.totalMs} ms`, formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
-    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, `${q.perVcpuMs[v] ?? 0} ms`, formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
+    ['all vCPUs blocked', qemuMs(q.totalMs), formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
+    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, qemuMs(q.perVcpuMs[v] ?? 0), formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
   ];
   const lines = ['Blocktime', ...columns(rows, [false, true, true, true, false])];
   const why = blocktimeDifference(a);
@@ -186,9 +186,11 @@ function pagesSection(a: Analysis): string[] {
 }
 
 function errorsSection(a: Analysis): string[] {
-  if (a.errors.length === 0) return ['Errors: none'];
-  const rows = a.errors.slice(0, 50).map((e) => [`#${e.seq}`, at(e.tMs), e.code, `${e.input !== undefined ? `${e.input} #${e.causeSeq}: ` : e.causeSeq !== undefined ? `input #${e.causeSeq}: ` : ''}${e.message}`]);
-  const lines = [`Errors: ${a.errors.length}`, ...columns(rows, [true, true, false, false])];
+  const { failures, refused } = splitErrors(a);
+  if (a.errors.length === 0) return [a.status === 'completed' ? 'Failures: none   Refused inputs: none' : 'Failures reported: none   Refused inputs: none (the migration stopped for the cause in the verdict, not a refused input)'];
+  const failed = new Set(failures);
+  const rows = a.errors.slice(0, 50).map((e) => [`#${e.seq}`, at(e.tMs), failed.has(e) ? 'failure' : 'refused', e.code, `${e.input !== undefined ? `${e.input} #${e.causeSeq}: ` : e.causeSeq !== undefined ? `input #${e.causeSeq}: ` : ''}${e.message}`]);
+  const lines = [`Failures: ${failures.length}   Refused inputs (each changed nothing): ${refused.length}`, ...columns(rows, [true, true, false, false, false])];
   if (a.errors.length > 50) lines.push(`  ... and ${a.errors.length - 50} more (--json lists them)`);
   return lines;
 }

@@ -206,3 +206,38 @@ export function verdict(a: Analysis): { verdict: string; next: string; cause: st
   }
   return { verdict: `unfinished: the journal ends with the migration ${a.status}, postcopy ${a.postcopyState}${waiting}`, next: 'if the destination process is gone, the journal is all there is: migrate again from the source', cause };
 }
+
+/** Codes of reported failures (the migration's own), as opposed to inputs the engine refused. */
+const FAILURE_CODES = new Set(['MIGRATION_FAILED', 'QEMU_MIGRATE_ERROR']);
+
+/** Pure: the errors split into the migration's failures and the inputs the engine refused (each changed nothing). */
+export function splitErrors(a: Analysis): { failures: Analysis['errors']; refused: Analysis['errors'] } {
+  return { failures: a.errors.filter((e) => FAILURE_CODES.has(e.code)), refused: a.errors.filter((e) => !FAILURE_CODES.has(e.code)) };
+}
+
+const STATE_WORDS: Record<string, string> = {
+  'faultThread paused.returnPathLost': 'paused: return path lost, no page requests can be sent',
+  'faultThread paused': 'paused: no page requests are sent',
+  'faultThread running': 'running: catching faults, requesting pages',
+  'faultThread notStarted': 'not started',
+  'preemptThread paused': 'paused: the preempt channel is down',
+  'postcopy RUNNING': 'running: the guest runs here, pages arrive on demand',
+  'postcopy LISTENING': 'listening: pages arrive, the guest not yet started',
+  'postcopy END': 'ended: every page arrived',
+  'postcopy ADVISE': 'advised: postcopy is coming (still precopy)',
+  'postcopy DISCARD': 'discarding the pages dirtied on the source',
+  'migration postcopy-paused': 'paused: the connection to the source is lost',
+  'migration postcopy-active': 'postcopy: the guest runs here',
+  'migration postcopy-recover': 'recovering: reconnecting to the source',
+  'migration active': 'precopy: pages copied while the guest runs on the source',
+};
+
+/** Pure: a machine's state in plain words ('paused: return path lost, ...'), or the state itself. */
+export function stateInWords(machine: string, state: string): string {
+  return STATE_WORDS[`${machine} ${state}`] ?? STATE_WORDS[`${machine} ${state.split('.')[0]}`] ?? state;
+}
+
+/** Pure: QEMU's blocktime figures are whole ms, as QEMU prints them. */
+export function qemuMs(ms: number): string {
+  return `${Math.round(ms)} ms`;
+}

@@ -1,4 +1,4 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { qemuMs, type Analysis } from '../forensics/analysisTypes.js';
 import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
 import { groupDigits, formatMs, shortCount } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
@@ -55,7 +55,7 @@ function laneLabel(a: Analysis, vcpu: number, y: number): string {
   let out = text(right, y + BAR_TOP + 4, `vCPU ${vcpu}`, { class: 'lane-label strong', 'text-anchor': 'end' });
   const still = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);
   out += text(right, y + BAR_TOP + 18, `blocked ${exact === undefined ? '—' : formatMs(exact)}${still ? ' (open)' : ''}`, { class: 'lane-sub', 'text-anchor': 'end' });
-  out += text(right, y + BAR_TOP + 31, `${faults === undefined ? '' : `${shortCount(faults)} faults · `}QEMU ${qemu === undefined ? '—' : `${Math.round(qemu)} ms`}`, { class: 'lane-sub', 'text-anchor': 'end' });
+  out += text(right, y + BAR_TOP + 31, `${faults === undefined ? '' : `${shortCount(faults)} faults · `}QEMU ${qemu === undefined ? '—' : qemuMs(qemu)}`, { class: 'lane-sub', 'text-anchor': 'end' });
   return out;
 }
 

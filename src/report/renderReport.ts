@@ -48,7 +48,7 @@ export function renderReport(a: Analysis, opts: RenderReportOptions = {}): strin
 ${banners(a)}${summaryCards(a)}
 ${stuck ? outstanding : ''}
 ${panel('State timeline', 'What each state machine was doing. Amber bands: postcopy paused (connection lost until recovery). Hover a bar for its times and the event that entered it.', timelinePlot(a), '', 'timeline')}
-${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
+${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.journal.source === 'qemu-trace' ? ' QEMU 7.2 traces no page received in precopy: the curve starts at postcopy, and precopy pages are not counted.' : ''}${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
 ${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.' + (a.blocktime.exact.stillBlocked.length ? ' A wait still open at the end runs to the end of the journal (dark red) and counts in the exact total.' : '') + (blocktimeDifference(a) === null ? '' : ` ${esc(blocktimeDifference(a)!)}`), ganttPlot(a), '', 'gantt')}
 <div class="pair-plots pair-wrap">
 ${panel('Fault latency', esc(latencyCaption(a)), latencyHistogramPlot(a), '', 'latency-histogram')}
@@ -57,7 +57,7 @@ ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed w
 ${stuck ? '' : outstanding}
 ${panel('Who answered the page requests', `Request → placement by the channel whose page answered it (${groupDigits(a.requests.count)} requests). A page asked for while already on its way arrives on the main channel; the urgent path is the preempt channel.`, answeredByTable(a), '', 'answered')}
 ${panel('Slowest faults', 'The slowest faults, slowest first.', slowestFaultsTable(a), '', 'slowest')}
-${panel('Errors', 'Inputs the engine refused, by sequence number: each changed nothing else.', errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
+${panel('Failures and refused inputs', 'Failures: why the migration stopped, as the journal reports them. Refused inputs: inputs the engine refused, by sequence number; each changed nothing else.' + (a.status !== 'completed' && a.errors.length === 0 ? ' None here: the migration stopped for the cause in the banner above (a lost connection is not a refused input).' : ''), errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
 ${panel('Journal', esc(pagesLine(a)), blocksTable(a), '', 'journal')}
 <footer>postcopy report · ${esc(a.journal.path)}</footer>
 </main>

@@ -1,4 +1,4 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { stateInWords, type Analysis } from '../forensics/analysisTypes.js';
 import { MACHINE_NAMES } from '../engine/events.js';
 import { stateColor } from './stateColors.js';
 import { el, svgPlot, text } from './svg.js';
@@ -139,9 +139,10 @@ function segmentBar(machine: string, s: Segment, x: (v: number) => number, y: nu
   const color = stateColor(s.state);
   const tip = burst
     ? `${machine}: ${s.changes} state changes between ${formatMs(s.startMs)} and ${formatMs(s.endMs)} (${s.state}), too quick to draw one by one`
-    : `${machine}: ${s.state} from ${formatMs(s.startMs)} to ${formatMs(s.endMs)} (${formatMs(s.endMs - s.startMs)})${s.seq === null ? '' : `, entered on ${s.event} at sequence number ${s.seq}`}`;
+    : `${machine}: ${stateInWords(machine, s.state) === s.state ? s.state : `${s.state} (${stateInWords(machine, s.state)})`} from ${formatMs(s.startMs)} to ${formatMs(s.endMs)} (${formatMs(s.endMs - s.startMs)})${s.seq === null ? '' : `, entered on ${s.event} at sequence number ${s.seq}`}`;
   let out = el('rect', { x: x0, y: y + 4, width: w, height: h, rx: 2, fill: burst ? 'url(#burst)' : color.fill, class: 'state', 'data-state': s.state }, '', tip);
-  const label = (burst ? [`${s.changes} changes`] : [s.state, s.state.split('.')[0]!]).find((l) => w >= l.length * 6.4 + 8);
+  const words = stateInWords(machine, s.state);
+  const label = (burst ? [`${s.changes} changes`] : [...(words === s.state ? [] : [`${s.state.split('.')[0]} — ${words}`, words.split(':')[0]!]), s.state, s.state.split('.')[0]!]).find((l) => w >= l.length * 6.4 + 8);
   if (label !== undefined) {
     out += text(x0 + 4, y + 4 + h / 2 + 4, label, { class: burst || !color.dark ? 'bar-label' : 'bar-label on-dark' });
   }
