@@ -8,6 +8,7 @@ import { REPORT_CSS } from './style.js';
 import { summaryCards } from './summaryCards.js';
 import { answeredByTable, blocksTable, errorsTable, outstandingTable, slowestFaultsTable } from './tables.js';
 import { timelinePlot } from './timelinePlot.js';
+import { postcopyWindow } from './timeAxis.js';
 
 export interface RenderReportOptions {
   /** Heading and page title; default names the journal file. */
@@ -50,6 +51,7 @@ ${stuck ? outstanding : ''}
 ${panel('State timeline', 'What each state machine was doing. Amber bands: postcopy paused (connection lost until recovery). Hover a bar for its times and the event that entered it.', timelinePlot(a), '', 'timeline')}
 ${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.journal.source === 'qemu-trace' ? ' QEMU 7.2 traces no page received in precopy: the curve starts at postcopy, and precopy pages are not counted.' : ''}${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
 ${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.' + (a.blocktime.exact.stillBlocked.length ? ' A wait still open at the end runs to the end of the journal (dark red) and counts in the exact total.' : '') + (blocktimeDifference(a) === null ? '' : ` ${esc(blocktimeDifference(a)!)}`), ganttPlot(a), '', 'gantt')}
+${closeUp(a)}
 <div class="pair-plots pair-wrap">
 ${panel('Fault latency', esc(latencyCaption(a)), latencyHistogramPlot(a), '', 'latency-histogram')}
 ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed within a given time.', latencyCdfPlot(a), '', 'latency-cdf')}
@@ -84,6 +86,13 @@ function banners(a: Analysis): string {
     out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.${cause}<div class="next"><strong>Next:</strong> ${esc(v.next)}</div></div>`;
   }
   return out;
+}
+
+/** Pure: the blocked vCPUs over the postcopy window alone, when it is a small part of a long journal. */
+function closeUp(a: Analysis): string {
+  const w = postcopyWindow(a);
+  if (w === null) return '';
+  return panel('vCPUs blocked, close-up of postcopy', `The same as above, from ${esc(formatMs(w[0]))} to ${esc(formatMs(w[1]))}${w[1] >= a.durationMs ? ' (the end of the journal)' : ''}: postcopy is ${Math.round(((w[1] - w[0]) / Math.max(a.durationMs, 1)) * 100)} % of the journal, too narrow to read above. Red bars: a vCPU waiting for a page; amber: postcopy paused.`, ganttPlot(a, w), '', 'gantt-postcopy');
 }
 
 /** Pure: what the latency plots count: every fault that waited, the ones still waiting at their age. */

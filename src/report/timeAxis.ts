@@ -12,9 +12,24 @@ export const PLOT_WIDTH = 1160;
 export const TIME_LEFT = 170;
 export const TIME_RIGHT = 30;
 
-/** Pure: journal time (ms) → x, over the whole journal. */
-export function timeScale(durationMs: number): Scale {
-  return linearScale([0, Math.max(durationMs, 1)], [TIME_LEFT, PLOT_WIDTH - TIME_RIGHT], 12);
+/** Pure: journal time (ms) → x, over the whole journal (0 to its last event), or over a window of it (a close-up). */
+export function timeScale(durationMs: number, window?: readonly [number, number]): Scale {
+  const [from, to] = window ?? [0, durationMs];
+  return linearScale([from, Math.max(to, from + 1)], [TIME_LEFT, PLOT_WIDTH - TIME_RIGHT], 12);
+}
+
+/**
+ * Pure: the postcopy window worth a close-up: from the first LISTENING (or postcopy-active)
+ * to the end of the journal, when it is under 40 % of the journal; else null (the full plot shows it well).
+ */
+export function postcopyWindow(a: Analysis): [number, number] | null {
+  const start = a.timeline.find((e) => (e.machine === 'postcopy' && e.to === 'LISTENING') || (e.machine === 'migration' && e.to === 'postcopy-active'));
+  if (start === undefined || a.durationMs <= 0) return null;
+  const done = a.timeline.find((e) => e.tMs >= start.tMs && ((e.machine === 'migration' && /completed|failed|cancelled/.test(e.to)) || (e.machine === 'postcopy' && e.to === 'END')));
+  const end = done === undefined ? a.durationMs : Math.max(...a.timeline.filter((e) => e.tMs >= done.tMs && e.tMs - done.tMs < 50).map((e) => e.tMs));
+  const span = end - start.tMs;
+  if (span <= 0 || span > 0.4 * a.durationMs) return null;
+  return [Math.max(0, start.tMs - span * 0.02), Math.min(a.durationMs, end + span * 0.02)];
 }
 
 /** Pure: the time axis at `y`, in s for runs of 2 s and more, else in ms. */
@@ -32,7 +47,8 @@ export function pauseBands(a: Analysis, x: Scale, top: number, bottom: number, l
   let out = '';
   for (const p of a.pauses) {
     const end = p.endMs ?? a.durationMs;
-    const x0 = x(p.startMs);
+    if (end < x.domain[0] || p.startMs > x.domain[1]) continue;
+    const x0 = x(Math.max(p.startMs, x.domain[0]));
     const w = Math.max(2, x(end) - x0);
     const what = p.endMs === null ? `paused from ${formatMs(p.startMs)} until the end of the journal (never resumed)` : `paused ${formatMs(p.durationMs ?? end - p.startMs)} (${formatMs(p.startMs)} → ${formatMs(end)})`;
     out += el('rect', { x: x0, y: top, width: w, height: bottom - top, class: 'pause' }, '', `postcopy ${what}, from sequence number ${p.startSeq}`);
