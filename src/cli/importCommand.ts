@@ -9,6 +9,7 @@ export interface ImportCommandOptions {
   output: string;
   force?: boolean;
   json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -18,7 +19,7 @@ export interface ImportCommandOptions {
  * cannot be written.
  */
 export async function importCommand(trace: string, opts: ImportCommandOptions): Promise<number> {
-  const progress = createProgress('import-qemu', { enabled: !opts.json, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
+  const progress = createProgress('import-qemu', { enabled: !opts.json && !opts.quiet, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
   let summary: ImportSummary;
   try {
     summary = await importQemuTrace({

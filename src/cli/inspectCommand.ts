@@ -8,6 +8,7 @@ import { formatMs } from '../text.js';
 export interface InspectCommandOptions {
   json?: boolean;
   slowest?: string;
+  quiet?: boolean;
 }
 
 /**
@@ -19,7 +20,7 @@ export interface InspectCommandOptions {
 export function inspectCommand(path: string, opts: InspectCommandOptions): number {
   const slowest = opts.slowest === undefined ? 20 : Number(opts.slowest);
   if (!(Number.isSafeInteger(slowest) && slowest >= 0)) {
-    console.error(`--slowest must be a whole number >= 0, got '${opts.slowest}'`);
+    console.error(`postcopy inspect: --slowest must be a whole number >= 0, got '${opts.slowest}'`);
     return 2;
   }
   let reader: JournalReader;
@@ -30,7 +31,7 @@ export function inspectCommand(path: string, opts: InspectCommandOptions): numbe
   }
   let analysis: Analysis;
   try {
-    const progress = createProgress('inspect', { enabled: !opts.json });
+    const progress = createProgress('inspect', { enabled: !opts.json && !opts.quiet });
     analysis = analyzeJournal(reader, { slowest, onProgress: (done, total) => progress.update(done, total) });
     progress.stop();
   } catch (err) {
@@ -38,19 +39,39 @@ export function inspectCommand(path: string, opts: InspectCommandOptions): numbe
   } finally {
     reader.close();
   }
-  if (opts.json) console.log(JSON.stringify(analysis, null, 2));
+  if (opts.json) console.log(JSON.stringify(jsonForm(analysis), null, 2));
   else console.log(formatAnalysis(analysis));
   if (analysis.journal.unreadableFrom !== null) {
-    console.error(analysis.journal.unreadableReason);
+    console.error(`postcopy inspect: ${analysis.journal.unreadableReason}`);
     return 2;
   }
   return 0;
 }
 
+/**
+ * Pure: the analysis as `inspect --json` prints it (docs/json.md): every duration and time
+ * is in ms, its key ends in `Ms`, rounded to the µs; counts are whole numbers; the series'
+ * tuples start with a time in ms ([tMs, pages], [startMs, endMs], [ms, fraction]).
+ */
+export function jsonForm(value: unknown, ms = false, key = ''): unknown {
+  if (typeof value === 'number') return ms && !Number.isInteger(value) ? Math.round(value * 1000) / 1000 : value;
+  if (Array.isArray(value)) {
+    if (key === 'received' || key === 'latencyCdf') return value.map((p: [number, number]) => [jsonForm(p[0], true), key === 'latencyCdf' ? Math.round(p[1] * 1e6) / 1e6 : p[1]]);
+    if (key === 'intervals') return value.map((p: [number, number]) => [jsonForm(p[0], true), jsonForm(p[1], true)]);
+    return value.map((v) => jsonForm(v, ms));
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = jsonForm(v, k.endsWith('Ms'), k);
+    return out;
+  }
+  return value;
+}
+
 function unreadable(err: unknown, json?: boolean): number {
   if (!(err instanceof JournalError)) throw err;
   if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq: err.seq }));
-  else console.error(err.message);
+  else console.error(`postcopy inspect: ${err.message}`);
   return 2;
 }
 

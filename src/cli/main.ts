@@ -38,7 +38,8 @@ function migrateOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
     .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent and the destination listens; it recovers')
     .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent and the destination listens; the destination stays paused')
-    .option('--json', 'print the result as JSON');
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'no progress bar or progress lines');
 }
 
 migrateOptions(program.command('start').description('The main job with good defaults: a real, verified postcopy migration between two processes (same options as migrate)'))
@@ -65,6 +66,7 @@ program
   .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent, then recover')
   .addOption(prefetchOption())
   .option('--journal <path>', 'journal file', 'postcopy-sim.db')
+  .option('--quiet', 'no progress bar or progress lines')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {
     const { simulateCommand } = await import('./simulateCommand.js');
@@ -73,9 +75,10 @@ program
 
 program
   .command('replay')
-  .description('Replay a journal through a fresh engine and report the first divergence (exit 0 match, 1 divergence, 2 unreadable)')
+  .description('Replay a journal through a fresh engine and report the first divergence (exit 0 match, 1 divergence, 2 unreadable); an imported QEMU trace is checked instead (its analysis and QEMU\'s blocktime replay)')
   .argument('<journal>', 'journal file')
   .option('--to <seq>', 'stop at this sequence number')
+  .option('--quiet', 'no progress bar or progress lines')
   .option('--json', 'print the result as JSON')
   .action(async (path: string, o) => {
     const { replayCommand } = await import('./replayCommand.js');
@@ -92,6 +95,7 @@ program
   .requiredOption('-o, --output <journal>', 'journal file to write')
   .option('--force', 'replace an existing journal')
   .option('--json', 'print the import summary as JSON')
+  .option('--quiet', 'no progress bar or progress lines')
   .action(async (path: string, o) => {
     const { importCommand } = await import('./importCommand.js');
     return exit(await importCommand(path, o));
@@ -103,6 +107,7 @@ program
   .argument('<journal>', 'journal file')
   .option('--slowest <n>', 'how many of the slowest faults to list', '20')
   .option('--json', 'print the analysis as one JSON object')
+  .option('--quiet', 'no progress bar or progress lines')
   .action(async (path: string, o) => {
     const { inspectCommand } = await import('./inspectCommand.js');
     return exit(inspectCommand(path, o));

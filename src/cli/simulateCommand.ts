@@ -16,6 +16,7 @@ export interface SimulateCommandOptions {
   prefetch?: string;
   journal: string;
   json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -37,7 +38,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   const hostPageSize = opts.hugePages ? 2 * 2 ** 20 : 4096;
   if (size % hostPageSize !== 0) throw new UsageError(`--size ${opts.size} is not a multiple of the ${hostPageSize}-byte host page`);
   const prefetchPages = parsePrefetchPages(opts.prefetch);
-  const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json });
+  const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json && !opts.quiet });
   const r = runSimulatedMigration({
     sizeBytes: size,
     hostPageSize,

@@ -1,0 +1,59 @@
+/**
+ * Issue 20, point 5: command-line conventions. Progress is bounded in a pipe (the finished
+ * line once), no bar on TERM=dumb; errors say `postcopy <command>:`; inspect --json has one
+ * unit (ms, rounded to the µs); replay of an imported trace checks it and exits 0.
+ */
+import test from 'ava';
+import { createProgress, drawsBar } from '../../src/cli/progress.js';
+import { jsonForm } from '../../src/cli/inspectCommand.js';
+import { cli, fixture, importRun, tmpPath } from '../forensics/helpers.js';
+
+test.serial('plain progress prints the finished line once however often it is reported', (t) => {
+  const lines: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  const isTTY = process.stderr.isTTY;
+  Object.defineProperty(process.stderr, 'isTTY', { value: false, configurable: true });
+  process.stderr.write = ((chunk: string) => (lines.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    const p = createProgress('x', { plainEveryMs: 60_000 });
+    p.update(1, 10);
+    for (let i = 0; i < 29; i++) p.update(10, 10, { lines: i });
+    p.stop();
+  } finally {
+    process.stderr.write = write;
+    Object.defineProperty(process.stderr, 'isTTY', { value: isTTY, configurable: true });
+  }
+  t.deepEqual(lines, ['x: 1/10\n', 'x: 10/10 lines=0\n']);
+});
+
+test('a bar only on a terminal that can draw one', (t) => {
+  t.true(drawsBar(true, 'xterm-256color'));
+  t.false(drawsBar(true, 'dumb'));
+  t.false(drawsBar(false, 'xterm'));
+  t.false(drawsBar(undefined, undefined));
+});
+
+test('inspect --json: times in ms rounded to the µs, counts whole, CDF fractions kept', (t) => {
+  const out = jsonForm({ durationMs: 1.23456789, count: 7, perVcpuMs: [1.0000004, 2.5], series: { received: [[1.23456, 5]], latencyCdf: [[0.0123456, 0.33333333]], vcpuBlocked: [{ vcpu: 0, intervals: [[1.00001, 2.00049]] }] } });
+  t.deepEqual(out, { durationMs: 1.235, count: 7, perVcpuMs: [1, 2.5], series: { received: [[1.235, 5]], latencyCdf: [[0.012, 0.333333]], vcpuBlocked: [{ vcpu: 0, intervals: [[1, 2]] }] } });
+});
+
+test('errors name the command: postcopy <command>:', (t) => {
+  const missing = tmpPath('missing.db');
+  for (const cmd of ['inspect', 'replay', 'report']) {
+    const r = cli(cmd, missing, ...(cmd === 'report' ? ['-o', tmpPath('r.html')] : []));
+    t.is(r.status, 2, cmd);
+    t.regex(r.stderr, new RegExp(`^postcopy ${cmd}: `), cmd);
+  }
+});
+
+test('replay of an imported trace says what it checks and exits 0', async (t) => {
+  const { path } = await importRun('fail', { srcTrace: fixture('fail', 'src-trace.log.gz'), stderr: fixture('fail', 'dst-stdout.txt') });
+  const r = cli('replay', path, '--quiet');
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /imported QEMU trace records what QEMU did, not engine inputs/);
+  t.regex(r.stdout, /every running total reproduced/);
+  t.is(r.stderr, '', '--quiet: no progress');
+  const j = cli('replay', path, '--json');
+  t.like(JSON.parse(j.stdout), { ok: true, source: 'qemu-trace', checked: { readable: true, blocktimeReproduced: true } });
+});
