@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, blocktimeDifference, qemuMs, splitErrors, stateInWords, verdict, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, channelCounts, phasesOf, qemuMs, splitErrors, stateInWords, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -196,13 +196,17 @@ function faultsSection(a: Analysis): string[] {
 function pagesSection(a: Analysis): string[] {
   const p = a.pages;
   const r = a.requests;
-  const channels = Object.entries(p.byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${count(n)}`).join(', ');
+  const channels = channelCounts(p.byChannel);
+  const ph = phasesOf(a);
+  const phases = `Phases: precopy ${ph.precopyMs === null ? '—' : formatMs(ph.precopyMs)} (first event → LISTENING), postcopy ${ph.postcopyMs === null ? '—' : formatMs(ph.postcopyMs)} (LISTENING → ${ph.postcopyEnded ? 'END' : 'the end of the journal, never ended'}), journal ${formatMs(ph.journalMs)}`;
+  const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${count(p.precopy)} precopy pages (re-sent dirty pages included)`;
   const answered = answeringChannels(a).map(({ name, answered: x }) =>
     `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
   return [
+    phases,
     `Requests: ${count(r.count)} sent, ${count(r.resent)} re-sent, ${count(r.outstanding.length)} outstanding`,
     ...answered,
-    `Pages: ${count(p.placed)} host pages placed (${count(p.zero)} zero; by channel: ${channels}), ${count(p.precopy)} precopy pages, ${count(p.discardedRanges)} discarded range(s)`,
+    `Pages: ${count(p.placed)} host pages placed in postcopy (${count(p.zero)} zero-filled locally; by channel: ${channels}), ${precopy}, ${count(p.discardedRanges)} discarded range(s)`,
   ];
 }
 

@@ -70,18 +70,19 @@ export function createProgress(label: string, opts: { format?: string; plainEver
     };
   }
   const every = opts.plainEveryMs ?? 2000;
-  let last = 0;
+  // The first line after one interval, not at once: a short command prints only its finished line, never a stale 0/total.
+  let last = Date.now();
   let finished = false;
   return {
     update(done, total, fields) {
       const now = Date.now();
       const end = done >= total;
       // The finished line once (a caller may report done == total many times), else one line per interval.
-      if (end ? finished : now - last < every) return;
+      if (end ? finished : now - last < every || done <= 0) return;
       if (end) finished = true;
       last = now;
       const extra = fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ') : '';
-      process.stderr.write(`${label}: ${done}/${total}${extra}\n`);
+      process.stderr.write(`${label}: ${total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100}%${extra}\n`);
     },
     stop() {},
   };

@@ -241,3 +241,24 @@ export function stateInWords(machine: string, state: string): string {
 export function qemuMs(ms: number): string {
   return `${Math.round(ms)} ms`;
 }
+
+/**
+ * Pure: the phases as `inspect` and `migrate` name them: precopy from the first event to
+ * LISTENING, postcopy from LISTENING to END (or to the end of the journal when it never
+ * ended), and the whole journal.
+ */
+export function phasesOf(a: Analysis): { precopyMs: number | null; postcopyMs: number | null; postcopyEnded: boolean; journalMs: number } {
+  const listen = a.timeline.find((e) => e.machine === 'postcopy' && e.to === 'LISTENING');
+  const end = a.timeline.find((e) => e.machine === 'postcopy' && e.to === 'END' && (listen === undefined || e.tMs >= listen.tMs));
+  return {
+    precopyMs: listen === undefined ? null : listen.tMs - a.firstEventMs,
+    postcopyMs: listen === undefined ? null : (end?.tMs ?? a.durationMs) - listen.tMs,
+    postcopyEnded: end !== undefined,
+    journalMs: a.durationMs,
+  };
+}
+
+/** Pure: the channel names a person reads: 'main 61 184, preempt 33'. */
+export function channelCounts(byChannel: Record<string, number>): string {
+  return Object.entries(byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${n.toLocaleString('en-US')}`).join(', ');
+}

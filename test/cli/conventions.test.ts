@@ -6,7 +6,12 @@
 import test from 'ava';
 import { createProgress, drawsBar } from '../../src/cli/progress.js';
 import { jsonForm } from '../../src/cli/inspectCommand.js';
-import { cli, fixture, importRun, tmpPath } from '../forensics/helpers.js';
+import { formatAnalysis } from '../../src/cli/inspectCommand.js';
+import { journalSummaryLines } from '../../src/cli/migrateCommand.js';
+import { channelCounts, phasesOf } from '../../src/forensics/analysisTypes.js';
+import { runSimulatedMigration } from '../../src/io/migration/simulatedMigration.js';
+import { formatMs } from '../../src/text.js';
+import { analyze, cli, fixture, importRun, tmpPath } from '../forensics/helpers.js';
 
 test.serial('plain progress prints the finished line once however often it is reported', (t) => {
   const lines: string[] = [];
@@ -23,7 +28,7 @@ test.serial('plain progress prints the finished line once however often it is re
     process.stderr.write = write;
     Object.defineProperty(process.stderr, 'isTTY', { value: isTTY, configurable: true });
   }
-  t.deepEqual(lines, ['x: 1/10\n', 'x: 10/10 lines=0\n']);
+  t.deepEqual(lines, ['x: 100% lines=0\n'], 'no stale first line, the finished line once');
 });
 
 test('a bar only on a terminal that can draw one', (t) => {
@@ -56,4 +61,20 @@ test('replay of an imported trace says what it checks and exits 0', async (t) =>
   t.is(r.stderr, '', '--quiet: no progress');
   const j = cli('replay', path, '--json');
   t.like(JSON.parse(j.stdout), { ok: true, source: 'qemu-trace', checked: { readable: true, blocktimeReproduced: true } });
+});
+
+test("migrate's summary gives inspect's figures, in inspect's words, and ends with next:", (t) => {
+  const path = tmpPath('summary-sim.db');
+  runSimulatedMigration({ journalPath: path, sizeBytes: 4 << 20, vcpus: 2, workload: 'sequential-increment', seed: 7, preempt: true, breakAt: 0.3, precopyFraction: 0.1, pagesPerTick: 4, accessesPerTick: 64 });
+  const a = analyze(path);
+  const summary = journalSummaryLines(a, 1234);
+  const inspect = formatAnalysis(a);
+  const n = (x: number) => x.toLocaleString('en-US');
+  const ph = phasesOf(a);
+  for (const figure of [formatMs(ph.precopyMs!), formatMs(ph.postcopyMs!), n(a.pages.placed), n(a.pages.precopy), `${n(a.pages.zero)} zero-filled locally`, channelCounts(a.pages.byChannel), formatMs(a.faults.p50Ms), formatMs(a.faults.p99Ms), ...a.blocktime.exact.perVcpuMs.map((ms) => formatMs(ms))]) {
+    t.true(summary.some((l) => l.includes(figure)), `summary has ${figure}`);
+    t.true(inspect.includes(figure), `inspect has ${figure}`);
+  }
+  t.regex(channelCounts(a.pages.byChannel), /^main [\d,]+, preempt [\d,]+$/);
+  t.regex(summary[summary.length - 1]!, /^next: postcopy inspect /);
 });
