@@ -48,13 +48,17 @@ export function pauseBands(a: Analysis, x: Scale, top: number, bottom: number, l
   for (const p of a.pauses) {
     const end = p.endMs ?? a.durationMs;
     if (end < x.domain[0] || p.startMs > x.domain[1]) continue;
-    const x0 = x(Math.max(p.startMs, x.domain[0]));
-    const w = Math.max(2, x(end) - x0);
+    const x1 = x(Math.min(end, x.domain[1]));
+    const w = Math.max(2, x1 - x(Math.max(p.startMs, x.domain[0])));
+    // At least 2 px wide, and never past the axis: a pause at the very end is drawn just inside it.
+    const x0 = Math.min(x(Math.max(p.startMs, x.domain[0])), x.range[1] - w);
     const what = p.endMs === null ? `paused from ${formatMs(p.startMs)} until the end of the journal (never resumed)` : `paused ${formatMs(p.durationMs ?? end - p.startMs)} (${formatMs(p.startMs)} → ${formatMs(end)})`;
     out += el('rect', { x: x0, y: top, width: w, height: bottom - top, class: 'pause' }, '', `postcopy ${what}, from sequence number ${p.startSeq}`);
     if (labelled) {
       const label = p.endMs === null ? 'paused (still)' : `paused ${formatMs(p.durationMs ?? end - p.startMs)}`;
-      out += text(x0 + 3, top + 11, label, { class: 'pause-label' });
+      // Right of the band's start, or left of it when it would pass the plot's right edge.
+      const fits = x0 + 3 + label.length * 7 <= PLOT_WIDTH;
+      out += text(fits ? x0 + 3 : x0 - 3, top + 11, label, fits ? { class: 'pause-label' } : { class: 'pause-label', 'text-anchor': 'end' });
     }
   }
   return out;
