@@ -1,4 +1,4 @@
-import { blocktimeDifference, verdict, type Analysis } from '../forensics/analysisTypes.js';
+import { blocktimeDifference, channelCounts, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { ganttPlot } from './ganttPlot.js';
 import { latencyCdfPlot, latencyHistogramPlot } from './latencyPlots.js';
@@ -112,8 +112,9 @@ function describeJournal(a: Analysis): string {
 }
 
 function pagesLine(a: Analysis): string {
-  const channels = Object.entries(a.pages.byChannel).map(([c, n]) => `channel ${c}: ${groupDigits(n)}`).join(', ');
-  return `${groupDigits(a.pages.placed)} host pages placed (${groupDigits(a.pages.zero)} zero, ${groupDigits(a.pages.precopy)} in precopy${channels ? `; ${channels}` : ''}), ${groupDigits(a.pages.discardedRanges)} discarded ranges, ${groupDigits(a.requests.count)} page requests (${groupDigits(a.requests.resent)} re-sent).`;
+  const channels = channelCounts(a.pages.byChannel);
+  const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${groupDigits(a.pages.precopy)} precopy pages (re-sent dirty pages included)`;
+  return `${groupDigits(a.pages.placed)} host pages placed in postcopy (${groupDigits(a.pages.zero)} zero-filled locally${channels ? `; by channel: ${channels}` : ''}), ${precopy}, ${groupDigits(a.pages.discardedRanges)} discarded ranges, ${groupDigits(a.requests.count)} page requests (${groupDigits(a.requests.resent)} re-sent).`;
 }
 
 function baseName(path: string): string {

@@ -32,7 +32,7 @@ export function summaryCards(a: Analysis): string {
       `<span class="pair"><small>p50</small> ${esc(formatMs(a.faults.p50Ms))}</span><span class="pair"><small>p99</small> ${esc(formatMs(a.faults.p99Ms))}</span><span class="pair"><small>max</small> ${esc(formatMs(a.faults.maxMs))}</span>`,
       `${groupDigits(a.faults.timed)} faults timed${a.faults.unanswered ? ` (${groupDigits(a.faults.unanswered)} still waiting, at their age)` : ''} · p90 ${formatMs(a.faults.p90Ms)}`, 'plain', 'faults'),
     card('Outstanding requests', groupDigits(outstanding), `of ${groupDigits(a.requests.count)} requests · ${groupDigits(a.requests.resent)} re-sent`, outstanding > 0 ? (unfinished ? 'bad' : 'warn') : 'good', 'outstanding'),
-    card('Pages placed', groupDigits(a.pages.placed), `${groupDigits(a.pages.zero)} zero · ${groupDigits(a.pages.precopy)} precopy · ${groupDigits(a.pages.discardedRanges)} discarded ranges`, 'plain', 'pages'),
+    card('Pages placed', groupDigits(a.pages.placed), `in postcopy · ${groupDigits(a.pages.zero)} zero-filled locally · ${a.journal.source === 'qemu-trace' ? 'precopy not traced' : `${groupDigits(a.pages.precopy)} precopy`} · ${groupDigits(a.pages.discardedRanges)} discarded ranges`, 'plain', 'pages'),
     failed.length
       ? card('Failure', esc(failed[0]!.code), failed[0]!.message, 'bad', 'failure')
       : card('Refused inputs', groupDigits(refused.length), refused.length ? `first at sequence number ${refused[0]!.seq}; each changed nothing` : unfinished ? 'none: the migration stopped for the cause above, not a refused input' : 'none', refused.length ? 'warn' : unfinished ? 'plain' : 'good', 'errors'),

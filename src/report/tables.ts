@@ -49,7 +49,7 @@ export function slowestFaultsTable(a: Analysis): string {
     { head: 'vCPU', cell: (r) => (r.vcpu < 0 ? '—' : String(r.vcpu)), numeric: true },
     { head: 'block', cell: (r) => r.block },
     { head: 'offset', cell: (r) => hex(r.offset), numeric: true },
-    { head: 'latency', cell: (r) => formatMs(r.latencyMs), numeric: true },
+    { head: 'latency', cell: (r) => (r.unanswered ? `≥ ${formatMs(r.latencyMs)} (still waiting)` : formatMs(r.latencyMs)), numeric: true },
   ], a.faults.slowest, 'No faults.');
 }
 
