@@ -198,7 +198,8 @@ export function verdict(a: Analysis): { verdict: string; next: string; cause: st
     const next = sourceGone || lost
       ? `recover if the source still runs: reconnect it and resume postcopy${how}; if the source is gone the guest cannot continue: ${n > 0 ? `the pages it waits for exist only on the source` : 'pages not yet received exist only on the source'}, so restart the guest from the source's last good state`
       : `recover: reconnect the source and resume postcopy${how}`;
-    return { verdict: `paused: postcopy stopped at ${ms(open.startMs)} and never resumed (the journal ends ${(a.durationMs - open.startMs).toFixed(1)} ms later)${waiting}`, next, cause };
+    const after = a.durationMs - open.startMs;
+    return { verdict: `paused: postcopy stopped at ${ms(open.startMs)} and never resumed (${after < 1 ? 'the journal ends there' : `the journal ends ${after.toFixed(1)} ms later`})${waiting}`, next, cause };
   }
   if (/fail|cancel/.test(a.status)) {
     const e = a.errors.find((x) => x.code === 'MIGRATION_FAILED') ?? a.errors[a.errors.length - 1];
