@@ -1,6 +1,7 @@
 import { PostcopyError } from '../errors.js';
 import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
 import { createProgress } from './progress.js';
+import { inMs } from './jsonUnits.js';
 
 export interface ImportCommandOptions {
   src?: string;
@@ -37,7 +38,7 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
     return failure(err, opts.json);
   }
   progress.stop();
-  if (opts.json) console.log(JSON.stringify(summary, null, 2));
+  if (opts.json) console.log(JSON.stringify(inMs(summary), null, 2));
   else console.log(formatImportSummary(summary));
   return 0;
 }

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { analyzeJournal } from '../forensics/analysis.js';
 import { channelCounts, phasesOf, qemuMs, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
+import { inMs } from './jsonUnits.js';
 
 export interface MigrateCommandOptions {
   size: string;
@@ -328,7 +329,7 @@ export async function migrateCommand(o: MigrateCommandOptions): Promise<number> 
   const plan = planMigration(o);
   const r = await runMigration(o);
   if (o.json) {
-    console.log(JSON.stringify(r, null, 2));
+    console.log(JSON.stringify(inMs(r), null, 2));
     return r.exitCode;
   }
   const a = analyzeJournalAt(r.paused?.journalPath ?? r.destination?.journalPath ?? plan.dst.journalPath);

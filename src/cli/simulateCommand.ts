@@ -2,6 +2,7 @@ import { runSimulatedMigration } from '../io/migration/simulatedMigration.js';
 import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import { UsageError } from '../errors.js';
 import { createProgress } from './progress.js';
+import { inMs } from './jsonUnits.js';
 import { parsePrefetchPages, parseSize } from './options.js';
 import { formatMs } from '../text.js';
 
@@ -54,7 +55,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   progress.stop();
   const ok = r.verified && (r.replay?.ok ?? false);
   if (opts.json) {
-    console.log(JSON.stringify(r, null, 2));
+    console.log(JSON.stringify(inMs(r), null, 2));
     return ok ? 0 : 1;
   }
   const lat = r.blocktime.exact.latency;

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { createProgress, drawsBar } from '../../src/cli/progress.js';
 import { jsonForm } from '../../src/cli/inspectCommand.js';
+import { inMs } from '../../src/cli/jsonUnits.js';
 import { formatAnalysis } from '../../src/cli/inspectCommand.js';
 import { journalSummaryLines } from '../../src/cli/migrateCommand.js';
 import { channelCounts, phasesOf } from '../../src/forensics/analysisTypes.js';
@@ -77,4 +78,15 @@ test("migrate's summary gives inspect's figures, in inspect's words, and ends wi
   }
   t.regex(channelCounts(a.pages.byChannel), /^main [\d,]+, preempt [\d,]+$/);
   t.regex(summary[summary.length - 1]!, /^next: postcopy inspect /);
+});
+
+test('JSON results in one unit: ns and µs figures become ms with an Ms suffix, rounded to the µs', (t) => {
+  t.deepEqual(inMs({ totalNs: 1_234_567, perVcpuBlockedNs: [1e6, 2_500_000], offsetUs: 1500.4, wallMs: 3.14159, count: 3, nested: [{ p50Ns: 999 }] }),
+    { totalMs: 1.235, perVcpuBlockedMs: [1, 2.5], offsetMs: 1.5, wallMs: 3.142, count: 3, nested: [{ p50Ms: 0.001 }] });
+});
+
+test('simulate --json has no ns or µs keys left', (t) => {
+  const r = cli('simulate', '--size', '4M', '--journal', tmpPath('units.db'), '--json');
+  t.is(r.status, 0, r.stderr);
+  t.false(/"\w+(Ns|Us)":/.test(r.stdout), 'every duration ends in Ms');
 });
