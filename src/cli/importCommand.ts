@@ -4,13 +4,16 @@ import { dirname, join } from 'node:path';
 import { createProgress } from './progress.js';
 import { setCurrentJournal } from './lastResort.js';
 import { refuseOutputIsInput } from './outputs.js';
+import { inMs } from './jsonUnits.js';
 
 export interface ImportCommandOptions {
   src?: string;
+  stderr?: string;
   threads?: string;
   output: string;
   force?: boolean;
   json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -31,12 +34,13 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
     return failure(err, opts.json);
   }
   setCurrentJournal(opts.output);
-  const progress = createProgress('import-qemu', { enabled: !opts.json, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
+  const progress = createProgress('import-qemu', { enabled: !opts.json && !opts.quiet, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
   let summary: ImportSummary;
   try {
     summary = await importQemuTrace({
       dstTrace: trace,
       ...(opts.src !== undefined ? { srcTrace: opts.src } : {}),
+      ...(opts.stderr !== undefined ? { stderr: opts.stderr } : {}),
       ...(opts.threads !== undefined ? { threadsPath: opts.threads } : {}),
       out: opts.output,
       overwrite: opts.force ?? false,
@@ -48,7 +52,7 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
     return failure(err, opts.json);
   }
   progress.stop();
-  if (opts.json) console.log(JSON.stringify(summary, null, 2));
+  if (opts.json) console.log(JSON.stringify(inMs(summary), null, 2));
   else console.log(formatImportSummary(summary));
   return 0;
 }
@@ -69,6 +73,7 @@ export function formatImportSummary(s: ImportSummary): string {
   const n = (x: number): string => x.toLocaleString('en-US');
   out.push(`${s.journal}: ${n(s.eventsWritten)} events from ${n(s.dst.lines)} lines of ${s.dst.file}`);
   if (s.src !== null) out.push(`  source trace: ${n(s.src.lines)} lines of ${s.src.file}, kept as notes`);
+  if (s.stderr !== null) out.push(`  QEMU's stderr: ${n(s.stderr.lines)} lines of ${s.stderr.file}, kept as notes${s.stderr.untimed > 0 ? ` (${n(s.stderr.untimed)} without a timestamp, put at the end: run QEMU with -msg timestamp=on)` : ''}`);
   out.push(`  blocks: ${s.blocks.length} (${s.blocks.map((b) => b.name).join(', ') || 'none'})`);
   const tids = s.vcpus.tids.map((tid, i) => `${i}=${tid || '?'}`).join(' ');
   out.push(`  vCPUs: ${s.vcpus.count}${tids ? ` (TIDs ${tids})` : ''}, ${s.vcpus.source === 'threads.json' ? `from ${s.vcpus.detail}` : s.vcpus.source === 'inferred' ? `inferred: ${s.vcpus.detail}` : 'unknown'}`);

@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, channelCounts, phasesOf, qemuMs, splitErrors, stateInWords, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -8,6 +8,7 @@ import { formatMs } from '../text.js';
 export interface InspectCommandOptions {
   json?: boolean;
   slowest?: string;
+  quiet?: boolean;
 }
 
 /**
@@ -19,7 +20,7 @@ export interface InspectCommandOptions {
 export function inspectCommand(path: string, opts: InspectCommandOptions): number {
   const slowest = opts.slowest === undefined ? 20 : Number(opts.slowest);
   if (!(Number.isSafeInteger(slowest) && slowest >= 0)) {
-    console.error(`--slowest must be a whole number >= 0, got '${opts.slowest}'`);
+    console.error(`postcopy inspect: --slowest must be a whole number >= 0, got '${opts.slowest}'`);
     return 2;
   }
   let reader: JournalReader;
@@ -30,7 +31,7 @@ export function inspectCommand(path: string, opts: InspectCommandOptions): numbe
   }
   let analysis: Analysis;
   try {
-    const progress = createProgress('inspect', { enabled: !opts.json });
+    const progress = createProgress('inspect', { enabled: !opts.json && !opts.quiet });
     analysis = analyzeJournal(reader, { slowest, onProgress: (done, total) => progress.update(done, total) });
     progress.stop();
   } catch (err) {
@@ -38,19 +39,39 @@ export function inspectCommand(path: string, opts: InspectCommandOptions): numbe
   } finally {
     reader.close();
   }
-  if (opts.json) console.log(JSON.stringify(analysis, null, 2));
+  if (opts.json) console.log(JSON.stringify(jsonForm(analysis), null, 2));
   else console.log(formatAnalysis(analysis));
   if (analysis.journal.unreadableFrom !== null) {
-    console.error(analysis.journal.unreadableReason);
+    console.error(`postcopy inspect: ${analysis.journal.unreadableReason}`);
     return 2;
   }
   return 0;
 }
 
+/**
+ * Pure: the analysis as `inspect --json` prints it (docs/json.md): every duration and time
+ * is in ms, its key ends in `Ms`, rounded to the µs; counts are whole numbers; the series'
+ * tuples start with a time in ms ([tMs, pages], [startMs, endMs], [ms, fraction]).
+ */
+export function jsonForm(value: unknown, ms = false, key = ''): unknown {
+  if (typeof value === 'number') return ms && !Number.isInteger(value) ? Math.round(value * 1000) / 1000 : value;
+  if (Array.isArray(value)) {
+    if (key === 'received' || key === 'latencyCdf') return value.map((p: [number, number]) => [jsonForm(p[0], true), key === 'latencyCdf' ? Math.round(p[1] * 1e6) / 1e6 : p[1]]);
+    if (key === 'intervals') return value.map((p: [number, number]) => [jsonForm(p[0], true), jsonForm(p[1], true)]);
+    return value.map((v) => jsonForm(v, ms));
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = jsonForm(v, k.endsWith('Ms'), k);
+    return out;
+  }
+  return value;
+}
+
 function unreadable(err: unknown, json?: boolean): number {
   if (!(err instanceof JournalError)) throw err;
   if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq: err.seq }));
-  else console.error(err.message);
+  else console.error(`postcopy inspect: ${err.message}`);
   return 2;
 }
 
@@ -76,7 +97,9 @@ export function formatAnalysis(a: Analysis): string {
   const j = a.journal;
   const what = j.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine journal';
   out.push(`${j.path}: ${what}, ${count(j.events)} events, ${j.blocks.length} block(s), ${a.vcpus} vCPU(s)${j.capabilities.length ? `, ${j.capabilities.join(', ')}` : ''}`);
-  out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   duration ${formatMs(a.durationMs)}`);
+  out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   journal ${formatMs(a.durationMs)} (every time below is since the journal's start; first event at ${at(a.firstEventMs)}, last at ${at(a.durationMs)})`);
+  const v = verdict(a);
+  out.push(`verdict: ${v.verdict}`, ...v.cause.map((c) => `  ${c}`), `next: ${v.next}`);
   if (j.unreadableFrom !== null) out.push(`!! the journal is damaged from #${j.unreadableFrom}: what follows covers the events before it (${j.unreadableReason})`);
   const ended = a.status === 'completed';
   const [mainEnd, preemptEnd] = a.streamEnds;
@@ -88,6 +111,7 @@ export function formatAnalysis(a: Analysis): string {
   }
   if (!ended) out.push('', ...outstandingSection(a));
   out.push('', ...timelineSection(a));
+  if (a.stderr.length > 0) out.push('', `QEMU's stderr (${a.stderr.length} line(s))`, ...columns(a.stderr.map((l) => [at(l.tMs), `#${l.seq}`, l.text]), [true, true, false]));
   out.push('', ...pausesSection(a));
   out.push('', ...blocktimeSection(a));
   out.push('', ...faultsSection(a));
@@ -109,12 +133,13 @@ function outstandingSection(a: Analysis): string[] {
 }
 
 function timelineSection(a: Analysis): string[] {
-  const rows = [['t', 'machine', 'change', 'on', 'seq'], ...a.timeline.map((e) => [at(e.tMs), e.machine, `${e.from} -> ${e.to}`, e.event, `#${e.seq}`])];
-  return [`Timeline (${a.timeline.length} state change(s))`, ...columns(rows, [true, false, false, false, true])];
+  const rows = [['t', 'machine', 'change', 'on', 'seq', 'now'], ...a.timeline.map((e) => [at(e.tMs), e.machine, `${e.from} -> ${e.to}`, e.event, `#${e.seq}`, stateInWords(e.machine, e.to) === e.to ? '' : stateInWords(e.machine, e.to)])];
+  return [`Timeline (${a.timeline.length} state change(s))`, ...columns(rows, [true, false, false, false, true, false])];
 }
 
 function pausesSection(a: Analysis): string[] {
   if (a.pauses.length === 0) return ['Pauses: none'];
+  const sourceLines = a.pauses.filter((p) => p.sourceLast !== undefined).map((p) => `  before #${p.startSeq}, the source's last line: ${at(p.sourceLast!.tMs)} ${p.sourceLast!.event}${p.sourceLast!.text ? ` ${p.sourceLast!.text}` : ''} (${formatMs(p.startMs - p.sourceLast!.tMs)} before the pause)`);
   const rows = a.pauses.map((p) => [
     `#${p.startSeq}`,
     `from ${at(p.startMs)}`,
@@ -122,18 +147,24 @@ function pausesSection(a: Analysis): string[] {
     p.durationMs === null ? '' : formatMs(p.durationMs),
     p.reason === undefined ? '' : `after #${p.causeSeq} ${p.reason}`,
   ]);
-  return [`Pauses: ${a.pauses.length}`, ...columns(rows, [true, false, false, true, false])];
+  return [`Pauses: ${a.pauses.length}`, ...columns(rows, [true, false, false, true, false]), ...sourceLines];
 }
 
 function blocktimeSection(a: Analysis): string[] {
   const q = a.blocktime.qemu;
   const e = a.blocktime.exact;
+  const still = (v: number): string => {
+    const s = e.stillBlocked.find((b) => b.vcpu === v);
+    return s === undefined ? '' : `still blocked at the end (since ${at(s.sinceMs)})`;
+  };
   const rows = [
-    ['', 'qemu (QEMU 7.2)', 'exact', 'faults'],
-    ['all vCPUs blocked', `${q.totalMs} ms`, formatMs(e.totalMs), ''],
-    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, `${q.perVcpuMs[v] ?? 0} ms`, formatMs(ms), count(e.perVcpuFaults[v] ?? 0)]),
+    ['', 'qemu (QEMU 7.2)', 'exact', 'faults', ''],
+    ['all vCPUs blocked', qemuMs(q.totalMs), formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
+    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, qemuMs(q.perVcpuMs[v] ?? 0), formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
   ];
-  const lines = ['Blocktime', ...columns(rows, [false, true, true, true])];
+  const lines = ['Blocktime', ...columns(rows, [false, true, true, true, false])];
+  const why = blocktimeDifference(a);
+  if (why !== null) lines.push(`  ${why}`);
   const c = q.check;
   if (c !== undefined) {
     const reported = c.reportedTotalMs !== null ? `QEMU reported ${c.reportedTotalMs} ms` : `QEMU reported no final figure; its last running total was ${c.lastEndTotalMs ?? '—'} ms`;
@@ -147,6 +178,8 @@ function blocktimeSection(a: Analysis): string[] {
 function faultsSection(a: Analysis): string[] {
   const f = a.faults;
   const lines = [`Faults: ${count(f.count)}   fault -> placement: p50 ${formatMs(f.p50Ms)}  p90 ${formatMs(f.p90Ms)}  p99 ${formatMs(f.p99Ms)}  max ${formatMs(f.maxMs)}`];
+  const notTimed = f.count - f.timed;
+  lines.push(`  ${count(f.timed)} fault(s) timed${f.unanswered > 0 ? `, of which ${count(f.unanswered)} still waiting at the end of the journal (counted at their age: at least that)` : ''}${notTimed > 0 ? `; ${count(notTimed)} found their page already there (no wait)` : ''}`);
   if (f.histogram.length > 0) {
     const most = Math.max(...f.histogram.map((b) => b.count));
     const rows = f.histogram.map((b) => [`${edge(b.fromMs)} .. ${edge(b.toMs)}`, count(b.count), '#'.repeat(Math.max(b.count > 0 ? 1 : 0, Math.round((b.count / most) * 40)))]);
@@ -154,7 +187,7 @@ function faultsSection(a: Analysis): string[] {
   }
   if (f.slowest.length > 0) {
     lines.push(`  slowest ${f.slowest.length}:`);
-    const rows = [['seq', 'at', 'block', 'offset', 'vCPU', 'latency'], ...f.slowest.map((s) => [`#${s.seq}`, at(s.tMs), s.block, hex(s.offset), s.vcpu < 0 ? '-' : String(s.vcpu), formatMs(s.latencyMs)])];
+    const rows = [['seq', 'at', 'block', 'offset', 'vCPU', 'latency'], ...f.slowest.map((s) => [`#${s.seq}`, at(s.tMs), s.block, hex(s.offset), s.vcpu < 0 ? '-' : String(s.vcpu), s.unanswered ? `>= ${formatMs(s.latencyMs)} (still waiting)` : formatMs(s.latencyMs)])];
     lines.push(...columns(rows, [true, true, false, true, true, true], '    '));
   }
   return lines;
@@ -163,20 +196,26 @@ function faultsSection(a: Analysis): string[] {
 function pagesSection(a: Analysis): string[] {
   const p = a.pages;
   const r = a.requests;
-  const channels = Object.entries(p.byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${count(n)}`).join(', ');
+  const channels = channelCounts(p.byChannel);
+  const ph = phasesOf(a);
+  const phases = `Phases: precopy ${ph.precopyMs === null ? '—' : formatMs(ph.precopyMs)} (first event → LISTENING), postcopy ${ph.postcopyMs === null ? '—' : formatMs(ph.postcopyMs)} (LISTENING → ${ph.postcopyEnded ? 'END' : 'the end of the journal, never ended'}), journal ${formatMs(ph.journalMs)}`;
+  const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${count(p.precopy)} precopy pages (re-sent dirty pages included)`;
   const answered = answeringChannels(a).map(({ name, answered: x }) =>
     `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
   return [
+    phases,
     `Requests: ${count(r.count)} sent, ${count(r.resent)} re-sent, ${count(r.outstanding.length)} outstanding`,
     ...answered,
-    `Pages: ${count(p.placed)} host pages placed (${count(p.zero)} zero; by channel: ${channels}), ${count(p.precopy)} precopy pages, ${count(p.discardedRanges)} discarded range(s)`,
+    `Pages: ${count(p.placed)} host pages placed in postcopy (${count(p.zero)} zero-filled locally; by channel: ${channels}), ${precopy}, ${count(p.discardedRanges)} discarded range(s)`,
   ];
 }
 
 function errorsSection(a: Analysis): string[] {
-  if (a.errors.length === 0) return ['Errors: none'];
-  const rows = a.errors.slice(0, 50).map((e) => [`#${e.seq}`, at(e.tMs), e.code, `${e.input !== undefined ? `${e.input} #${e.causeSeq}: ` : e.causeSeq !== undefined ? `input #${e.causeSeq}: ` : ''}${e.message}`]);
-  const lines = [`Errors: ${a.errors.length}`, ...columns(rows, [true, true, false, false])];
+  const { failures, refused } = splitErrors(a);
+  if (a.errors.length === 0) return [a.status === 'completed' ? 'Failures: none   Refused inputs: none' : 'Failures reported: none   Refused inputs: none (the migration stopped for the cause in the verdict, not a refused input)'];
+  const failed = new Set(failures);
+  const rows = a.errors.slice(0, 50).map((e) => [`#${e.seq}`, at(e.tMs), failed.has(e) ? 'failure' : 'refused', e.code, `${e.input !== undefined ? `${e.input} #${e.causeSeq}: ` : e.causeSeq !== undefined ? `input #${e.causeSeq}: ` : ''}${e.message}`]);
+  const lines = [`Failures: ${failures.length}   Refused inputs (each changed nothing): ${refused.length}`, ...columns(rows, [true, true, false, false, false])];
   if (a.errors.length > 50) lines.push(`  ... and ${a.errors.length - 50} more (--json lists them)`);
   return lines;
 }

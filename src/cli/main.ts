@@ -50,7 +50,8 @@ function migrateOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
     .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent and the destination listens; it recovers')
     .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent and the destination listens; the destination stays paused')
-    .option('--json', 'print the result as JSON');
+    .option('--json', 'print the result as JSON')
+    .option('--quiet', 'no progress bar or progress lines');
 }
 
 migrateOptions(program.command('start').description('The main job with good defaults: a real, verified postcopy migration between two processes (same options as migrate)'))
@@ -78,6 +79,7 @@ program
   .addOption(prefetchOption())
   .option('--journal <path>', 'journal file (default: postcopy-sim.db, or the next free postcopy-sim-N.db: an earlier run\'s journal is kept)')
   .option('--force', 'replace the --journal file if it exists')
+  .option('--quiet', 'no progress bar or progress lines')
   .option('--json', 'print the result as JSON')
   .action(async (o) => {
     const { simulateCommand } = await import('./simulateCommand.js');
@@ -86,9 +88,10 @@ program
 
 program
   .command('replay')
-  .description('Replay a journal through a fresh engine and report the first divergence (exit 0 match, 1 divergence, 2 unreadable)')
+  .description('Replay a journal through a fresh engine and report the first divergence (exit 0 match, 1 divergence, 2 unreadable); an imported QEMU trace is checked instead (its analysis and QEMU\'s blocktime replay)')
   .argument('<journal>', 'journal file')
   .option('--to <seq>', 'stop at this sequence number')
+  .option('--quiet', 'no progress bar or progress lines')
   .option('--json', 'print the result as JSON')
   .action(async (path: string, o) => {
     const { replayCommand } = await import('./replayCommand.js');
@@ -100,10 +103,12 @@ program
   .description('Import a QEMU 7.2 destination trace (log backend, .log or .log.gz) into a journal (exit 0 written, 2 not a trace or unreadable)')
   .argument('<dst-trace>', "the destination's trace log")
   .option('--src <src-trace>', "the source's trace log, merged in by time as notes")
+  .option('--stderr <file>', "QEMU's stderr on the destination (error_report lines such as 'Detected IO failure'), merged in by time as notes")
   .option('--threads <threads.json>', 'TID -> thread names (default: threads.json beside the trace, if any)')
   .requiredOption('-o, --output <journal>', 'journal file to write')
   .option('--force', 'replace an existing journal')
   .option('--json', 'print the import summary as JSON')
+  .option('--quiet', 'no progress bar or progress lines')
   .action(async (path: string, o) => {
     const { importCommand } = await import('./importCommand.js');
     return exit(await importCommand(path, o));
@@ -115,6 +120,7 @@ program
   .argument('<journal>', 'journal file')
   .option('--slowest <n>', 'how many of the slowest faults to list', '20')
   .option('--json', 'print the analysis as one JSON object')
+  .option('--quiet', 'no progress bar or progress lines')
   .action(async (path: string, o) => {
     const { inspectCommand } = await import('./inspectCommand.js');
     return exit(inspectCommand(path, o));

@@ -13,6 +13,10 @@ import { chooseJournal } from './outputs.js';
 import { setCurrentJournal } from './lastResort.js';
 import { formatMs } from '../text.js';
 import { createProgress } from './progress.js';
+import { analyzeJournal } from '../forensics/analysis.js';
+import { channelCounts, phasesOf, qemuMs, type Analysis } from '../forensics/analysisTypes.js';
+import { JournalReader } from '../journal/journalReader.js';
+import { inMs } from './jsonUnits.js';
 
 export interface MigrateCommandOptions {
   size: string;
@@ -157,6 +161,8 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
   let lastStatus = '';
   let lastPostcopyState = -1;
   let sourcePhase = 'setup';
+  /** The progress bar's total (precopy + postcopy halves), once known. */
+  let barTotal = 0;
   let sourceKilled = false;
   let givenUp = false;
   /** The first process that died unasked (the one the reason line names). */
@@ -167,7 +173,7 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
   const finished = new Set<ChildProcess>();
   let sourceSaysPeerLost = false;
   const bar = createProgress('migrate', {
-    format: 'migrate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding} | p50 request→page {latency}',
+    format: 'migrate {phase} [{bar}] {percentage}% | {pages} pages | outstanding {outstanding} | p50 request→page {latency}',
     enabled: !o.json && !o.quiet,
     plainEveryMs: 1000,
   });
@@ -304,7 +310,11 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
           lastStatus = m.status;
           lastPostcopyState = m.postcopyState;
           const phase = m.status.startsWith('postcopy-') && m.status !== 'postcopy-active' ? m.status : POSTCOPY_STATE_NAMES[m.postcopyState as 0] ?? '?';
-          bar.update(m.received, m.total, { phase, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
+          // Precopy fills the first half, postcopy the second (the received bitmap starts again at LISTEN): the bar never runs backwards and a completed migration ends at 100 %.
+          const postcopyHalf = m.postcopyState >= 3 ? m.total : 0;
+          const done = m.status === 'completed' ? 2 * m.total : Math.min(2 * m.total, postcopyHalf + m.received);
+          barTotal = 2 * m.total;
+          bar.update(done, 2 * m.total, { phase, pages: `${m.received}/${m.total}`, outstanding: m.outstanding, latency: formatMs(m.lastLatencyMs) });
           if (m.status === 'failed' && !givenUp) {
             // Final: nothing will move again, so there is no stall to wait for.
             failed = true;
@@ -344,6 +354,7 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
   });
   clearInterval(watchdog);
   if (deadline) clearTimeout(deadline);
+  if (barTotal > 0 && (lastStatus === 'completed' || result.destination?.status === 'completed')) bar.update(barTotal, barTotal, { phase: 'END' });
   bar.stop();
   const dstCode = exitCodeOf(dst);
   const srcCode = src ? exitCodeOf(src) : -1;
@@ -457,15 +468,53 @@ export function formatSummary(r: MigrateResult, plan: ReturnType<typeof planMigr
   return lines.join('\n');
 }
 
+/**
+ * Pure: the figures of the summary from the journal's analysis, the same figures and words
+ * `inspect` prints (phases, pages, requests, latency, blocktime), and what to run next.
+ */
+export function journalSummaryLines(a: Analysis, wallMs: number): string[] {
+  const ph = phasesOf(a);
+  const f = a.faults;
+  const q = a.blocktime.qemu;
+  const e = a.blocktime.exact;
+  return [
+    `  phases:      precopy ${ph.precopyMs === null ? '—' : formatMs(ph.precopyMs)}, postcopy ${ph.postcopyMs === null ? '—' : formatMs(ph.postcopyMs)} (LISTENING → ${ph.postcopyEnded ? 'END' : 'never ended'}), journal ${formatMs(ph.journalMs)}, ${formatMs(wallMs)} wall`,
+    `  pages:       precopy ${a.pages.precopy.toLocaleString('en-US')} (re-sent dirty pages included); postcopy ${a.pages.placed.toLocaleString('en-US')} host pages placed (${a.pages.zero.toLocaleString('en-US')} zero-filled locally), by channel: ${channelCounts(a.pages.byChannel)}; ${a.pages.discardedRanges} discarded range(s)`,
+    `  requests:    ${a.requests.count.toLocaleString('en-US')} sent, ${a.requests.resent} re-sent, ${a.requests.outstanding.length} outstanding; faults ${f.count.toLocaleString('en-US')}`,
+    `  latency:     fault → placement p50 ${formatMs(f.p50Ms)}, p99 ${formatMs(f.p99Ms)}, max ${formatMs(f.maxMs)} (${f.timed.toLocaleString('en-US')} faults timed${f.unanswered ? `, ${f.unanswered} still waiting` : ''})`,
+    `  blocktime:   exact: per vCPU [${e.perVcpuMs.map((ms) => formatMs(ms)).join(', ')}], all vCPUs at once ${formatMs(e.totalMs)}; qemu mode: per vCPU [${q.perVcpuMs.map(qemuMs).join(', ')}], all at once ${qemuMs(q.totalMs)}`,
+    `  journal:     ${a.journal.path} (${a.journal.events.toLocaleString('en-US')} events)`,
+    `next: postcopy inspect ${a.journal.path}   (or: postcopy report ${a.journal.path} -o report.html)`,
+  ];
+}
+
+/** The journal's analysis, or null when it cannot be read (the summary then keeps the processes' own figures). */
+function analyzeJournalAt(path: string): Analysis | null {
+  if (!existsSync(path)) return null;
+  try {
+    const reader = JournalReader.open(path);
+    try {
+      return analyzeJournal(reader, { slowest: 0 });
+    } finally {
+      reader.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
 /** `postcopy migrate`: exit 0 only for a verified migration; 3 when left paused. */
 export async function migrateCommand(o: MigrateCommandOptions): Promise<number> {
   const plan = planMigration(o);
   const r = await runMigration(o);
-  if (o.json) console.log(JSON.stringify(r, null, 2));
-  else {
-    console.log(formatSummary(r, plan));
-    // The one line that says why, where a script's stderr log shows it.
-    if (r.exitCode !== 0) console.error(`postcopy migrate: ${r.message}`);
+  if (o.json) {
+    console.log(JSON.stringify(inMs(r), null, 2));
+    return r.exitCode;
   }
+  const a = analyzeJournalAt(r.paused?.journalPath ?? r.destination?.journalPath ?? plan.dst.journalPath);
+  if (a === null) console.log(formatSummary(r, plan));
+  else console.log([...formatSummary(r, plan).split('\n').slice(0, 2), ...journalSummaryLines(a, r.wallMs)].join('\n'));
+  // The one line that says why, where a script's stderr log shows it.
+  if (r.exitCode !== 0) console.error(`postcopy migrate: ${r.message}`);
   return r.exitCode;
 }

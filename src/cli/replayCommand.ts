@@ -1,4 +1,5 @@
 import { JournalError } from '../errors.js';
+import { analyzeJournal } from '../forensics/analysis.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { replay } from '../journal/replay.js';
 import { EVENT_KIND_NAMES } from '../engine/events.js';
@@ -8,6 +9,7 @@ import { describeRecord } from './describe.js';
 export interface ReplayCommandOptions {
   to?: string;
   json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -21,13 +23,22 @@ export function replayCommand(path: string, opts: ReplayCommandOptions): number 
   } catch (err) {
     return unreadable(err, opts.json);
   }
+  if (journal.meta.source === 'qemu-trace') {
+    try {
+      return checkImported(journal, opts);
+    } catch (err) {
+      return unreadable(err, opts.json);
+    } finally {
+      journal.close();
+    }
+  }
   try {
     const to = opts.to !== undefined ? Number(opts.to) : undefined;
     if (to !== undefined && !(Number.isSafeInteger(to) && to >= 0)) {
-      console.error(`--to must be a sequence number (a whole number >= 0), got '${opts.to}'`);
+      console.error(`postcopy replay: --to must be a sequence number (a whole number >= 0), got '${opts.to}'`);
       return 2;
     }
-    const progress = createProgress('replay', { enabled: !opts.json });
+    const progress = createProgress('replay', { enabled: !opts.json && !opts.quiet });
     const result = replay(journal, { to, onProgress: (seq, total) => progress.update(seq, total) });
     progress.stop();
     if (opts.json) {
@@ -51,10 +62,36 @@ export function replayCommand(path: string, opts: ReplayCommandOptions): number 
   }
 }
 
+/**
+ * An imported QEMU trace records QEMU's behaviour, not the engine's inputs and effects: there
+ * is nothing to re-run through the engine. What can be checked is: the journal reads to its
+ * end, the analysis runs, and QEMU's own blocktime lines replay to every running total QEMU
+ * printed. Exit 0 when they do, 1 when a figure differs, 2 unreadable.
+ */
+function checkImported(journal: JournalReader, opts: ReplayCommandOptions): number {
+  const progress = createProgress('replay', { enabled: !opts.json && !opts.quiet });
+  const a = analyzeJournal(journal, { slowest: 0, onProgress: (done, total) => progress.update(done, total) });
+  progress.stop();
+  const c = a.blocktime.qemu.check;
+  const readable = a.journal.unreadableFrom === null;
+  const reproduced = c === undefined || (c.totalMismatches === 0 && c.affectedMismatches === 0);
+  const ok = readable && reproduced;
+  const what = 'an imported QEMU trace records what QEMU did, not engine inputs, so replay checks it instead of re-running it';
+  const blocktime = c === undefined ? 'no blocktime lines to replay' : `QEMU's blocktime replayed over ${c.endLines} end lines: ${reproduced ? 'every running total reproduced' : `${c.totalMismatches} running total(s) and ${c.affectedMismatches} affected count(s) differ`}`;
+  if (opts.json) {
+    console.log(JSON.stringify({ ok, source: 'qemu-trace', events: a.journal.events, checked: { readable, analysis: true, blocktimeReproduced: reproduced }, blocktime: c ?? null, note: what }, null, 2));
+  } else {
+    console.log(`${journal.path}: ${what}.`);
+    console.log(`  ${readable ? `all ${a.journal.events} events read` : `damaged from #${a.journal.unreadableFrom}: ${a.journal.unreadableReason}`}; the analysis ran (status ${a.status}, postcopy ${a.postcopyState}); ${blocktime}`);
+    console.log(`next: postcopy inspect ${journal.path}`);
+  }
+  return !readable ? 2 : ok ? 0 : 1;
+}
+
 function unreadable(err: unknown, json?: boolean): number {
   if (!(err instanceof JournalError)) throw err;
   if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq: err.seq }));
-  else console.error(err.message);
+  else console.error(`postcopy replay: ${err.message}`);
   return 2;
 }
 

@@ -54,7 +54,7 @@ export function reportCommand(path: string, opts: ReportCommandOptions, deps: Re
     return 2;
   }
   if (analysis.journal.unreadableFrom !== null) {
-    console.error(`warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part`);
+    console.error(`postcopy report: warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part`);
   }
   console.log(`${output}: ${Math.ceil(Buffer.byteLength(html) / 1024)} KiB report of ${path}: ${analysis.status}, ${formatMs(analysis.durationMs)}, ${analysis.vcpus} vCPUs, ${analysis.faults.count} faults, ${analysis.requests.outstanding.length} outstanding requests`);
   return 0;
@@ -62,6 +62,6 @@ export function reportCommand(path: string, opts: ReportCommandOptions, deps: Re
 
 function unreadable(err: unknown): number {
   if (!(err instanceof JournalError)) throw err;
-  console.error(err.message);
+  console.error(`postcopy report: ${err.message}`);
   return 2;
 }

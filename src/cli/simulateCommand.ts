@@ -14,6 +14,7 @@ export const DEFAULT_SIM_JOURNAL = 'postcopy-sim.db';
  * back for verification.
  */
 const SIMULATE_COPIES = 4;
+import { inMs } from './jsonUnits.js';
 import { formatMs } from '../text.js';
 
 export interface SimulateCommandOptions {
@@ -29,6 +30,7 @@ export interface SimulateCommandOptions {
   journal?: string;
   force?: boolean;
   json?: boolean;
+  quiet?: boolean;
 }
 
 /**
@@ -55,7 +57,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   const journal = chooseJournal(opts.journal, DEFAULT_SIM_JOURNAL, !!opts.force);
   setCurrentJournal(journal.path);
   if (journal.renamed && !opts.json) process.stderr.write(`note: ${DEFAULT_SIM_JOURNAL} exists (an earlier run's journal, kept): this run's journal is ${journal.path}\n`);
-  const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json });
+  const progress = createProgress('migrating', { format: 'simulate {phase} [{bar}] {value}/{total} pages | outstanding {outstanding}', enabled: !opts.json && !opts.quiet });
   const r = runSimulatedMigration({
     sizeBytes: size,
     hostPageSize,
@@ -72,7 +74,7 @@ export function simulateCommand(opts: SimulateCommandOptions): number {
   progress.stop();
   const ok = r.verified && (r.replay?.ok ?? false);
   if (opts.json) {
-    console.log(JSON.stringify(r, null, 2));
+    console.log(JSON.stringify(inMs(r), null, 2));
     return ok ? 0 : 1;
   }
   const lat = r.blocktime.exact.latency;

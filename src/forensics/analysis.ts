@@ -45,6 +45,7 @@ const REORDER_WINDOW_NS = 100e6;
 const MAX_REORDER = 1_000_000;
 const MAX_TIMELINE = 10_000;
 const MAX_ERRORS = 1000;
+const MAX_STDERR = 200;
 const MAX_SERIES_POINTS = 1000;
 const MAX_INTERVALS = 1000;
 const MAX_CDF_POINTS = 200;
@@ -133,6 +134,9 @@ class JournalAnalyzer {
   private readonly timeline: Analysis['timeline'] = [];
   private readonly pauses: Analysis['pauses'] = [];
   private readonly errors: Analysis['errors'] = [];
+  /** The source trace's last line so far (imported with --src). */
+  private sourceLast: Analysis['sourceLast'] = null;
+  private readonly stderr: Analysis['stderr'] = [];
   private lastCommand = { seq: -1, command: 0 };
   private lastInput = { seq: -1, kind: 0, a: 0 };
   /** The last broken channel or stream error: why the next pause or failure happened. */
@@ -207,8 +211,14 @@ class JournalAnalyzer {
         this.blocktimeLine(seg, i); // in file order: the replay reorders them itself
         continue;
       }
-      if (kind === EventKind.TR_NOTE) continue;
       const seq = seg.firstSeq + i;
+      if (kind === EventKind.TR_NOTE) {
+        // Notes of the other side (the source's trace, QEMU's stderr) say what happened there; the destination's own notes are not read.
+        const p = this.imported ? payloadOf(seg, i) : null;
+        const note = p === null ? null : (unpack(p) as { side?: unknown });
+        if (note !== null && (note.side === 'src' || note.side === 'stderr')) this.enqueue({ kind: kind as EventKindValue, t, seq, cause: -1, block: -1, offset: 0, a: 0, b: 0, payload: p });
+        continue;
+      }
       if (!this.imported) {
         this.apply(kind, t, seq, seg.cause[i]!, seg.block[i]!, seg.offset[i]!, seg.a[i]!, seg.b[i]!, needsPayload(kind) ? payloadOf(seg, i) : null);
         continue;
@@ -257,6 +267,8 @@ class JournalAnalyzer {
         return;
       case EventKind.FX_STATE:
         return this.state(t, seq, cause, a, payload);
+      case EventKind.TR_NOTE:
+        return this.note(t, seq, payload);
       case EventKind.FX_ERROR:
         return this.error(t, seq, cause, payload);
       case EventKind.FX_BLOCKTIME:
@@ -363,6 +375,7 @@ class JournalAnalyzer {
     if (to === 'postcopy-paused' && open === null) {
       const pause: Analysis['pauses'][number] = { startSeq: seq, startMs: t / 1e6, endMs: null, durationMs: null };
       if (why !== null) Object.assign(pause, { causeSeq: why.seq, reason: why.text });
+      if (this.sourceLast !== null) pause.sourceLast = { ...this.sourceLast };
       this.pauses.push(pause);
     } else if (to === 'failed' && this.errors.length < MAX_ERRORS) {
       const entry: Analysis['errors'][number] = { seq, tMs: t / 1e6, code: 'MIGRATION_FAILED', message: `migration failed (from ${from}, on ${String(p.event)})` };
@@ -374,6 +387,14 @@ class JournalAnalyzer {
       open.durationMs = open.endMs - open.startMs;
     }
     if (to === 'postcopy-active' || to === 'completed') this.lastInterrupt = { seq: -1, text: '' };
+  }
+
+  private note(t: number, seq: number, payload: Uint8Array | null): void {
+    if (payload === null) return;
+    const n = unpack(payload) as { side?: unknown; event?: unknown; text?: unknown };
+    const text = String(n.text ?? '');
+    if (n.side === 'src') this.sourceLast = { seq, tMs: t / 1e6, event: String(n.event ?? ''), text };
+    else if (n.side === 'stderr' && this.stderr.length < MAX_STDERR) this.stderr.push({ seq, tMs: t / 1e6, text });
   }
 
   private error(t: number, seq: number, cause: number, payload: Uint8Array | null): void {
@@ -417,10 +438,16 @@ class JournalAnalyzer {
       return;
     }
     const before = this.exact.isBlocked(v);
+    const refaults = this.exact.closedByRefault;
     this.exact.fault(v, key, key, t, received);
     const after = this.exact.isBlocked(v);
     if (!before && after) this.blockedSince[v] = t;
     else if (before && !after) this.closeInterval(v, t);
+    else if (before && after && this.exact.closedByRefault !== refaults) {
+      // A new fault of a vCPU still blocked: its wait closed here, a new one opens.
+      this.closeInterval(v, t);
+      this.blockedSince[v] = t;
+    }
   }
 
   private exactPlaced(key: number, t: number): void {
@@ -444,7 +471,14 @@ class JournalAnalyzer {
   // -------------------------------------------------------------------------
   // Latency and series
 
-  private recordLatency(w: Waiter, t: number, block: number, offset: number): void {
+  /** The block an address key falls in. */
+  private blockOfKey(key: number): number {
+    let b = 0;
+    while (b + 1 < this.blockBase.length && this.blockBase[b + 1]! <= key) b++;
+    return b;
+  }
+
+  private recordLatency(w: Waiter, t: number, block: number, offset: number, unanswered = false): void {
     const ns = t - w.t;
     this.latency.record(ns);
     const ms = ns / 1e6;
@@ -453,7 +487,8 @@ class JournalAnalyzer {
     this.histogram[k]!++;
     const s = this.slowest;
     if (s.length === this.slowestCount && (this.slowestCount === 0 || ms <= s[s.length - 1]!.latencyMs)) return;
-    const entry = { seq: w.seq, tMs: w.t / 1e6, block: this.meta.blocks[block]!.name, offset, vcpu: w.vcpu, latencyMs: ms };
+    const entry: Analysis['faults']['slowest'][number] = { seq: w.seq, tMs: w.t / 1e6, block: this.meta.blocks[block]!.name, offset, vcpu: w.vcpu, latencyMs: ms };
+    if (unanswered) entry.unanswered = true;
     let i = s.length;
     s.push(entry);
     while (i > 0 && s[i - 1]!.latencyMs < ms) {
@@ -486,10 +521,35 @@ class JournalAnalyzer {
 
   finish(unreadable: JournalError | null): Analysis {
     this.drain();
-    const endT = Number.isFinite(this.maxT) ? this.maxT : 0;
+    const endT = Number.isFinite(this.maxT) ? Math.max(0, this.maxT) : 0;
     const m = this.meta;
     const qemu = this.qemuFigures();
     const exact = this.exact.report();
+    // A vCPU still blocked at the end of the journal: its open wait runs to the end.
+    const stillBlocked: Analysis['blocktime']['exact']['stillBlocked'] = [];
+    const perVcpuNs = exact.perVcpuBlockedNs.slice(0, this.vcpus);
+    let allSince = -Infinity;
+    for (let v = 0; v < this.vcpus; v++) {
+      const since = this.blockedSince[v]!;
+      if (Number.isNaN(since)) {
+        allSince = NaN;
+        continue;
+      }
+      stillBlocked.push({ vcpu: v, sinceMs: since / 1e6 });
+      perVcpuNs[v] = (perVcpuNs[v] ?? 0) + (endT - since);
+      allSince = Math.max(allSince, since);
+      this.intervals[v]!.push([since / 1e6, endT / 1e6]);
+    }
+    const exactTotalNs = exact.totalNs + (this.vcpus > 0 && Number.isFinite(allSince) ? endT - allSince : 0);
+    // A fault still waiting at the end counts in the latencies at its age (a lower bound).
+    let unanswered = 0;
+    for (const [key, list] of this.waiting) {
+      const o = this.outstanding.get(key);
+      for (const w of list) {
+        unanswered++;
+        this.recordLatency(w, endT, o?.block ?? this.blockOfKey(key), o?.offset ?? key - this.blockBase[this.blockOfKey(key)]!, true);
+      }
+    }
     const summary = this.latency.summary();
     if (this.received.length === 0 || this.received[this.received.length - 1]![1] !== this.receivedTargetPages) {
       if (this.receivedTargetPages > 0) this.received.push([this.receivedLastT / 1e6, this.receivedTargetPages]);
@@ -520,19 +580,23 @@ class JournalAnalyzer {
       postcopyState: this.states[MachineId.POSTCOPY]!,
       streamEnds: this.streamEnds.map((e) => (e === null ? null : { seq: e.seq, tMs: e.t / 1e6 })) as Analysis['streamEnds'],
       vcpus: this.vcpus,
-      durationMs: this.events === 0 ? 0 : (endT - this.minT) / 1e6,
+      firstEventMs: this.events === 0 ? 0 : Math.max(0, this.minT) / 1e6,
+      durationMs: endT / 1e6,
       timeline: this.timeline,
       pauses: this.pauses,
       blocktime: {
         qemu,
         exact: {
-          totalMs: exact.totalNs / 1e6,
-          perVcpuMs: exact.perVcpuBlockedNs.slice(0, this.vcpus).map((ns) => ns / 1e6),
+          totalMs: exactTotalNs / 1e6,
+          perVcpuMs: perVcpuNs.map((ns) => ns / 1e6),
           perVcpuFaults: exact.perVcpuFaults.slice(0, this.vcpus),
+          stillBlocked,
         },
       },
       faults: {
         count: this.faults,
+        timed: this.latency.count,
+        unanswered,
         p50Ms: summary.p50Ns / 1e6,
         p90Ms: summary.p90Ns / 1e6,
         p99Ms: summary.p99Ns / 1e6,
@@ -554,6 +618,8 @@ class JournalAnalyzer {
         discardedRanges: this.discardedRanges,
       },
       errors: this.errors,
+      sourceLast: this.sourceLast,
+      stderr: this.stderr,
       series: {
         received: this.received,
         vcpuBlocked: this.intervals.slice(0, this.vcpus).map((intervals, vcpu) => ({ vcpu, intervals })),

@@ -26,7 +26,15 @@ export interface Analysis {
    */
   streamEnds: [{ seq: number; tMs: number } | null, { seq: number; tMs: number } | null];
   vcpus: number;
+  /**
+   * The one time base of every figure and plot: t = 0 is the journal's start (an engine run:
+   * when its journal was opened; an imported trace: the destination trace's first line), and
+   * the journal runs to `durationMs`, its last event. Every time in the analysis lies in
+   * [0, durationMs].
+   */
   durationMs: number;
+  /** When the first event was written (an engine journal opens before the migration starts). */
+  firstEventMs: number;
   /** Every state change of every machine, in order. */
   timeline: Array<{ seq: number; tMs: number; machine: string; from: string; to: string; event: string }>;
   /** Postcopy pauses: from postcopy-paused until postcopy-active again (null end: still paused). */
@@ -38,6 +46,8 @@ export interface Analysis {
     /** The input that paused postcopy (a broken channel, a stream error) and its reason, when the journal has it. */
     causeSeq?: number;
     reason?: string;
+    /** Imported with the source's trace: the source's last line before the pause (what it did last). */
+    sourceLast?: SourceLine;
   }>;
   blocktime: {
     /** QEMU 7.2's algorithm with its quirks; for an imported trace this equals what QEMU reported. */
@@ -61,11 +71,19 @@ export interface Analysis {
         unknownVcpuBegins: number;
       };
     };
-    /** Race-free truth. */
-    exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[] };
+    /**
+     * Race-free truth: every fault's wait from the fault to its placement; a wait still open
+     * at the end of the journal counts up to the end (`stillBlocked` names those vCPUs).
+     */
+    exact: { totalMs: number; perVcpuMs: number[]; perVcpuFaults: number[]; stillBlocked: Array<{ vcpu: number; sinceMs: number }> };
   };
   faults: {
+    /** Faults seen (some found their page already there and never waited). */
     count: number;
+    /** Faults in the latency figures: those that waited, and those still waiting at the end (at their age). */
+    timed: number;
+    /** Of `timed`: still waiting at the end of the journal, counted at their age (a lower bound). */
+    unanswered: number;
     p50Ms: number;
     p90Ms: number;
     p99Ms: number;
@@ -73,7 +91,7 @@ export interface Analysis {
     /** Fault → placement latency histogram: [fromMs, toMs) buckets. */
     histogram: Array<{ fromMs: number; toMs: number; count: number }>;
     /** The slowest faults (at most 20), slowest first. */
-    slowest: Array<{ seq: number; tMs: number; block: string; offset: number; vcpu: number; latencyMs: number }>;
+    slowest: Array<{ seq: number; tMs: number; block: string; offset: number; vcpu: number; latencyMs: number; unanswered?: true }>;
   };
   requests: {
     count: number;
@@ -97,6 +115,10 @@ export interface Analysis {
   };
   /** Refused inputs and reported failures; `causeSeq`/`input` name the input that was refused. */
   errors: Array<{ seq: number; tMs: number; code: string; message: string; causeSeq?: number; input?: string }>;
+  /** Imported with the source's trace (--src): its last line, null without one. A source that died stops there. */
+  sourceLast: SourceLine | null;
+  /** Imported with QEMU's stderr (--stderr): its lines (error_report: 'Detected IO failure ...'), at most 200. */
+  stderr: Array<{ seq: number; tMs: number; text: string }>;
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */
@@ -106,6 +128,14 @@ export interface Analysis {
     /** Latency CDF: [ms, fraction of faults at or below]. */
     latencyCdf: Array<[number, number]>;
   };
+}
+
+/** One line of the source's trace (kept as a note in an imported journal). */
+export interface SourceLine {
+  seq: number;
+  tMs: number;
+  event: string;
+  text: string;
 }
 
 /** Requests answered by one channel: how many, and their request → placement latency. */
@@ -124,4 +154,112 @@ export function answeringChannels(a: Analysis): Array<{ name: string; answered: 
     { name: 'preempt channel (the urgent path)', answered: by.preempt },
     { name: 'no received page (a zero page)', answered: by.unknown },
   ].filter((c) => c.answered.count > 0);
+}
+
+/**
+ * Pure: one line on why QEMU's blocktime differs from the exact one, or null when they agree
+ * to the ms. QEMU mode stays QEMU 7.2's own running figure; exact counts every wait.
+ */
+export function blocktimeDifference(a: Analysis): string | null {
+  const q = a.blocktime.qemu;
+  const e = a.blocktime.exact;
+  const same = Math.round(q.totalMs) === Math.round(e.totalMs) && e.perVcpuMs.every((ms, v) => Math.abs(Math.round(ms) - (q.perVcpuMs[v] ?? 0)) <= 1);
+  if (same) return null;
+  const races = q.check === undefined ? 0 : q.check.races.alreadyReceivedBegin + q.check.races.endBeforeBeginStore;
+  const open = e.stillBlocked.length > 0 ? '; exact also runs the waits still open at the end up to the end of the journal, which QEMU never counts' : '';
+  const total = races > 0 ? `; QEMU's "all vCPUs blocked" stopped growing after a race (${races} modelled) left its count of blocked vCPUs too low` : '';
+  return `Why QEMU's figures differ: QEMU 7.2 counts a vCPU's wait only if the page's placement still finds it, and drops it when the vCPU's next fault overwrote it first; exact counts every wait from fault to placement${open}${total}.`;
+}
+
+/**
+ * Pure: what happened in one line, and what to do next, for the top of `inspect` and of the
+ * report: recover the paused destination, or the source is gone; a failure; a completion.
+ */
+export function verdict(a: Analysis): { verdict: string; next: string; cause: string[] } {
+  const ms = (v: number): string => `${v.toFixed(3)} ms`;
+  const n = a.requests.outstanding.length;
+  const open = a.pauses.find((p) => p.endMs === null);
+  const cause: string[] = [];
+  const src = open?.sourceLast ?? a.sourceLast;
+  if (open !== undefined && open.reason !== undefined) cause.push(`destination: ${open.reason} (#${open.causeSeq})`);
+  for (const l of a.stderr.filter((x) => !/^warning:/i.test(x.text)).slice(-3)) cause.push(`QEMU's stderr at ${ms(l.tMs)}: ${l.text}`);
+  const sourceGone = open !== undefined && a.sourceLast !== null && a.sourceLast.tMs <= open.startMs;
+  if (src !== null && src !== undefined) {
+    const before = open === undefined ? '' : `, ${(open.startMs - src.tMs).toFixed(1)} ms before the pause`;
+    cause.push(`source: its trace's last line at ${ms(src.tMs)}${before}: ${src.event}${src.text ? ` ${src.text}` : ''}${sourceGone ? ' (nothing after it: the source stopped)' : ''}`);
+  }
+  if (a.status === 'completed') {
+    return { verdict: `completed: postcopy ${a.postcopyState}, every requested page placed${a.pauses.length ? ` after ${a.pauses.length} pause(s), all recovered` : ''}`, next: 'nothing to do; postcopy report <journal> -o report.html draws it', cause };
+  }
+  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked` : '';
+  if (open !== undefined) {
+    const lost = /closed by the peer|stream failed|IO failure|broken|EOF|reset/i.test(open.reason ?? '') || a.stderr.some((l) => /IO failure|footer failed/i.test(l.text));
+    const how = a.journal.source === 'qemu-trace' ? ' (QEMU: migrate-recover <uri> on the destination, then migrate resume=true on the source)' : '';
+    const next = sourceGone || lost
+      ? `recover if the source still runs: reconnect it and resume postcopy${how}; if the source is gone the guest cannot continue: ${n > 0 ? `the pages it waits for exist only on the source` : 'pages not yet received exist only on the source'}, so restart the guest from the source's last good state`
+      : `recover: reconnect the source and resume postcopy${how}`;
+    const after = a.durationMs - open.startMs;
+    return { verdict: `paused: postcopy stopped at ${ms(open.startMs)} and never resumed (${after < 1 ? 'the journal ends there' : `the journal ends ${after.toFixed(1)} ms later`})${waiting}`, next, cause };
+  }
+  if (/fail|cancel/.test(a.status)) {
+    const e = a.errors.find((x) => x.code === 'MIGRATION_FAILED') ?? a.errors[a.errors.length - 1];
+    return { verdict: `${a.status}${e ? `: ${e.message}` : ''}${waiting}`, next: 'the destination cannot continue: keep (or restart) the guest on the source and migrate again', cause };
+  }
+  return { verdict: `unfinished: the journal ends with the migration ${a.status}, postcopy ${a.postcopyState}${waiting}`, next: 'if the destination process is gone, the journal is all there is: migrate again from the source', cause };
+}
+
+/** Codes of reported failures (the migration's own), as opposed to inputs the engine refused. */
+const FAILURE_CODES = new Set(['MIGRATION_FAILED', 'QEMU_MIGRATE_ERROR']);
+
+/** Pure: the errors split into the migration's failures and the inputs the engine refused (each changed nothing). */
+export function splitErrors(a: Analysis): { failures: Analysis['errors']; refused: Analysis['errors'] } {
+  return { failures: a.errors.filter((e) => FAILURE_CODES.has(e.code)), refused: a.errors.filter((e) => !FAILURE_CODES.has(e.code)) };
+}
+
+const STATE_WORDS: Record<string, string> = {
+  'faultThread paused.returnPathLost': 'paused: return path lost, no page requests can be sent',
+  'faultThread paused': 'paused: no page requests are sent',
+  'faultThread running': 'running: catching faults, requesting pages',
+  'faultThread notStarted': 'not started',
+  'preemptThread paused': 'paused: the preempt channel is down',
+  'postcopy RUNNING': 'running: the guest runs here, pages arrive on demand',
+  'postcopy LISTENING': 'listening: pages arrive, the guest not yet started',
+  'postcopy END': 'ended: every page arrived',
+  'postcopy ADVISE': 'advised: postcopy is coming (still precopy)',
+  'postcopy DISCARD': 'discarding the pages dirtied on the source',
+  'migration postcopy-paused': 'paused: the connection to the source is lost',
+  'migration postcopy-active': 'postcopy: the guest runs here',
+  'migration postcopy-recover': 'recovering: reconnecting to the source',
+  'migration active': 'precopy: pages copied while the guest runs on the source',
+};
+
+/** Pure: a machine's state in plain words ('paused: return path lost, ...'), or the state itself. */
+export function stateInWords(machine: string, state: string): string {
+  return STATE_WORDS[`${machine} ${state}`] ?? STATE_WORDS[`${machine} ${state.split('.')[0]}`] ?? state;
+}
+
+/** Pure: QEMU's blocktime figures are whole ms, as QEMU prints them. */
+export function qemuMs(ms: number): string {
+  return `${Math.round(ms)} ms`;
+}
+
+/**
+ * Pure: the phases as `inspect` and `migrate` name them: precopy from the first event to
+ * LISTENING, postcopy from LISTENING to END (or to the end of the journal when it never
+ * ended), and the whole journal.
+ */
+export function phasesOf(a: Analysis): { precopyMs: number | null; postcopyMs: number | null; postcopyEnded: boolean; journalMs: number } {
+  const listen = a.timeline.find((e) => e.machine === 'postcopy' && e.to === 'LISTENING');
+  const end = a.timeline.find((e) => e.machine === 'postcopy' && e.to === 'END' && (listen === undefined || e.tMs >= listen.tMs));
+  return {
+    precopyMs: listen === undefined ? null : listen.tMs - a.firstEventMs,
+    postcopyMs: listen === undefined ? null : (end?.tMs ?? a.durationMs) - listen.tMs,
+    postcopyEnded: end !== undefined,
+    journalMs: a.durationMs,
+  };
+}
+
+/** Pure: the channel names a person reads: 'main 61 184, preempt 33'. */
+export function channelCounts(byChannel: Record<string, number>): string {
+  return Object.entries(byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${n.toLocaleString('en-US')}`).join(', ');
 }

@@ -1,6 +1,6 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { qemuMs, type Analysis } from '../forensics/analysisTypes.js';
 import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
-import { groupDigits, formatMs } from '../text.js';
+import { groupDigits, formatMs, shortCount } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, TIME_RIGHT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
 
@@ -20,9 +20,10 @@ const LABELS_PER_VCPU = 5;
  * one lane per vCPU, pauses shaded, the longest intervals labelled with their duration.
  * Short intervals closer than a pixel are merged; a merged bar is as opaque as it is full.
  */
-export function ganttPlot(a: Analysis): string {
-  const x = timeScale(a.durationMs);
-  const msPerPx = Math.max(a.durationMs, 1) / (x.range[1] - x.range[0]);
+export function ganttPlot(a: Analysis, window?: readonly [number, number]): string {
+  const x = timeScale(a.durationMs, window);
+  const span = x.domain[1] - x.domain[0];
+  const msPerPx = Math.max(span, 1) / (x.range[1] - x.range[0]);
   const vcpus = vcpuList(a);
   const axisY = TOP + Math.max(1, vcpus.length) * LANE_HEIGHT;
   let body = timeAxis(x, axisY, TOP - 16) + pauseBands(a, x, TOP - 16, axisY, true);
@@ -30,14 +31,18 @@ export function ganttPlot(a: Analysis): string {
     const y = TOP + i * LANE_HEIGHT;
     body += laneLabel(a, vcpu, y);
     body += el('rect', { x: TIME_LEFT, y: y + BAR_TOP, width: PLOT_WIDTH - TIME_RIGHT - TIME_LEFT, height: BAR_HEIGHT, class: 'lane' });
-    const intervals = a.series.vcpuBlocked.find((b) => b.vcpu === vcpu)?.intervals ?? [];
+    const all = a.series.vcpuBlocked.find((b) => b.vcpu === vcpu)?.intervals ?? [];
+    const [from, to] = x.domain;
+    const intervals = window === undefined ? all : all.filter(([s, e]) => e >= from && s <= to).map(([s, e]): [number, number] => [Math.max(s, from), Math.min(e, to)]);
     const bars = mergeForDrawing(intervals, msPerPx, MAX_BARS_PER_VCPU, KEEP_PX * msPerPx);
-    const stillBlocked = a.status !== 'completed';
+    const stillBlocked = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);
     for (const bar of bars) body += blockedBar(vcpu, bar, x, y, msPerPx, stillBlocked && bar.endMs >= a.durationMs - msPerPx);
-    body += durationLabels(bars, x, y, a.durationMs);
+    body += durationLabels(bars, x, y, span);
   });
   if (vcpus.length === 0) body += text(PLOT_WIDTH / 2, TOP + LANE_HEIGHT / 2, 'no vCPUs in this journal', { class: 'empty', 'text-anchor': 'middle' });
-  return svgPlot('plot-gantt', 'vCPUs blocked on missing pages, per vCPU (exact)', PLOT_WIDTH, axisY + 46, body);
+  return window === undefined
+    ? svgPlot('plot-gantt', 'vCPUs blocked on missing pages, per vCPU (exact)', PLOT_WIDTH, axisY + 46, body)
+    : svgPlot('plot-gantt-postcopy', 'vCPUs blocked on missing pages, close-up of the postcopy window (exact)', PLOT_WIDTH, axisY + 46, body);
 }
 
 function vcpuList(a: Analysis): number[] {
@@ -53,8 +58,9 @@ function laneLabel(a: Analysis, vcpu: number, y: number): string {
   const qemu = a.blocktime.qemu.perVcpuMs[vcpu];
   const right = TIME_LEFT - 10;
   let out = text(right, y + BAR_TOP + 4, `vCPU ${vcpu}`, { class: 'lane-label strong', 'text-anchor': 'end' });
-  out += text(right, y + BAR_TOP + 18, `blocked ${exact === undefined ? '—' : formatMs(exact)}${faults === undefined ? '' : ` · ${groupDigits(faults)} faults`}`, { class: 'lane-sub', 'text-anchor': 'end' });
-  out += text(right, y + BAR_TOP + 31, `QEMU counted ${qemu === undefined ? '—' : formatMs(qemu)}`, { class: 'lane-sub', 'text-anchor': 'end' });
+  const still = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);
+  out += text(right, y + BAR_TOP + 18, `blocked ${exact === undefined ? '—' : formatMs(exact)}${still ? ' (open)' : ''}`, { class: 'lane-sub', 'text-anchor': 'end' });
+  out += text(right, y + BAR_TOP + 31, `${faults === undefined ? '' : `${shortCount(faults)} faults · `}QEMU ${qemu === undefined ? '—' : qemuMs(qemu)}`, { class: 'lane-sub', 'text-anchor': 'end' });
   return out;
 }
 
@@ -67,7 +73,7 @@ function blockedBar(vcpu: number, bar: DrawnInterval, x: (v: number) => number, 
   const tip = bar.count === 1
     ? `vCPU ${vcpu} blocked ${formatMs(bar.blockedMs)}, ${when}`
     : `vCPU ${vcpu}: ${groupDigits(bar.count)} blocked intervals ${when}, ${formatMs(bar.blockedMs)} blocked in all, the longest ${formatMs(bar.longestMs)}`;
-  return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
+  return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: stillBlocked ? 'blocked still-blocked' : 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
 }
 
 /** Pure: "600 ms" above the longest bars of a lane, the longest first, never overlapping each other. */

@@ -10,7 +10,7 @@ export const HALF_WIDTH = 570;
 const HEIGHT = 320;
 const LEFT = 78;
 const RIGHT = 20;
-const TOP = 44;
+const TOP = 66;
 const BOTTOM = 52;
 /** Histograms with more buckets than this are regrouped into 10 bins per decade for drawing. */
 const MAX_BARS = 60;
@@ -85,8 +85,15 @@ function displayBins(a: Analysis, lo: number): Bin[] {
 
 /** Pure: dashed vertical lines at p50, p90, p99 and max, each label on the first of two rows where it fits. */
 function percentileMarkers(a: Analysis, x: Scale): string {
-  const marks: Array<[string, number]> = [['p50', a.faults.p50Ms], ['p90', a.faults.p90Ms], ['p99', a.faults.p99Ms], ['max', a.faults.maxMs]];
-  const rows: Array<Array<[number, number]>> = [[], []];
+  const raw: Array<[string, number]> = [['p50', a.faults.p50Ms], ['p90', a.faults.p90Ms], ['p99', a.faults.p99Ms], ['max', a.faults.maxMs]];
+  // Marks that print the same figure share one label ("p99 = max 103.6 ms").
+  const marks: Array<[string, number]> = [];
+  for (const [name, ms] of raw) {
+    const same = marks.find(([, m]) => formatMs(m) === formatMs(ms));
+    if (same !== undefined) same[0] += ` = ${name}`;
+    else marks.push([name, ms]);
+  }
+  const rows: Array<Array<[number, number]>> = [[]];
   let out = '';
   for (const [name, ms] of marks) {
     if (!Number.isFinite(ms)) continue;
@@ -96,9 +103,9 @@ function percentileMarkers(a: Analysis, x: Scale): string {
     const fitsRight = mx + 3 + width < HALF_WIDTH - 2;
     const [l, r] = fitsRight ? [mx + 3, mx + 3 + width] : [mx - 3 - width, mx - 3];
     let row = rows.findIndex((placed) => placed.every(([pl, pr]) => r + 4 < pl || l - 4 > pr));
-    if (row < 0) row = rows.length - 1;
+    if (row < 0) row = rows.push([]) - 1; // a new row: labels never overlap (4 rows fit above the plot)
     rows[row]!.push([l, r]);
-    out += el('line', { x1: mx, x2: mx, y1: TOP - 4 - row * 15, y2: HEIGHT - BOTTOM, class: `marker marker-${name}` }, '', `${name}: ${formatMs(ms)}`);
+    out += el('line', { x1: mx, x2: mx, y1: TOP - 4 - row * 15, y2: HEIGHT - BOTTOM, class: `marker marker-${name.split(' ')[0]}` }, '', `${name}: ${formatMs(ms)}`);
     out += text(fitsRight ? mx + 3 : mx - 3, TOP - 8 - row * 15, label, { class: 'marker-label', 'text-anchor': fitsRight ? 'start' : 'end' });
   }
   return out;

@@ -1,4 +1,4 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { blocktimeDifference, channelCounts, verdict, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { ganttPlot } from './ganttPlot.js';
 import { latencyCdfPlot, latencyHistogramPlot } from './latencyPlots.js';
@@ -8,6 +8,7 @@ import { REPORT_CSS } from './style.js';
 import { summaryCards } from './summaryCards.js';
 import { answeredByTable, blocksTable, errorsTable, outstandingTable, slowestFaultsTable } from './tables.js';
 import { timelinePlot } from './timelinePlot.js';
+import { postcopyWindow } from './timeAxis.js';
 
 export interface RenderReportOptions {
   /** Heading and page title; default names the journal file. */
@@ -47,17 +48,18 @@ export function renderReport(a: Analysis, opts: RenderReportOptions = {}): strin
 <header><h1>${esc(title)}</h1><p class="meta">${esc(describeJournal(a))}</p></header>
 ${banners(a)}${summaryCards(a)}
 ${stuck ? outstanding : ''}
-${panel('State timeline', 'What each state machine was doing. Amber bands: postcopy paused (connection lost until recovery). Hover a bar for its times and the event that entered it.', timelinePlot(a), '', 'timeline')}
-${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
-${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.', ganttPlot(a), '', 'gantt')}
+${panel('State timeline', 'What each state machine was doing, in plain words where the state name is terse. Amber bands: postcopy paused (connection lost until recovery). Below the lanes: QEMU’s error lines (red, imported with --stderr), the source trace’s last line (imported with --src) and the end of the journal (black), where every axis ends. Hover a bar for its times and the event that entered it.', timelinePlot(a), '', 'timeline')}
+${panel('Pages received', `Pages received so far (${groupDigits(a.pages.placed)} placed in all).${a.journal.source === 'qemu-trace' ? ' QEMU 7.2 traces no page received in precopy: the curve starts at postcopy, and precopy pages are not counted.' : ''}${a.requests.outstanding.length ? ' Red marks: when each request still outstanding at the end was made.' : ''}`, receivedPlot(a), '', 'received')}
+${panel('vCPUs blocked on missing pages', 'Each red bar is a time a vCPU stood still waiting for a page (exact accounting); labels give the longest waits. Faint bars merge many short waits. Left: each vCPU’s total, exact and as QEMU 7.2 counted it.' + (a.blocktime.exact.stillBlocked.length ? ' A wait still open at the end runs to the end of the journal (dark red) and counts in the exact total.' : '') + (blocktimeDifference(a) === null ? '' : ` ${esc(blocktimeDifference(a)!)}`), ganttPlot(a), '', 'gantt')}
+${closeUp(a)}
 <div class="pair-plots pair-wrap">
-${panel('Fault latency', `Time from a vCPU fault until its page was placed, ${groupDigits(a.faults.count)} faults.`, latencyHistogramPlot(a), '', 'latency-histogram')}
+${panel('Fault latency', esc(latencyCaption(a)), latencyHistogramPlot(a), '', 'latency-histogram')}
 ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed within a given time.', latencyCdfPlot(a), '', 'latency-cdf')}
 </div>
 ${stuck ? '' : outstanding}
 ${panel('Who answered the page requests', `Request → placement by the channel whose page answered it (${groupDigits(a.requests.count)} requests). A page asked for while already on its way arrives on the main channel; the urgent path is the preempt channel.`, answeredByTable(a), '', 'answered')}
 ${panel('Slowest faults', 'The slowest faults, slowest first.', slowestFaultsTable(a), '', 'slowest')}
-${panel('Errors', 'Inputs the engine refused, by sequence number: each changed nothing else.', errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
+${panel('Failures and refused inputs', 'Failures: why the migration stopped, as the journal reports them. Refused inputs: inputs the engine refused, by sequence number; each changed nothing else.' + (a.status !== 'completed' && a.errors.length === 0 ? ' None here: the migration stopped for the cause in the banner above (a lost connection is not a refused input).' : ''), errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
 ${panel('Journal', esc(pagesLine(a)), blocksTable(a), '', 'journal')}
 <footer>postcopy report · ${esc(a.journal.path)}</footer>
 </main>
@@ -79,9 +81,27 @@ function banners(a: Analysis): string {
   if (a.status !== 'completed') {
     const n = a.requests.outstanding.length;
     const open = a.pauses.find((p) => p.endMs === null);
-    out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.</div>`;
+    const v = verdict(a);
+    const cause = v.cause.length ? `<ul class="cause">${v.cause.map((c) => `<li>${esc(c)}</li>`).join('')}</ul>` : '';
+    out += `<div class="banner ${/fail|cancel/.test(a.status) ? 'bad' : 'warn'}">The migration did not complete: it ended ${esc(a.status)}${open ? ` (paused since ${esc(formatMs(open.startMs))})` : ''}${n ? `, with ${groupDigits(n)} page request${n === 1 ? '' : 's'} never answered` : ''}.${cause}<div class="next"><strong>Next:</strong> ${esc(v.next)}</div></div>`;
   }
   return out;
+}
+
+/** Pure: the blocked vCPUs over the postcopy window alone, when it is a small part of a long journal. */
+function closeUp(a: Analysis): string {
+  const w = postcopyWindow(a);
+  if (w === null) return '';
+  return panel('vCPUs blocked, close-up of postcopy', `The same as above, from ${esc(formatMs(w[0]))} to ${esc(formatMs(w[1]))}${w[1] >= a.durationMs ? ' (the end of the journal)' : ''}: postcopy is ${Math.round(((w[1] - w[0]) / Math.max(a.durationMs, 1)) * 100)} % of the journal, too narrow to read above. Red bars: a vCPU waiting for a page; amber: postcopy paused.`, ganttPlot(a, w), '', 'gantt-postcopy');
+}
+
+/** Pure: what the latency plots count: every fault that waited, the ones still waiting at their age. */
+function latencyCaption(a: Analysis): string {
+  const f = a.faults;
+  const notTimed = f.count - f.timed;
+  return `Time from a vCPU fault until its page was placed, ${groupDigits(f.timed)} fault${f.timed === 1 ? '' : 's'}` +
+    (f.unanswered > 0 ? `, of which ${groupDigits(f.unanswered)} still waiting at the end of the journal, drawn at their age (at least that long)` : '') +
+    (notTimed > 0 ? `; ${groupDigits(notTimed)} more found their page already there and never waited` : '') + '.';
 }
 
 function describeJournal(a: Analysis): string {
@@ -92,8 +112,9 @@ function describeJournal(a: Analysis): string {
 }
 
 function pagesLine(a: Analysis): string {
-  const channels = Object.entries(a.pages.byChannel).map(([c, n]) => `channel ${c}: ${groupDigits(n)}`).join(', ');
-  return `${groupDigits(a.pages.placed)} host pages placed (${groupDigits(a.pages.zero)} zero, ${groupDigits(a.pages.precopy)} in precopy${channels ? `; ${channels}` : ''}), ${groupDigits(a.pages.discardedRanges)} discarded ranges, ${groupDigits(a.requests.count)} page requests (${groupDigits(a.requests.resent)} re-sent).`;
+  const channels = channelCounts(a.pages.byChannel);
+  const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${groupDigits(a.pages.precopy)} precopy pages (re-sent dirty pages included)`;
+  return `${groupDigits(a.pages.placed)} host pages placed in postcopy (${groupDigits(a.pages.zero)} zero-filled locally${channels ? `; by channel: ${channels}` : ''}), ${precopy}, ${groupDigits(a.pages.discardedRanges)} discarded ranges, ${groupDigits(a.requests.count)} page requests (${groupDigits(a.requests.resent)} re-sent).`;
 }
 
 function baseName(path: string): string {

@@ -11,6 +11,8 @@ header .meta { color: var(--muted); margin: 0 0 16px; overflow-wrap: anywhere; }
 .banner { border-radius: 8px; padding: 10px 14px; margin: 0 0 14px; font-weight: 600; }
 .banner.bad { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; }
 .banner.warn { background: #fffbeb; border: 1px solid #fde68a; color: #92400e; }
+.banner .cause { margin: 6px 0 0; padding-left: 20px; font-weight: 400; }
+.banner .next { margin-top: 6px; font-weight: 400; }
 .cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin-bottom: 18px; }
 .card { background: var(--panel); border: 1px solid var(--line); border-left: 5px solid var(--line);
   border-radius: 8px; padding: 10px 14px; min-width: 0; }
@@ -51,9 +53,15 @@ svg .line { fill: none; stroke: var(--blue); stroke-width: 2; }
 svg .outstanding-mark { fill: var(--bad); }
 svg .outstanding-label { font-size: 12px; font-weight: 650; fill: var(--bad); }
 svg .blocked { fill: var(--blocked); }
+svg .still-blocked { fill: #881337; }
 svg .duration-label { font-size: 11.5px; font-weight: 650; fill: #9f1239; }
 svg .bar { fill: #6366f1; }
 svg .cdf { fill: none; stroke: #6366f1; stroke-width: 2; }
+svg .mark { stroke: #475569; stroke-width: 1; stroke-dasharray: 2 3; }
+svg .mark.mark-stderr { stroke: var(--bad); }
+svg .mark.mark-end { stroke: #0f172a; stroke-dasharray: none; stroke-width: 1.5; }
+svg .mark-label { font-size: 11px; fill: #334155; }
+svg text.mark-stderr { fill: #991b1b; }
 svg .marker { stroke: #0f172a; stroke-width: 1; stroke-dasharray: 3 3; }
 svg .marker-max { stroke: var(--bad); }
 svg .marker-label { font-size: 11px; fill: #0f172a; }

@@ -1,4 +1,4 @@
-import type { Analysis } from '../forensics/analysisTypes.js';
+import { qemuMs, splitErrors, stateInWords, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { groupDigits, formatMs } from '../text.js';
 
@@ -20,19 +20,22 @@ export function summaryCards(a: Analysis): string {
   const unfinished = a.status !== 'completed';
   const outstanding = a.requests.outstanding.length;
   const perVcpu = (ms: number[]) => ms.map((v) => formatMs(v)).join(' · ');
+  const { failures: failed, refused } = splitErrors(a);
   const cards = [
     card('Status', esc(a.status), `${a.journal.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine run'} · ${a.vcpus} vCPU${a.vcpus === 1 ? '' : 's'}`, statusTone(a.status), 'status'),
-    card('Postcopy state', esc(a.postcopyState), `${a.pauses.length} pause${a.pauses.length === 1 ? '' : 's'}${a.pauses.some((p) => p.endMs === null) ? ' (still paused)' : ''}`, a.postcopyState === 'END' ? 'good' : unfinished ? 'warn' : 'plain', 'postcopy-state'),
-    card('Duration', esc(formatMs(a.durationMs)), `${groupDigits(a.journal.events)} events`, 'plain', 'duration'),
+    card('Postcopy state', esc(a.postcopyState), `${stateInWords('postcopy', a.postcopyState)} · ${a.pauses.length} pause${a.pauses.length === 1 ? '' : 's'}${a.pauses.some((p) => p.endMs === null) ? ' (still paused)' : ''}`, a.postcopyState === 'END' ? 'good' : 'plain', 'postcopy-state'),
+    card('Duration', esc(formatMs(a.durationMs)), `the journal, 0 to its last event · ${groupDigits(a.journal.events)} events`, 'plain', 'duration'),
     card('Blocktime',
-      `<span class="pair"><small>QEMU</small> ${esc(formatMs(a.blocktime.qemu.totalMs))}</span><span class="pair"><small>exact</small> ${esc(formatMs(a.blocktime.exact.totalMs))}</span>`,
-      `per vCPU: QEMU ${perVcpu(a.blocktime.qemu.perVcpuMs)}; exact ${perVcpu(a.blocktime.exact.perVcpuMs)}`, 'plain', 'blocktime'),
+      `<span class="pair"><small>QEMU</small> ${esc(qemuMs(a.blocktime.qemu.totalMs))}</span><span class="pair"><small>exact</small> ${esc(formatMs(a.blocktime.exact.totalMs))}</span>`,
+      `per vCPU: QEMU ${a.blocktime.qemu.perVcpuMs.map(qemuMs).join(' · ')}; exact ${perVcpu(a.blocktime.exact.perVcpuMs)}${a.blocktime.exact.stillBlocked.length ? ' (waits still open run to the end)' : ''}`, 'plain', 'blocktime'),
     card('Fault latency',
       `<span class="pair"><small>p50</small> ${esc(formatMs(a.faults.p50Ms))}</span><span class="pair"><small>p99</small> ${esc(formatMs(a.faults.p99Ms))}</span><span class="pair"><small>max</small> ${esc(formatMs(a.faults.maxMs))}</span>`,
-      `${groupDigits(a.faults.count)} faults · p90 ${formatMs(a.faults.p90Ms)}`, 'plain', 'faults'),
+      `${groupDigits(a.faults.timed)} faults timed${a.faults.unanswered ? ` (${groupDigits(a.faults.unanswered)} still waiting, at their age)` : ''} · p90 ${formatMs(a.faults.p90Ms)}`, 'plain', 'faults'),
     card('Outstanding requests', groupDigits(outstanding), `of ${groupDigits(a.requests.count)} requests · ${groupDigits(a.requests.resent)} re-sent`, outstanding > 0 ? (unfinished ? 'bad' : 'warn') : 'good', 'outstanding'),
-    card('Pages placed', groupDigits(a.pages.placed), `${groupDigits(a.pages.zero)} zero · ${groupDigits(a.pages.precopy)} precopy · ${groupDigits(a.pages.discardedRanges)} discarded ranges`, 'plain', 'pages'),
-    card('Errors', groupDigits(a.errors.length), a.errors.length ? `first at sequence number ${a.errors[0]!.seq}` : 'none refused', a.errors.length ? 'bad' : 'good', 'errors'),
+    card('Pages placed', groupDigits(a.pages.placed), `in postcopy · ${groupDigits(a.pages.zero)} zero-filled locally · ${a.journal.source === 'qemu-trace' ? 'precopy not traced' : `${groupDigits(a.pages.precopy)} precopy`} · ${groupDigits(a.pages.discardedRanges)} discarded ranges`, 'plain', 'pages'),
+    failed.length
+      ? card('Failure', esc(failed[0]!.code), failed[0]!.message, 'bad', 'failure')
+      : card('Refused inputs', groupDigits(refused.length), refused.length ? `first at sequence number ${refused[0]!.seq}; each changed nothing` : unfinished ? 'none: the migration stopped for the cause above, not a refused input' : 'none', refused.length ? 'warn' : unfinished ? 'plain' : 'good', 'errors'),
   ];
   return `<section class="cards">${cards.join('')}</section>`;
 }

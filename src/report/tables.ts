@@ -1,4 +1,4 @@
-import { answeringChannels, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, splitErrors, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { groupDigits, hex, formatMs } from '../text.js';
 
@@ -31,12 +31,14 @@ export function outstandingTable(a: Analysis): string {
 
 /** Pure: the inputs the engine refused, with their sequence numbers. */
 export function errorsTable(a: Analysis): string {
+  const failures = new Set(splitErrors(a).failures);
   return table('table-errors', [
     { head: 'seq', cell: (r) => String(r.seq), numeric: true },
     { head: 'time', cell: (r) => formatMs(r.tMs), numeric: true },
+    { head: 'kind', cell: (r) => (failures.has(r) ? 'failure' : 'refused input') },
     { head: 'code', cell: (r) => r.code },
     { head: 'message', cell: (r) => r.message },
-  ], a.errors, 'No errors: no input was refused.');
+  ], a.errors, a.status === 'completed' ? 'No errors: no input was refused.' : 'No failure reported and no input refused: see the banner at the top for why the migration stopped.');
 }
 
 /** Pure: the slowest faults, slowest first. */
@@ -47,7 +49,7 @@ export function slowestFaultsTable(a: Analysis): string {
     { head: 'vCPU', cell: (r) => (r.vcpu < 0 ? '—' : String(r.vcpu)), numeric: true },
     { head: 'block', cell: (r) => r.block },
     { head: 'offset', cell: (r) => hex(r.offset), numeric: true },
-    { head: 'latency', cell: (r) => formatMs(r.latencyMs), numeric: true },
+    { head: 'latency', cell: (r) => (r.unanswered ? `≥ ${formatMs(r.latencyMs)} (still waiting)` : formatMs(r.latencyMs)), numeric: true },
   ], a.faults.slowest, 'No faults.');
 }
 

@@ -162,3 +162,98 @@ test.serial('the report of a real fixture journal (QEMU 7.2 `fail` capture, impo
     await browser.close();
   }
 });
+
+/**
+ * Runs in the page (over the DevTools protocol, Runtime.evaluate): the geometry of every plot
+ * as the browser laid it out: its time axis, pause bands and end-of-journal mark (getBBox, in the
+ * plot's coordinates), and every text label by its box on the page (getBoundingClientRect, so a
+ * rotated axis label counts as drawn), with the pairs of labels whose boxes overlap and the
+ * labels that reach outside the plot.
+ */
+const GEOMETRY = `(() => [...document.querySelectorAll('svg.plot')].map((svg) => {
+  // Labels by their boxes on the page (getBoundingClientRect: with their rotation), relative to the plot's box.
+  const sb = svg.getBoundingClientRect();
+  const vb = { width: sb.width, height: sb.height };
+  const texts = [...svg.querySelectorAll('text')].map((t) => { const b = t.getBoundingClientRect(); return { text: t.textContent, x: b.x - sb.x, y: b.y - sb.y, w: b.width, h: b.height }; }).filter((b) => b.w > 0 && b.h > 0);
+  const overlaps = [];
+  for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+    const p = texts[i], q = texts[j];
+    if (p.x + 0.5 < q.x + q.w && q.x + 0.5 < p.x + p.w && p.y + 0.5 < q.y + q.h && q.y + 0.5 < p.y + p.h) overlaps.push(p.text + ' | ' + q.text);
+  }
+  const clipped = texts.filter((b) => b.x < -0.5 || b.y < -0.5 || b.x + b.w > vb.width + 0.5 || b.y + b.h > vb.height + 0.5).map((b) => b.text);
+  const axisLine = [...svg.querySelectorAll('line.axis')].find((l) => l.y1.baseVal.value === l.y2.baseVal.value && l.x2.baseVal.value - l.x1.baseVal.value > 200);
+  const axis = axisLine ? [axisLine.x1.baseVal.value, axisLine.x2.baseVal.value] : null;
+  const pauses = [...svg.querySelectorAll('rect.pause')].map((r) => { const b = r.getBBox(); return [b.x, b.x + b.width]; });
+  const ends = [...svg.querySelectorAll('line.mark-end')].map((l) => l.x1.baseVal.value);
+  return { id: svg.id, overlaps, clipped, axis, pauses, ends };
+}))()`;
+
+interface PlotGeometry { id: string; overlaps: string[]; clipped: string[]; axis: [number, number] | null; pauses: Array<[number, number]>; ends: number[] }
+
+const TIME_PLOTS = new Set(['plot-timeline', 'plot-received', 'plot-gantt', 'plot-gantt-postcopy']);
+
+/** Issue 20: pause bands and the end of the journal inside the time axis, no label over another, none cut off. */
+async function checkGeometry(t: import('ava').ExecutionContext, browser: Chromium, name: string, html: string, expectPause: boolean): Promise<void> {
+  const page = await load(browser, `${name}.html`, html);
+  await screenshot(browser, page.session, `${OUT_DIR}${name}.png`);
+  const { result } = await browser.send('Runtime.evaluate', { expression: GEOMETRY, returnByValue: true }, page.session);
+  const plots = (result as { value: PlotGeometry[] }).value;
+  t.true(plots.length >= 5, `${name}: every plot measured`);
+  for (const p of plots) {
+    t.deepEqual(p.overlaps, [], `${name} ${p.id}: no label overlaps another`);
+    t.deepEqual(p.clipped, [], `${name} ${p.id}: no label cut off at the plot's edge`);
+    if (!TIME_PLOTS.has(p.id)) continue;
+    t.truthy(p.axis, `${name} ${p.id}: has a time axis`);
+    const [a0, a1] = p.axis!;
+    for (const [x0, x1] of p.pauses) t.true(x0 >= a0 - 0.5 && x1 <= a1 + 0.5, `${name} ${p.id}: pause band ${x0}–${x1} inside the axis ${a0}–${a1}`);
+    if (expectPause && p.id !== 'plot-gantt-postcopy') t.true(p.pauses.length >= 1, `${name} ${p.id}: the pause is drawn`);
+    for (const x of p.ends) t.true(x >= a0 - 0.5 && x <= a1 + 0.5, `${name} ${p.id}: END mark at ${x} inside the axis`);
+    if (p.id === 'plot-timeline') t.is(p.ends.length, 1, `${name}: the end of the journal is marked`);
+  }
+}
+
+for (const run of ['fail', 'plain', 'preempt']) {
+  test.serial(`the ${run} fixture's report: pause band and end mark inside the axis, no label overlapping another`, async (t) => {
+    const { importQemuTrace } = await import('../../src/io/qemu/qemuImport.js');
+    const { JournalReader } = await import('../../src/journal/journalReader.js');
+    const { analyzeJournal } = await import('../../src/forensics/analysis.js');
+    const { fixture } = await import('../fixtures.js');
+    const { join } = await import('node:path');
+    const journal = join(scratchDir('pcreport-'), `${run}.journal`);
+    await importQemuTrace({ dstTrace: fixture(run, 'dst-trace.log.gz'), srcTrace: fixture(run, 'src-trace.log.gz'), stderr: fixture(run, 'dst-stdout.txt'), out: journal });
+    const reader = JournalReader.open(journal);
+    const analysis = analyzeJournal(reader);
+    reader.close();
+    const browser = await launch(t);
+    if (!browser) return;
+    try {
+      await checkGeometry(t, browser, `report-geometry-${run}`, renderReport(analysis), run === 'fail');
+    } finally {
+      await browser.close();
+    }
+  });
+}
+
+test.serial('a kill-source run\'s report: its late pause inside the axis, no label overlapping another', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { join, resolve, dirname } = await import('node:path');
+  const { JournalReader } = await import('../../src/journal/journalReader.js');
+  const { analyzeJournal } = await import('../../src/forensics/analysis.js');
+  const dir = scratchDir('pckill-');
+  const journal = join(dir, 'kill.db');
+  const main = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+  const r = spawnSync(process.execPath, [main, 'migrate', '--size', '64M', '--kill-source-at', '0.3', '--journal', journal, '--quiet'], { encoding: 'utf8', cwd: dir, timeout: 120_000 });
+  t.is(r.status, 3, r.stdout + r.stderr);
+  const reader = JournalReader.open(journal);
+  const analysis = analyzeJournal(reader);
+  reader.close();
+  t.is(analysis.status, 'postcopy-paused');
+  t.true(analysis.pauses[0]!.startMs <= analysis.durationMs);
+  const browser = await launch(t);
+  if (!browser) return;
+  try {
+    await checkGeometry(t, browser, 'report-geometry-kill-source', renderReport(analysis), true);
+  } finally {
+    await browser.close();
+  }
+});

@@ -68,10 +68,20 @@ test('summary cards carry status, postcopy state, duration, both blocktimes, fau
   t.true(card('status').includes('tone-warn') || html.includes('class="card tone-warn" data-card="status"'));
   t.true(card('postcopy-state').includes(a.postcopyState));
   t.true(card('duration').includes(formatMs(a.durationMs)));
-  t.true(card('blocktime').includes(formatMs(a.blocktime.qemu.totalMs)));
+  t.true(card('blocktime').includes(`${Math.round(a.blocktime.qemu.totalMs)} ms`), 'QEMU figures in whole ms, as QEMU prints them');
   t.true(card('blocktime').includes(formatMs(a.blocktime.exact.totalMs)));
   for (const ms of [a.faults.p50Ms, a.faults.p99Ms, a.faults.maxMs]) t.true(card('faults').includes(formatMs(ms)));
   t.true(card('outstanding').includes(`>${a.requests.outstanding.length}<`));
+});
+
+test('an unfinished migration with nothing refused shows no green errors card', (t) => {
+  const a = { ...sampleAnalysis({ ending: 'paused' }), errors: [] };
+  const html = renderReport(a);
+  t.false(html.includes('class="card tone-good" data-card="errors"'));
+  t.false(/none refused/.test(html));
+  const failed = renderReport({ ...a, status: 'failed', errors: [{ seq: 9, tMs: 1, code: 'MIGRATION_FAILED', message: 'migration failed (from postcopy-active)' }] });
+  t.true(failed.includes('data-card="failure"'));
+  t.true(failed.includes('class="card tone-bad" data-card="failure"'));
 });
 
 test('an unfinished migration puts its outstanding requests first, in an alert panel, with block, offset, address and age', (t) => {
@@ -171,7 +181,7 @@ test('an analysis with no faults, no state changes and no pages still has every 
     ...a,
     timeline: [],
     pauses: [],
-    faults: { count: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0, histogram: [], slowest: [] },
+    faults: { count: 0, timed: 0, unanswered: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0, maxMs: 0, histogram: [], slowest: [] },
     series: { received: [], vcpuBlocked: [], latencyCdf: [] },
   };
   const html = renderReport(empty);

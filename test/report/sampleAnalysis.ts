@@ -75,6 +75,7 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     streamEnds: ending === 'paused' ? [null, null] : [{ seq: seqOf(durationMs) - 5, tMs: durationMs - 1 }, { seq: seqOf(durationMs) - 6, tMs: durationMs - 1 }],
     vcpus: 2,
     durationMs,
+    firstEventMs: 150,
     timeline: timelineOf(ending, faults, seqOf),
     pauses: [
       { startSeq: seqOf(PAUSE_START), startMs: PAUSE_START, endMs: PAUSE_END, durationMs: PAUSE_END - PAUSE_START },
@@ -82,10 +83,13 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     ],
     blocktime: {
       qemu: { totalMs: 26, perVcpuMs: perVcpuMs.map((ms) => Math.round(ms * 0.93)) },
-      exact: { totalMs: allBlockedMs(vcpuBlocked.map((b) => b.intervals)), perVcpuMs, perVcpuFaults: [0, 1].map((v) => faults.filter((f) => f.vcpu === v).length) },
+      exact: { totalMs: allBlockedMs(vcpuBlocked.map((b) => b.intervals)), perVcpuMs, perVcpuFaults: [0, 1].map((v) => faults.filter((f) => f.vcpu === v).length),
+        stillBlocked: [0, 1].flatMap((vcpu) => faults.filter((f) => f.vcpu === vcpu && f.latencyMs === null).slice(0, 1).map((f) => ({ vcpu, sinceMs: f.tMs }))) },
     },
     faults: {
       count: latencies.length,
+      timed: latencies.length,
+      unanswered: 0,
       p50Ms: quantile(latencies, 0.5),
       p90Ms: quantile(latencies, 0.9),
       p99Ms: quantile(latencies, 0.99),
@@ -106,6 +110,8 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     },
     pages: { placed: 64000, zero: 4398, precopy: 40000, byChannel: { '0': 64000 }, discardedRanges: 1 },
     errors: [{ seq: seqOf(2350), tMs: 2350, code: 'WRONG_STATE', message: opts.errorMessage ?? 'POSTCOPY_LISTEN in wrong postcopy state RUNNING' }],
+    sourceLast: null,
+    stderr: [],
     series: { received: receivedOf(durationMs, postcopyEnd), vcpuBlocked, latencyCdf },
   };
 }

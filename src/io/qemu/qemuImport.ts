@@ -17,7 +17,8 @@
  * Unknown events are counted by name, malformed lines reported with their line numbers,
  * and the import goes on; a file that is not a trace at all is refused (NotATraceError).
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { JournalError } from '../../errors.js';
@@ -26,13 +27,15 @@ import { JournalWriter } from '../../journal/journalWriter.js';
 import { readTrace, traceEventBatches, type LineProblem, type TraceProgress, type TraceReadSummary } from './qemuTrace.js';
 import { NO_TIME, type TraceEvent } from '../../engine/qemuTraceEvents.js';
 import { SURVEY_EVENTS, SurveyDone, TraceSurvey, resolveVcpus, type VcpuMapping } from './qemuImportSurvey.js';
-import { TraceImporter } from './qemuImportMapping.js';
+import { TraceImporter, parseStderr, type StderrLine } from './qemuImportMapping.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 export interface ImportQemuOptions {
   /** The destination's trace: what the journal describes. */
   dstTrace: string;
   /** The source's trace, merged in by time as notes. */
   srcTrace?: string;
+  /** QEMU's stderr on the destination (error_report lines, with -msg timestamp=on), merged in by time as notes. */
+  stderr?: string;
   /** threads.json (TID → thread name). Undefined: the one beside the trace, if any; null: none. */
   threadsPath?: string | null;
   /** The journal to write. */
@@ -70,6 +73,8 @@ export interface ImportSummary {
   journal: string;
   dst: TraceFileSummary;
   src: TraceFileSummary | null;
+  /** QEMU's stderr, when given: its lines, kept as notes. */
+  stderr: { file: string; lines: number; untimed: number } | null;
   eventsWritten: number;
   /** Journal events written, by kind name. */
   byKind: Record<string, number>;
@@ -120,6 +125,12 @@ function threadsFileFor(opts: ImportQemuOptions): string | null {
   return existsSync(beside) ? beside : null;
 }
 
+/** QEMU's stderr file (plain or .gz), parsed. */
+function readStderr(path: string): StderrLine[] {
+  const raw = readFileSync(path);
+  return parseStderr((path.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8'));
+}
+
 /** Pure: the blocks for the meta, in order of appearance. */
 function journalBlocks(survey: TraceSurvey, warnings: string[]): JournalBlock[] {
   const out: JournalBlock[] = [];
@@ -166,6 +177,16 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
   let dstSummary: TraceReadSummary | null = null;
   let srcSummary: TraceReadSummary | null = null;
   let originUs = 0;
+  const stderr: StderrLine[] = opts.stderr === undefined ? [] : readStderr(opts.stderr);
+  let ei = 0;
+  /** Writes the stderr lines up to `timeUs` (all of them: Infinity). */
+  const stderrUpTo = (timeUs: number): void => {
+    for (; ei < stderr.length && (stderr[ei]!.timeUs === NO_TIME ? timeUs === Infinity : stderr[ei]!.timeUs <= timeUs); ei++) {
+      const l = stderr[ei]!;
+      importer!.stderr(l.timeUs === NO_TIME ? { ...l, timeUs: lastUs } : l);
+    }
+  };
+  let lastUs = 0;
   try {
     let dBatch: TraceEvent[] = [];
     let di = 0;
@@ -193,14 +214,21 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
         importer = new TraceImporter(writer, blocks, vcpus.tids, originUs);
       }
       if (di === dBatch.length && si === sBatch.length) break;
-      if (si === sBatch.length) {
+      if (si === sBatch.length && ei === stderr.length) {
         // Only destination events until this batch ends: the hot loop.
         for (; di < dBatch.length; di++) importer.dst(dBatch[di]!);
         continue;
       }
-      if (di < dBatch.length && !(sBatch[si]!.timeUs < dBatch[di]!.timeUs)) importer.dst(dBatch[di++]!);
+      const next = di < dBatch.length && !(si < sBatch.length && sBatch[si]!.timeUs < dBatch[di]!.timeUs) ? dBatch[di]! : si < sBatch.length ? sBatch[si]! : null;
+      if (next === null) break;
+      if (next.timeUs !== NO_TIME) {
+        lastUs = Math.max(lastUs, next.timeUs);
+        stderrUpTo(next.timeUs);
+      }
+      if (next === dBatch[di]) importer.dst(dBatch[di++]!);
       else importer.src(sBatch[si++]!);
     }
+    if (importer !== null) stderrUpTo(Infinity);
     importer!.finish();
   } catch (err) {
     await dst.return(undefined as never);
@@ -227,6 +255,7 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
     journal: opts.out,
     dst: fileSummary(dstSummary!),
     src: srcSummary === null ? null : fileSummary(srcSummary),
+    stderr: opts.stderr === undefined ? null : { file: opts.stderr, lines: stderr.length, untimed: stderr.filter((l) => l.timeUs === NO_TIME).length },
     eventsWritten,
     byKind: imp.kindCounts(),
     blocks: blocks.map((b) => ({ name: b.name, hostAddress: b.hostAddress, length: b.length })),

@@ -160,6 +160,13 @@ export class TraceImporter {
     this.note(e, this.tOf(e.timeUs), 'src');
   }
 
+  /** One line of QEMU's stderr (error_report), at its time: a note on the side 'stderr'. */
+  stderr(line: StderrLine): void {
+    const note = { event: 'stderr', line: line.line, tid: 0, text: line.text, side: 'stderr' };
+    // A line printed before the trace's first line (a start-up warning) is held at t = 0: no time lies before the journal.
+    this.emit(EventKind.TR_NOTE, this.tOf(Math.max(line.timeUs, this.originUs)), -1, -1, 0, 0, 0, pack(note));
+  }
+
   /** Writes what is still held (pages whose block never showed, a last fault). */
   finish(): void {
     for (const [tid] of this.faults) this.resolveFault(tid, 'end');
@@ -484,7 +491,8 @@ export class TraceImporter {
     return this.writer.append(kind, t, cause, block, offset, a, b, payload);
   }
 
-  private tOf(timeUs: number): number {
+  /** Journal time (ns) of a wall-clock time in µs. */
+  tOf(timeUs: number): number {
     return timeUs === NO_TIME ? 0 : (timeUs - this.originUs) * 1000;
   }
 
@@ -526,3 +534,28 @@ export class TraceImporter {
   }
 }
 
+
+/** One line of QEMU's stderr: `2026-11-22T09:00:31.404305Z qemu-system-x86_64: <text>` (-msg timestamp=on). */
+export interface StderrLine {
+  /** Wall clock, µs since the epoch (NO_TIME: the line had no timestamp). */
+  timeUs: number;
+  line: number;
+  text: string;
+}
+
+/** Pure: QEMU's stderr lines, with their times when QEMU printed them (-msg timestamp=on); blank lines skipped. */
+export function parseStderr(content: string): StderrLine[] {
+  const out: StderrLine[] = [];
+  content.split(/\r?\n/).forEach((raw, i) => {
+    if (raw.trim() === '') return;
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z\s+(.*)$/.exec(raw);
+    if (m === null) {
+      out.push({ timeUs: NO_TIME, line: i + 1, text: raw.trim() });
+      return;
+    }
+    const frac = (m[2] ?? '').padEnd(6, '0').slice(0, 6);
+    const text = m[3]!.replace(/^qemu-system-[\w-]+:\s*/, '');
+    out.push({ timeUs: Date.parse(`${m[1]}Z`) * 1000 + Number(frac), line: i + 1, text });
+  });
+  return out;
+}
