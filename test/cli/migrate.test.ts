@@ -149,7 +149,7 @@ test('migrate refuses bad options with a clear message', async (t) => {
 });
 
 test('renicing a vCPU thread that already finished is not an error (it once paused a whole migration)', async (t) => {
-  const { lowerPriority } = await import('../../src/io/migration/migrationDestination.js');
+  const { lowerPriority } = await import('../../src/io/backends/vcpuLauncher.js');
   t.notThrows(() => lowerPriority(2 ** 22 + 12345, 5));
   t.throws(() => lowerPriority(process.pid, -21));
 });

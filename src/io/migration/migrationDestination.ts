@@ -1,5 +1,4 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { setPriority } from 'node:os';
 import { MigCommand, PostcopyState, TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { Destination } from '../../engine/destination.js';
 import { MachineId } from '../../engine/events.js';
@@ -7,11 +6,10 @@ import { decodeCommandFrame } from '../../engine/wire.js';
 import { PostcopyError } from '../../errors.js';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import type { AccessPatternName } from '../backends/accessPatterns.js';
-import type { Backend, BlockLayout } from '../../engine/ports.js';
+import type { BlockLayout } from '../../engine/ports.js';
 import { pageDigest } from '../backends/guestImage.js';
-import { MockBackend } from '../backends/mockBackend.js';
+import { chooseBackend } from '../backends/vcpuLauncher.js';
 import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
-import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 
 export interface DestinationOptions {
@@ -64,7 +62,9 @@ const FLUSH_AT_LATEST_MS = 500;
  */
 export async function runMigrationDestination(opts: DestinationOptions, report: (m: DestinationMessage) => void, giveUp: Promise<void>): Promise<number> {
   const layout: BlockLayout = { name: BLOCK, length: opts.sizeBytes, hostPageSize: opts.hostPageSize };
-  const backend = chooseBackend(opts, layout, report);
+  const { backend, startVcpus: launchVcpus } = chooseBackend(opts.backend, layout, { readerMode: opts.faultReader }, (kind, reason) =>
+    report(reason === undefined ? { type: 'backend', kind } : { type: 'backend', kind, reason }),
+  );
   const t0 = Number(process.hrtime.bigint());
   const now = (): number => Number(process.hrtime.bigint()) - t0;
   const writer = JournalWriter.create(opts.journalPath, {
@@ -106,7 +106,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   let endAt = -1;
   let vcpusStarted = false;
   let vcpuDone: Promise<number[]> = Promise.resolve([]);
-  let mockStepper: NodeJS.Timeout | null = null;
+  let stopVcpus = (): void => {};
 
   /** An input the engine refuses is journaled; the stream goes on (a bad peer is not fatal here). */
   const apply = (fn: () => void): void => {
@@ -120,28 +120,11 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
 
   const startVcpus = (): void => {
     vcpusStarted = true;
-    if (backend instanceof UffdBackend) {
-      const run = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, passes: 1 });
-      // vCPU threads run at a lower priority than the migration (the fault path must win a
-      // core when a vCPU is blocked and another one spins): a VMM's choice, made explicit.
-      if (opts.vcpuNice !== 0) for (const tid of run.tids) lowerPriority(tid, opts.vcpuNice);
-      engine.attachVcpus(run.tids);
-      writer.updateMeta({ vcpuTids: run.tids });
-      vcpuDone = run.done.then((reports) => reports.map((r) => r.accesses));
-    } else if (backend instanceof MockBackend) {
-      const tids = backend.startVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, block: 0, touchOffset: 0 });
-      engine.attachVcpus([...tids]);
-      writer.updateMeta({ vcpuTids: [...tids] });
-      vcpuDone = new Promise((resolve) => {
-        mockStepper = setInterval(() => {
-          backend.stepVcpus(256 * opts.vcpus, now() + t0);
-          if (backend.allVcpusFinished()) {
-            clearInterval(mockStepper!);
-            resolve(backend.vcpuStates().map((v) => v.accessesDone));
-          }
-        }, 1);
-      });
-    }
+    const run = launchVcpus({ pattern: opts.workload, vcpus: opts.vcpus, seed: opts.seed, nice: opts.vcpuNice, nowNs: () => now() + t0 });
+    engine.attachVcpus(run.tids);
+    writer.updateMeta({ vcpuTids: run.tids });
+    stopVcpus = run.stop;
+    vcpuDone = run.done;
   };
 
   /**
@@ -314,7 +297,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     stopped = true;
     for (const c of connections) c.destroy();
     clearInterval(flushTimer);
-    if (mockStepper) clearInterval(mockStepper);
+    stopVcpus();
     const outstanding = engine.requested.size;
     const status = engine.stateOf(MachineId.MIGRATION);
     writer.close();
@@ -325,7 +308,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   }
   // The guest runs on: let the vCPUs finish their work, then take the memory's digest.
   const accesses = await vcpuDone;
-  if (mockStepper) clearInterval(mockStepper);
+  stopVcpus();
   const memory = backend.read(0, 0, opts.sizeBytes);
   report({ type: 'digest', ...pageDigest(memory, total), vcpuAccesses: accesses, passes: 1 });
   clearInterval(flushTimer);
@@ -349,31 +332,4 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   server.close();
   backend.close();
   return 0;
-}
-
-/** Renices a vCPU thread; one that already finished its work (ESRCH) needs nothing. */
-export function lowerPriority(tid: number, nice: number): void {
-  try {
-    setPriority(tid, nice);
-  } catch (err) {
-    if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
-  }
-}
-
-/** The native backend where the probe allows, otherwise the mock one with the reason said. */
-function chooseBackend(opts: DestinationOptions, layout: BlockLayout, report: (m: DestinationMessage) => void): Backend {
-  if (opts.backend !== 'mock') {
-    const probe = UffdBackend.probe([layout]);
-    if (probe.ok) {
-      report({ type: 'backend', kind: 'uffd' });
-      return new UffdBackend([layout], { readerMode: opts.faultReader });
-    }
-    if (opts.backend === 'uffd') throw new PostcopyError('NO_HOST_SUPPORT', `the userfaultfd backend was asked for but the host refuses it: ${probe.reason}`);
-    report({ type: 'backend', kind: 'mock', reason: probe.reason ?? 'userfaultfd refused' });
-  } else {
-    report({ type: 'backend', kind: 'mock', reason: 'asked for with --backend mock' });
-  }
-  const mock = new MockBackend([layout]);
-  mock.reserveMemory(opts.sizeBytes);
-  return mock;
 }
