@@ -97,7 +97,7 @@ test('migrate keeps an earlier run\'s journal: an existing --journal is refused 
   const fresh = postcopy(['migrate', '--size', '16M'], { cwd: dir });
   t.is(fresh.code, 0, fresh.stderr);
   t.regex(fresh.stderr, /note: postcopy-journal\.db exists \(an earlier run's journal, kept\): this run's journal is .*postcopy-journal-2\.db/);
-  t.regex(fresh.stdout, /journal: +.*postcopy-journal-2\.db \(\d+ events\)/);
+  t.regex(fresh.stdout, /journal: +.*postcopy-journal-2\.db \([\d,]+ events\)/);
   t.is(readFileSync(join(dir, 'postcopy-journal.db'), 'utf8'), 'the default journal of an earlier run');
   t.true(existsSync(join(dir, 'postcopy-journal-2.db')));
 });
