@@ -1,4 +1,5 @@
-import { JournalError } from '../errors.js';
+import { JournalError, PostcopyError } from '../errors.js';
+import { readableNote } from './inspectCommand.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { replay } from '../journal/replay.js';
 import { EVENT_KIND_NAMES } from '../engine/events.js';
@@ -52,9 +53,11 @@ export function replayCommand(path: string, opts: ReplayCommandOptions): number 
 }
 
 function unreadable(err: unknown, json?: boolean): number {
-  if (!(err instanceof JournalError)) throw err;
-  if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq: err.seq }));
-  else console.error(err.message);
+  if (!(err instanceof PostcopyError)) throw err;
+  const seq = err instanceof JournalError ? err.seq : -1;
+  const readable = seq >= 0 ? ` (${readableNote(seq)})` : '';
+  if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq }));
+  else console.error(`${err.message}${readable}`);
   return 2;
 }
 

@@ -51,6 +51,10 @@ export function reportCommand(path: string, opts: ReportCommandOptions, deps: Re
   if (analysis.journal.unreadableFrom !== null) {
     console.error(`warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part`);
   }
+  if (analysis.anomalies.count > 0) {
+    const f = analysis.anomalies.first[0]!;
+    console.error(`warning: ${analysis.anomalies.count} event(s) of ${path} cannot have been written by the engine or the importer (first #${f.seq}: ${f.reason}); the report leaves them out`);
+  }
   console.log(`${output}: ${Math.ceil(Buffer.byteLength(html) / 1024)} KiB report of ${path}: ${analysis.status}, ${formatMs(analysis.durationMs)}, ${analysis.vcpus} vCPUs, ${analysis.faults.count} faults, ${analysis.requests.outstanding.length} outstanding requests`);
   return 0;
 }

@@ -97,6 +97,12 @@ export interface Analysis {
   };
   /** Refused inputs and reported failures; `causeSeq`/`input` name the input that was refused. */
   errors: Array<{ seq: number; tMs: number; code: string; message: string; causeSeq?: number; input?: string }>;
+  /**
+   * Events that decode but that neither the engine nor the importer can have written: a
+   * time that is not finite, a block or offset outside the blocks, an unknown command, a
+   * cause that is not an earlier event. Skipped by the analysis; `first` holds the first 100.
+   */
+  anomalies: { count: number; first: Array<{ seq: number; reason: string }> };
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */

@@ -106,6 +106,7 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     },
     pages: { placed: 64000, zero: 4398, precopy: 40000, byChannel: { '0': 64000 }, discardedRanges: 1 },
     errors: [{ seq: seqOf(2350), tMs: 2350, code: 'WRONG_STATE', message: opts.errorMessage ?? 'POSTCOPY_LISTEN in wrong postcopy state RUNNING' }],
+    anomalies: { count: 0, first: [] },
     series: { received: receivedOf(durationMs, postcopyEnd), vcpuBlocked, latencyCdf },
   };
 }
