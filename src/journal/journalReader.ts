@@ -243,6 +243,77 @@ export class JournalReader {
   }
 
   /**
+   * Every readable event, past the damage (for salvage): the sound segments of SQLite in
+   * order, then the tail's readable events, each yielded as a segment, and every range that
+   * cannot be read as `{ from, to, reason }` (events from..to-1; `to` null when how many is
+   * unknown). Overlaps are cut so no sequence number is yielded twice. Never throws a
+   * JournalError for damage; the journal is not changed.
+   */
+  *scan(): Generator<{ segment: Segment } | { from: number; to: number | null; reason: string }> {
+    let expected = 0;
+    const rows = this.db.prepare('SELECT segment, first_seq, count, crc, data FROM events ORDER BY first_seq');
+    const it = rows.iterate() as IterableIterator<SegmentRow>;
+    for (;;) {
+      let next: IteratorResult<SegmentRow>;
+      try {
+        next = it.next();
+      } catch (err) {
+        yield { from: expected, to: null, reason: `the rest of the events table cannot be read (${(err as Error).message})` };
+        break;
+      }
+      if (next.done) break;
+      const row = next.value;
+      const typed = Number.isSafeInteger(row.first_seq) && Number.isSafeInteger(row.count) && row.count > 0 && row.first_seq >= 0 && Buffer.isBuffer(row.data) && typeof row.crc === 'number';
+      if (!typed) {
+        yield { from: expected, to: null, reason: `the row of segment ${String(row.segment)} has values of the wrong type` };
+        continue;
+      }
+      const rowEnd = row.first_seq + row.count;
+      if (rowEnd <= expected) continue; // wholly a repeat of events already taken
+      if (row.first_seq > expected) yield { from: expected, to: row.first_seq, reason: 'missing from the events table' };
+      const blob = new Uint8Array(row.data.buffer, row.data.byteOffset, row.data.byteLength);
+      let seg: Segment | null = null;
+      let reason = '';
+      if (segmentChecksum(blob) !== row.crc) reason = `segment ${row.segment} fails its checksum`;
+      else {
+        try {
+          seg = decodeSegment(blob);
+          if (seg.firstSeq !== row.first_seq || seg.count !== row.count) {
+            reason = `segment ${row.segment} says events ${seg.firstSeq}+${seg.count}, its row says ${row.first_seq}+${row.count}`;
+            seg = null;
+          }
+        } catch (err) {
+          reason = `segment ${row.segment} does not decode: ${(err as Error).message}`;
+        }
+      }
+      const from = Math.max(expected, row.first_seq);
+      if (seg === null) yield { from, to: rowEnd, reason };
+      else {
+        const part = segmentFrom(seg, from);
+        if (part !== null) yield { segment: part };
+      }
+      expected = rowEnd;
+    }
+    const t = this.tail;
+    if (!t.present) return;
+    const read = readTailFile(t.path);
+    if (read.baseSeq !== null && read.baseSeq > expected && read.published > 0) yield { from: expected, to: read.baseSeq, reason: 'missing between SQLite and the crash tail' };
+    if (read.segment !== null) {
+      const part = segmentFrom(read.segment, expected);
+      if (part !== null) {
+        yield { segment: part };
+        expected = part.firstSeq + part.count;
+      }
+    }
+    if (read.problem !== null) {
+      const from = Math.max(expected, read.segment === null ? (read.baseSeq ?? expected) : read.segment.firstSeq + read.segment.count);
+      const claimedEnd = read.baseSeq === null ? null : read.baseSeq + read.published;
+      // A header that can be read and whose events SQLite already holds loses nothing.
+      if (claimedEnd === null || claimedEnd > from) yield { from, to: claimedEnd, reason: `the crash tail is damaged: ${read.problem}` };
+    }
+  }
+
+  /**
    * How much of the journal can be read: the events before the first bad segment, and
    * the error that stopped the reading (null when everything is sound).
    */
@@ -255,6 +326,11 @@ export class JournalReader {
       throw err;
     }
     return { events, error: null };
+  }
+
+  /** Sequence number after the last event SQLite holds (from the segment rows; not validated). */
+  sqliteEvents(): number {
+    return this.sqliteEnd();
   }
 
   /** Number of events stored (from the segment rows; not validated). */
