@@ -74,6 +74,16 @@ export class JournalReader {
       throw new JournalError(path, -1, 'no such journal file');
     }
     if (!st.isFile()) throw new JournalError(path, -1, `not a journal: it is ${fileKind(st)}, not a regular file`);
+    for (const side of ['-wal', '-shm']) {
+      // SQLite would open a FIFO there and wait for a writer forever.
+      let ss;
+      try {
+        ss = statSync(path + side);
+      } catch {
+        continue;
+      }
+      if (!ss.isFile()) throw new JournalError(path, -1, `not a readable journal: its ${side} file is ${fileKind(ss)}, not a regular file`);
+    }
     this.createdSidecars = !existsSync(path + '-wal') && !existsSync(path + '-shm');
     try {
       this.db = new Database(path, { readonly: true, fileMustExist: true });

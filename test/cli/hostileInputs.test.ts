@@ -300,13 +300,13 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
     b.writeUInt32LE(0xfffffff0, at + 4 * int(Math.max(1, b.readUInt32LE(24))));
     return b;
   });
-  for (const special of ['fifo', 'dir']) {
+  for (const [side, special] of [[TAIL_SUFFIX, 'fifo'], [TAIL_SUFFIX, 'dir'], ['-wal', 'fifo'], ['-shm', 'fifo'], ['-shm', 'dir']] as const) {
     const d = caseDir();
     const p = join(d, 'j.db');
-    for (const s of ['', '-wal']) if (existsSync(crashed + s)) copyFileSync(crashed + s, p + s);
-    if (special === 'fifo') execFileSync('mkfifo', [p + TAIL_SUFFIX]);
-    else mkdirSync(p + TAIL_SUFFIX);
-    cases.push({ name: `tail is a ${special}`, args: pick(readers(p, d)), inputs: journalFiles(p), cwd: d });
+    for (const s of ['', '-wal', TAIL_SUFFIX]) if (s !== side && existsSync(crashed + s)) copyFileSync(crashed + s, p + s);
+    if (special === 'fifo') execFileSync('mkfifo', [p + side]);
+    else mkdirSync(p + side);
+    cases.push({ name: `${side} is a ${special}`, args: pick(readers(p, d)), inputs: journalFiles(p).filter((f) => f !== p + side), cwd: d });
   }
   // Impossible but well-formed events: offsets outside the blocks, times that are not finite, unknown commands, bad causes.
   const edits: Array<[string, (r: EventRecord) => void]> = [
