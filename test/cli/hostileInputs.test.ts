@@ -225,7 +225,7 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
   }
   // Random meta JSON, missing keys, values that are not JSON.
   const metaValues = ['null', '[]', '"text"', '{}', '0', '-1', '1e308', 'true', '[{"name":1}]', '[{"name":"pc.ram","length":-4096,"hostAddress":0}]', '[{"name":"pc.ram","length":1e300,"hostAddress":0}]', '[{"name":"pc.ram","length":4096,"hostAddress":"x"}]', '[{"name":"pc.ram","length":4096,"hostAddress":0,"hostPageSize":3}]', '[null]', '[1,2,"x"]', 'not json', '', '{"__proto__":{"x":1}}'];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 16; i++) {
     const key = pick(['formatVersion', 'source', 'blocks', 'vcpuTids', 'capabilities', 'blocktimeMode', 'timeOriginNs', 'run', 'created']);
     const value = pick(metaValues);
     journalCase(`meta ${key}=${value}`, (p) => withDb(p, (db) => (int(5) === 0 ? db.prepare('DELETE FROM meta WHERE key = ?').run(key) : db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value))));
@@ -355,7 +355,7 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
   importCase('import-qemu --threads FIFO', trace, ['--threads', fifo], [trace]);
   importCase('import-qemu --threads directory', trace, ['--threads', baseDir], [trace]);
   importCase('import-qemu --src /dev/zero', trace, ['--src', '/dev/zero'], [trace]);
-  for (let i = 0; i < 18; i++) {
+  for (let i = 0; i < 14; i++) {
     const d = caseDir();
     const p = join(d, pick(['t.log', 't.log.gz']));
     const how = pick(['random', 'cut', 'flipped', 'long line', 'garbage numbers', 'threads'] as const);
@@ -412,11 +412,11 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
     ['salvage', crashed, '-o', crashed],
     ['salvage', crashed, '-o', trace],
   ];
-  for (const size of ['abc', '0', '-4M', '1.5k', '12X', '4097', '', ' ', '1e9', '4M4', '9999999999T', 'NaN']) {
+  for (const size of ['abc', '0', '-4M', '1.5k', '4097', '', '1e9', '9999999999T']) {
     optionCases.push(['simulate', '--size', size, '--journal', 'sim.db']);
     optionCases.push(['migrate', '--size', size, '--journal', 'mig.db', ...(int(2) ? ['--vcpus', pick(['0', 'x', '2'])] : [])]);
   }
-  for (const [opt, vals] of [['--vcpus', ['0', '-1', 'x', '65', '1.5']], ['--seed', ['x', '1e400', '']], ['--prefetch', ['-1', '99999', 'x']], ['--break-at', ['2', '-0.1', 'x', '1']], ['--workload', ['nope']]] as const) {
+  for (const [opt, vals] of [['--vcpus', ['0', 'x', '65']], ['--seed', ['x', '1e400']], ['--prefetch', ['-1', '99999']], ['--break-at', ['2', 'x', '1']], ['--workload', ['nope']]] as const) {
     for (const v of vals) optionCases.push(['simulate', '--size', '4M', opt, v, '--journal', 'sim.db']);
   }
   for (const args of optionCases) {

@@ -46,12 +46,17 @@ function damaged(segmentEvents = 50): string {
 
 const digest = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-test('salvage keeps the readable events, names the dropped ones, exits 0; inspect of the input exits 2 and changes nothing', (t) => {
+test('salvage keeps the readable events, names the dropped ones, exits 0; inspect and report of the input exit 2 and change nothing', (t) => {
   const path = damaged();
   const before = [digest(path), digest(path + TAIL_SUFFIX)];
   const inspect = cli('inspect', path);
   t.is(inspect.status, 2);
   t.regex(inspect.stderr, /event 110 has unknown kind 201 at sequence number 110 \(110 event\(s\) before it are readable/);
+  const html = tmp('r.html');
+  const report = cli('report', path, '-o', html);
+  t.is(report.status, 2, 'report writes the readable part, and says the input could not be read whole');
+  t.true(existsSync(html));
+  t.regex(report.stderr, /the report covers the readable part \(110 event\(s\) before it are readable/);
   const out = tmp('new.db');
   const r = cli('salvage', path, '-o', out);
   t.is(r.status, 0, r.stderr);
