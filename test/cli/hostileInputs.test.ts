@@ -197,6 +197,9 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
     const db = new Database(p);
     try {
       fn(db);
+    } catch (err) {
+      // A mutation SQLite itself refuses (a NOT NULL column set to null...) leaves the copy as it was.
+      if (!(err instanceof Database.SqliteError)) throw err;
     } finally {
       db.close();
     }
