@@ -69,7 +69,8 @@ export function formatSalvage(r: SalvageResult): string {
   if (r.dropped.length === 0) out.push('  dropped none: every event was readable');
   else {
     const unknown = r.dropped.some((d) => d.to === null);
-    out.push(`  dropped ${n(r.droppedCount)}${unknown ? '+ (how many past the damage is unknown)' : ''} event(s):`);
+    const how = r.droppedCount === 0 ? 'an unknown number of' : `${n(r.droppedCount)}${unknown ? ' and more (how many past the damage is unknown)' : ''}`;
+    out.push(`  dropped ${how} event(s):`);
     for (const d of r.dropped) out.push(`    #${d.from}${d.to === null ? ' on' : d.to - d.from > 1 ? `..#${d.to - 1}` : ''}: ${d.reason}`);
   }
   if (r.renumbered) out.push('  the events after a dropped range were renumbered, so the new journal has no gap (meta run.salvagedFrom lists what was dropped)');

@@ -168,7 +168,15 @@ export class JournalReader {
     }
     if (!exists) return { path, present: false, events: 0, published: 0, baseSeq: null, problem: null };
     const t = readTailFile(path);
-    const end = this.sqliteEnd();
+    let end: number;
+    try {
+      end = this.sqliteEnd();
+    } catch (err) {
+      // The tail cannot be placed after SQLite's events; reading stops at the bad row before it anyway.
+      const info: TailInfo = { path, present: true, events: 0, published: t.published, baseSeq: t.baseSeq, problem: `it cannot be placed: ${(err as Error).message}` };
+      this.tailError = err as JournalError;
+      return info;
+    }
     const info: TailInfo = { path, present: true, events: 0, published: t.published, baseSeq: t.baseSeq, problem: t.problem };
     if (t.baseSeq !== null && t.baseSeq > end && (t.published > 0 || t.segment !== null)) {
       info.problem = `it starts at sequence number ${t.baseSeq}, after a gap (SQLite ends at ${end})${t.problem ? `; ${t.problem}` : ''}`;
@@ -259,50 +267,67 @@ export class JournalReader {
    * unknown). Overlaps are cut so no sequence number is yielded twice. Never throws a
    * JournalError for damage; the journal is not changed.
    */
-  *scan(): Generator<{ segment: Segment } | { from: number; to: number | null; reason: string }> {
+  *scan(): Generator<{ segment: Segment; fromTail: boolean } | { from: number; to: number | null; reason: string }> {
     let expected = 0;
+    /** Why the rows since `expected` could not be taken (their extent shows at the next sound row). */
+    let pending: string | null = null;
     const rows = this.db.prepare('SELECT segment, first_seq, count, crc, data FROM events ORDER BY first_seq');
     const it = rows.iterate() as IterableIterator<SegmentRow>;
-    for (;;) {
-      let next: IteratorResult<SegmentRow>;
-      try {
-        next = it.next();
-      } catch (err) {
-        yield { from: expected, to: null, reason: `the rest of the events table cannot be read (${(err as Error).message})` };
-        break;
-      }
-      if (next.done) break;
-      const row = next.value;
-      const typed = Number.isSafeInteger(row.first_seq) && Number.isSafeInteger(row.count) && row.count > 0 && row.first_seq >= 0 && Buffer.isBuffer(row.data) && typeof row.crc === 'number';
-      if (!typed) {
-        yield { from: expected, to: null, reason: `the row of segment ${String(row.segment)} has values of the wrong type` };
-        continue;
-      }
-      const rowEnd = row.first_seq + row.count;
-      if (rowEnd <= expected) continue; // wholly a repeat of events already taken
-      if (row.first_seq > expected) yield { from: expected, to: row.first_seq, reason: 'missing from the events table' };
-      const blob = new Uint8Array(row.data.buffer, row.data.byteOffset, row.data.byteLength);
-      let seg: Segment | null = null;
-      let reason = '';
-      if (segmentChecksum(blob) !== row.crc) reason = `segment ${row.segment} fails its checksum`;
-      else {
+    try {
+      for (;;) {
+        let next: IteratorResult<SegmentRow>;
         try {
-          seg = decodeSegment(blob);
-          if (seg.firstSeq !== row.first_seq || seg.count !== row.count) {
-            reason = `segment ${row.segment} says events ${seg.firstSeq}+${seg.count}, its row says ${row.first_seq}+${row.count}`;
-            seg = null;
-          }
+          next = it.next();
         } catch (err) {
-          reason = `segment ${row.segment} does not decode: ${(err as Error).message}`;
+          pending = `the rest of the events table cannot be read (${(err as Error).message})`;
+          break;
         }
+        if (next.done) break;
+        const row = next.value;
+        const typed = Number.isSafeInteger(row.first_seq) && Number.isSafeInteger(row.count) && row.count > 0 && row.first_seq >= 0 && Buffer.isBuffer(row.data) && typeof row.crc === 'number';
+        if (!typed) {
+          pending ??= `the row of segment ${String(row.segment)} has values of the wrong type`;
+          continue;
+        }
+        const rowEnd = row.first_seq + row.count;
+        if (rowEnd <= expected) continue; // wholly a repeat of events already taken
+        if (row.first_seq > expected) yield { from: expected, to: row.first_seq, reason: pending ?? 'missing from the events table' };
+        pending = null;
+        const blob = new Uint8Array(row.data.buffer, row.data.byteOffset, row.data.byteLength);
+        let seg: Segment | null = null;
+        let reason = '';
+        if (segmentChecksum(blob) !== row.crc) reason = `segment ${row.segment} fails its checksum`;
+        else {
+          try {
+            seg = decodeSegment(blob);
+            if (seg.firstSeq !== row.first_seq || seg.count !== row.count) {
+              reason = `segment ${row.segment} says events ${seg.firstSeq}+${seg.count}, its row says ${row.first_seq}+${row.count}`;
+              seg = null;
+            }
+          } catch (err) {
+            reason = `segment ${row.segment} does not decode: ${(err as Error).message}`;
+          }
+        }
+        const from = Math.max(expected, row.first_seq);
+        if (seg === null) yield { from, to: rowEnd, reason };
+        else {
+          const part = segmentFrom(seg, from);
+          if (part !== null) yield { segment: part, fromTail: false };
+        }
+        expected = rowEnd;
       }
-      const from = Math.max(expected, row.first_seq);
-      if (seg === null) yield { from, to: rowEnd, reason };
-      else {
-        const part = segmentFrom(seg, from);
-        if (part !== null) yield { segment: part };
+    } finally {
+      it.return?.(); // frees the statement, so the reader can close
+    }
+    if (pending !== null) {
+      // Rows of unknown extent at the end of SQLite: they reach the tail's first event, if it says where that is.
+      const base = this.tail.present ? this.tail.baseSeq : null;
+      if (base === null || base <= expected) {
+        yield { from: expected, to: null, reason: pending };
+        return;
       }
-      expected = rowEnd;
+      yield { from: expected, to: base, reason: pending };
+      expected = base;
     }
     const t = this.tail;
     if (!t.present) return;
@@ -311,7 +336,7 @@ export class JournalReader {
     if (read.segment !== null) {
       const part = segmentFrom(read.segment, expected);
       if (part !== null) {
-        yield { segment: part };
+        yield { segment: part, fromTail: true };
         expected = part.firstSeq + part.count;
       }
     }
@@ -336,11 +361,6 @@ export class JournalReader {
       throw err;
     }
     return { events, error: null };
-  }
-
-  /** Sequence number after the last event SQLite holds (from the segment rows; not validated). */
-  sqliteEvents(): number {
-    return this.sqliteEnd();
   }
 
   /** Number of events stored (from the segment rows; not validated). */

@@ -61,7 +61,6 @@ export function salvageJournal(input: string, output: string, opts: { overwrite?
     let fromTail = 0;
     let causesCleared = 0;
     let renumbered = false;
-    const sqliteEnd = reader.sqliteEvents();
     for (const item of reader.scan()) {
       if (!('segment' in item)) {
         dropped.push(item);
@@ -80,7 +79,7 @@ export function salvageJournal(input: string, output: string, opts: { overwrite?
         writer.append(seg.kind[i]! as EventKindValue, seg.t[i]!, cause, seg.block[i]!, seg.offset[i]!, seg.a[i]!, seg.b[i]!, payloadOf(seg, i));
       }
       kept += seg.count;
-      if (seg.firstSeq >= sqliteEnd) fromTail += seg.count;
+      if (item.fromTail) fromTail += seg.count;
     }
     const droppedCount = dropped.reduce((n, d) => n + (d.to === null ? 0 : d.to - d.from), 0);
     writer.updateMeta({ run: { ...(meta.run ?? {}), salvagedFrom: { journal: input, kept, dropped, renumbered, causesCleared } } });

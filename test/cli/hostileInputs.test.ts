@@ -183,7 +183,7 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
   await importQemuTrace({ dstTrace: trace, out: imported });
   const fifo = join(baseDir, 'fifo');
   execFileSync('mkfifo', [fifo]);
-  const readers = (p: string, d: string): string[][] => [['inspect', p], ['inspect', p, '--json'], ['replay', p], ['replay', p, '--json'], ['report', p, '-o', join(d, 'r.html')]];
+  const readers = (p: string, d: string): string[][] => [['inspect', p], ['inspect', p, '--json'], ['replay', p], ['replay', p, '--json'], ['report', p, '-o', join(d, 'r.html')], ['salvage', p, '-o', join(d, 'new.db')]];
 
   const cases: Case[] = [];
   const journalCase = (name: string, make: (p: string, d: string) => void, from: string = pick([clean, clean, crashed, imported])): void => {
@@ -211,7 +211,7 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
       const d = caseDir();
       const q = join(d, 'j.db');
       copyJournal(p, q);
-      cases.push({ name: `sound ${args[0]}`, args: args.map((a) => (a === p ? q : a === join(baseDir, 'r.html') ? join(d, 'r.html') : a)), inputs: journalFiles(q), cwd: d });
+      cases.push({ name: `sound ${args[0]}`, args: args.map((a) => (a === p ? q : a === join(baseDir, 'r.html') ? join(d, 'r.html') : a === join(baseDir, 'new.db') ? join(d, 'new.db') : a)), inputs: journalFiles(q), cwd: d });
     }
   }
   // Cut and flipped journal files.
@@ -343,9 +343,9 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
   const zeroLink = join(caseDir(), 'zero.db');
   symlinkSync('/dev/zero', zeroLink);
   for (const p of [fifo, '/dev/zero', baseDir, join(baseDir, 'missing.db'), zeroLink]) {
-    for (const args of [pick(readers(p, baseDir).slice(0, 2)), pick(readers(p, baseDir).slice(2, 4)), readers(p, baseDir)[4]!]) {
+    for (const args of [pick(readers(p, baseDir).slice(0, 2)), pick(readers(p, baseDir).slice(2, 4)), readers(p, baseDir)[4 + int(2)]!]) {
       const d = caseDir();
-      cases.push({ name: `special ${p === fifo ? 'FIFO' : p === baseDir ? 'directory' : p} to ${args[0]}`, args: args.map((a) => (a === join(baseDir, 'r.html') ? join(d, 'r.html') : a)), inputs: [], cwd: d });
+      cases.push({ name: `special ${p === fifo ? 'FIFO' : p === baseDir ? 'directory' : p} to ${args[0]}`, args: args.map((a) => (a === join(baseDir, 'r.html') ? join(d, 'r.html') : a === join(baseDir, 'new.db') ? join(d, 'new.db') : a)), inputs: [], cwd: d });
     }
   }
   // import-qemu: special files, random bytes, damaged traces, long lines, bad threads files.

@@ -225,3 +225,17 @@ test('salvage of a journal with nothing readable writes no journal', (t) => {
   t.is(r.kept, 0);
   t.false(existsSync(out));
 });
+
+test('salvage past a segment row of the wrong types: its extent is where the next sound row starts; the reader closes cleanly', (t) => {
+  const path = crashed(256, 0); // four segments of 64
+  const db = new Database(path);
+  db.prepare("UPDATE events SET count = 'x' WHERE first_seq = 128").run();
+  db.close();
+  const out = tmp('typed.db');
+  const r = salvageJournal(path, out);
+  t.deepEqual(r.dropped, [{ from: 128, to: 192, reason: 'the row of segment 2 has values of the wrong type' }]);
+  t.is(r.kept, 192);
+  const s = JournalReader.open(out);
+  t.deepEqual(s.readablePrefix(), { events: 192, error: null });
+  s.close();
+});
