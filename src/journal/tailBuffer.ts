@@ -26,6 +26,11 @@ export function tailBytes(capacity: number, payloadCapacity: number): number {
   return layout(capacity, payloadCapacity).total;
 }
 
+/** Byte offset of each column of a tail region, and its total size (pure). */
+export function tailLayout(capacity: number, payloadCapacity: number) {
+  return layout(capacity, payloadCapacity);
+}
+
 function layout(capacity: number, payloadCapacity: number) {
   let at = HEADER_BYTES;
   const place = (bytes: number): number => {

@@ -1,11 +1,11 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { fileKind } from '../regularFile.js';
 import { KNOWN_KIND, type Segment } from './segment.js';
-import { TAIL_MAGIC, TAIL_VERSION, TailBuffer, tailBytes } from './tailBuffer.js';
+import { TAIL_MAGIC, TAIL_VERSION, tailBytes, tailLayout } from './tailBuffer.js';
 
 /** Largest capacities a tail header may claim (far above the writer's defaults, 65 536 events and 4 MiB). */
-const MAX_TAIL_EVENTS = 1 << 24;
-const MAX_TAIL_PAYLOAD = 2 ** 31;
+const MAX_TAIL_EVENTS = 1 << 22;
+const MAX_TAIL_PAYLOAD = 2 ** 30;
 const HEADER_BYTES = 64;
 
 /** What a crash tail holds, read without changing it. */
@@ -59,26 +59,31 @@ export function readTailFile(tailPath: string): TailRead {
     if (published > capacity) return none(`its header says ${published} events, more than its capacity of ${capacity}`, published, baseSeq);
     const need = tailBytes(capacity, payloadCapacity);
     if (size !== need) return none(`it is ${size} bytes, its header (capacity ${capacity} events, ${payloadCapacity} payload bytes) needs ${need}: ${size < need ? 'cut' : 'grown'}`, published, baseSeq);
-    const memory = new Uint8Array(new ArrayBuffer(need));
-    let at = 0;
-    while (at < need) {
-      const n = readSync(fd, memory, at, need - at, at);
-      if (n === 0) return none(`it ended at byte ${at} while being read (it changed?)`, published, baseSeq);
-      at += n;
-    }
-    const tail = TailBuffer.open(memory);
-    if (tail === null) return none('its header does not add up', published, baseSeq);
-    const c = tail.cols;
+    // Only the published events' part of each column is read: a header may claim a capacity of
+    // millions of events over a sparse file, and a reader must not allocate for what is not there.
+    const l = tailLayout(capacity, payloadCapacity);
+    const readAt = (offset: number, bytes: number): ArrayBuffer => {
+      const buf = new Uint8Array(new ArrayBuffer(bytes));
+      let at = 0;
+      while (at < bytes) {
+        const got = readSync(fd, buf, at, bytes - at, offset + at);
+        if (got === 0) throw new Error(`the tail ended at byte ${offset + at} while being read`);
+        at += got;
+      }
+      return buf.buffer;
+    };
+    const kinds = new Uint8Array(readAt(l.kind, published));
+    const ends = new Uint32Array(readAt(l.payloadEnd, published * 4));
     let good = 0;
     let problem: string | null = null;
     let prevEnd = 0;
     for (; good < published; good++) {
-      const kind = c.kind[good]!;
+      const kind = kinds[good]!;
       if (KNOWN_KIND[kind] !== 1) {
         problem = `event ${baseSeq + good} has unknown kind ${kind}`;
         break;
       }
-      const end = c.payloadEnd[good]!;
+      const end = ends[good]!;
       if (end < prevEnd || end > payloadCapacity) {
         problem = `the payload bounds of event ${baseSeq + good} are inconsistent`;
         break;
@@ -91,15 +96,15 @@ export function readTailFile(tailPath: string): TailRead {
         : {
             firstSeq: baseSeq,
             count: good,
-            kind: c.kind.slice(0, good),
-            t: c.t.slice(0, good),
-            cause: c.cause.slice(0, good),
-            block: c.block.slice(0, good),
-            offset: c.offset.slice(0, good),
-            a: c.a.slice(0, good),
-            b: c.b.slice(0, good),
-            payloadEnd: c.payloadEnd.slice(0, good),
-            payload: c.payload.slice(0, prevEnd),
+            kind: kinds.slice(0, good),
+            t: new Float64Array(readAt(l.t, good * 8)),
+            cause: new Float64Array(readAt(l.cause, good * 8)),
+            block: new Int16Array(readAt(l.block, good * 2)),
+            offset: new Float64Array(readAt(l.offset, good * 8)),
+            a: new Float64Array(readAt(l.a, good * 8)),
+            b: new Float64Array(readAt(l.b, good * 8)),
+            payloadEnd: ends.slice(0, good),
+            payload: new Uint8Array(readAt(l.payload, prevEnd)),
           };
     return { segment, published, baseSeq, problem };
   } finally {
