@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'BACKEND'
   | 'JOURNAL'
   | 'NOT_A_TRACE'
+  | 'NOT_A_REGULAR_FILE'
   | 'USAGE'
   | 'BAD_MACHINE_SNAPSHOT'
   | 'WIRE'
@@ -248,5 +249,37 @@ export class WireError extends PostcopyError {
       'WIRE',
       reason === 'cut' ? `${stream} cut at byte ${offset} inside ${detail}` : `${stream}: ${detail} (at byte ${offset})`,
     );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Journal validation (readers never change a journal; see docs/journal.md)
+
+/**
+ * A journal whose meta or schema is not what this engine writes: a key of the wrong type,
+ * a missing or reshaped table. `where` names the key (`meta.blocks[0].length`) or the
+ * table (`table events`).
+ */
+export class JournalFormatError extends JournalError {
+  constructor(file: string, readonly where: string, reason: string, seq = -1) {
+    super(file, seq, `${where}: ${reason}`);
+  }
+}
+
+/**
+ * A crash tail (`<journal>-tail`) that cannot be read whole: cut, overwritten, with a header
+ * that does not add up or an event that is not one. `seq` is the first sequence number
+ * that cannot be read; every event before it is readable. The tail is left as it was.
+ */
+export class JournalTailError extends JournalError {
+  constructor(file: string, readonly tailFile: string, seq: number, reason: string) {
+    super(file, seq, `its crash tail ${tailFile} is damaged: ${reason}`);
+  }
+}
+
+/** An input that is not a regular file (a FIFO, a device, a directory): refused before reading. */
+export class NotARegularFileError extends PostcopyError {
+  constructor(readonly file: string, readonly what: string) {
+    super('NOT_A_REGULAR_FILE', `${file} is ${what}, not a regular file`);
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The layers, enforced: machines → engine → native → journal → forensics → io → report → cli.
  * A module may import its own layer and the layers before it, never a later one; errors.ts and
- * text.ts may be imported from anywhere, paths.ts from native on (it touches the file system).
+ * text.ts may be imported from anywhere, paths.ts and regularFile.ts from native on (it touches the file system).
  * machines/ and src/engine/ import nothing from Node (`node:` or a bare built-in): the engine
  * stays pure and replayable. Type-only imports count too: a type names a dependency as well.
  */
@@ -13,7 +13,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 
 const LAYERS = ['machines', 'engine', 'native', 'journal', 'forensics', 'io', 'report', 'cli'] as const;
 const ANYWHERE = new Set(['src/errors.ts', 'src/text.ts']);
-const FROM_NATIVE_ON = new Set(['src/paths.ts']);
+const FROM_NATIVE_ON = new Set(['src/paths.ts', 'src/regularFile.ts']);
 const PURE_LAYERS = new Set(['machines', 'engine']);
 
 /** A module's layer index, or the reason it has none (an unknown folder must be placed first). */

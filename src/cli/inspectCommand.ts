@@ -14,8 +14,11 @@ export interface InspectCommandOptions {
 /**
  * `postcopy inspect <journal> [--json]`: explains a journal (an engine run or an imported
  * QEMU trace). Exit 0: a failed or hung migration is explained, not an inspect failure;
- * 2 when the journal cannot be read (a journal damaged part-way is explained up to the
- * damage, which is reported, and also exits 2).
+ * 1 when events decode but cannot have been written (offsets outside the blocks, times
+ * that are not finite, unknown commands: listed, and left out of the figures); 2 when the
+ * journal cannot be read (a journal damaged part-way, its crash tail included, is
+ * explained up to the damage, which is reported with how many events are readable, and
+ * also exits 2). The journal and its tail are never changed.
  */
 export function inspectCommand(path: string, opts: InspectCommandOptions): number {
   const slowest = opts.slowest === undefined ? 20 : Number(opts.slowest);
@@ -42,8 +45,12 @@ export function inspectCommand(path: string, opts: InspectCommandOptions): numbe
   if (opts.json) console.log(JSON.stringify(jsonForm(analysis), null, 2));
   else console.log(formatAnalysis(analysis));
   if (analysis.journal.unreadableFrom !== null) {
-    console.error(`postcopy inspect: ${analysis.journal.unreadableReason}`);
+    console.error(`postcopy inspect: ${analysis.journal.unreadableReason} (${readableNote(analysis.journal.unreadableFrom)})`);
     return 2;
+  }
+  if (analysis.anomalies.count > 0) {
+    console.error(`${path}: ${analysis.anomalies.count} event(s) cannot have been written by the engine or the importer (first #${analysis.anomalies.first[0]!.seq}: ${analysis.anomalies.first[0]!.reason})`);
+    return 1;
   }
   return 0;
 }
@@ -75,6 +82,11 @@ function unreadable(err: unknown, json?: boolean): number {
   return 2;
 }
 
+/** Pure: how many events before `seq` are readable, and what to do about the rest. */
+export function readableNote(seq: number): string {
+  return `${seq.toLocaleString('en-US')} event(s) before it are readable; the journal was left as it is: \`postcopy salvage\` copies every readable event into a new journal`;
+}
+
 // ---------------------------------------------------------------------------
 // Text
 
@@ -101,6 +113,11 @@ export function formatAnalysis(a: Analysis): string {
   const v = verdict(a);
   out.push(`verdict: ${v.verdict}`, ...v.cause.map((c) => `  ${c}`), `next: ${v.next}`);
   if (j.unreadableFrom !== null) out.push(`!! the journal is damaged from #${j.unreadableFrom}: what follows covers the events before it (${j.unreadableReason})`);
+  if (a.anomalies.count > 0) {
+    out.push(`!! ${count(a.anomalies.count)} event(s) cannot have been written by the engine or the importer; they are left out of what follows:`);
+    for (const x of a.anomalies.first.slice(0, 10)) out.push(`   #${x.seq}: ${x.reason}`);
+    if (a.anomalies.count > 10) out.push(`   ... and ${count(a.anomalies.count - 10)} more (--json lists the first ${a.anomalies.first.length})`);
+  }
   const ended = a.status === 'completed';
   const [mainEnd, preemptEnd] = a.streamEnds;
   if (!ended && mainEnd !== null && a.postcopyState === 'RUNNING') {

@@ -137,6 +137,18 @@ program
     return exit(reportCommand(path, o));
   });
 
+program
+  .command('salvage')
+  .description('Copy every readable event of a damaged journal (sound segments, then its crash tail) into a new journal, saying what was kept and dropped; the input is never changed (exit 0 kept some, 1 none, 2 unreadable or refused)')
+  .argument('<journal>', 'journal file to salvage')
+  .requiredOption('-o, --output <journal>', 'new journal file to write (never the input)')
+  .option('--force', 'replace an existing output file')
+  .option('--json', 'print the result as JSON')
+  .action(async (path: string, o) => {
+    const { salvageCommand } = await import('./salvageCommand.js');
+    return exit(salvageCommand(path, o));
+  });
+
 function exit(code: number): void {
   process.exitCode = code;
 }

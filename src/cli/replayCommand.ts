@@ -1,5 +1,6 @@
-import { JournalError } from '../errors.js';
+import { JournalError, PostcopyError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
+import { readableNote } from './inspectCommand.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { replay } from '../journal/replay.js';
 import { EVENT_KIND_NAMES } from '../engine/events.js';
@@ -89,9 +90,11 @@ function checkImported(journal: JournalReader, opts: ReplayCommandOptions): numb
 }
 
 function unreadable(err: unknown, json?: boolean): number {
-  if (!(err instanceof JournalError)) throw err;
-  if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq: err.seq }));
-  else console.error(`postcopy replay: ${err.message}`);
+  if (!(err instanceof PostcopyError)) throw err;
+  const seq = err instanceof JournalError ? err.seq : -1;
+  const readable = seq >= 0 ? ` (${readableNote(seq)})` : '';
+  if (json) console.log(JSON.stringify({ ok: false, error: err.message, seq }));
+  else console.error(`postcopy replay: ${err.message}${readable}`);
   return 2;
 }
 

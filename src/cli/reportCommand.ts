@@ -7,6 +7,7 @@ import { renderReport } from '../report/renderReport.js';
 import { formatMs } from '../text.js';
 import { setCurrentJournal } from './lastResort.js';
 import { refuseOutputIsInput } from './outputs.js';
+import { readableNote } from './inspectCommand.js';
 
 export interface ReportCommandOptions {
   output?: string;
@@ -20,8 +21,10 @@ export interface ReportCommandDeps {
 
 /**
  * `postcopy report <journal> -o report.html`: analyses the journal and writes one
- * self-contained HTML file. Exit 0 when written (a damaged journal is reported on its
- * readable part, with a warning), 2 when the journal cannot be read or the file cannot be written.
+ * self-contained HTML file. Exit 0 when written; 2 when the journal cannot be read or the
+ * file cannot be written, and also when the journal is damaged part-way (its crash tail
+ * included): the report of its readable part is written, with a warning saying how many
+ * events are readable. The journal and its tail are never changed.
  */
 export function reportCommand(path: string, opts: ReportCommandOptions, deps: ReportCommandDeps = { analyze: analyzeJournal }): number {
   const output = opts.output ?? 'report.html';
@@ -53,11 +56,17 @@ export function reportCommand(path: string, opts: ReportCommandOptions, deps: Re
     console.error(`postcopy report: cannot write ${output}: ${(err as Error).message}`);
     return 2;
   }
-  if (analysis.journal.unreadableFrom !== null) {
-    console.error(`postcopy report: warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part`);
+  const damaged = analysis.journal.unreadableFrom !== null;
+  if (damaged) {
+    console.error(`postcopy report: warning: ${path} is damaged from sequence number ${analysis.journal.unreadableFrom} (${analysis.journal.unreadableReason ?? 'unknown reason'}): the report covers the readable part (${readableNote(analysis.journal.unreadableFrom!)})`);
+  }
+  if (analysis.anomalies.count > 0) {
+    const f = analysis.anomalies.first[0]!;
+    console.error(`postcopy report: warning: ${analysis.anomalies.count} event(s) of ${path} cannot have been written by the engine or the importer (first #${f.seq}: ${f.reason}); the report leaves them out`);
   }
   console.log(`${output}: ${Math.ceil(Buffer.byteLength(html) / 1024)} KiB report of ${path}: ${analysis.status}, ${formatMs(analysis.durationMs)}, ${analysis.vcpus} vCPUs, ${analysis.faults.count} faults, ${analysis.requests.outstanding.length} outstanding requests`);
-  return 0;
+  // As inspect: the report of the readable part is written, but the input could not be read whole.
+  return damaged ? 2 : 0;
 }
 
 function unreadable(err: unknown): number {

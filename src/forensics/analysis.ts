@@ -46,6 +46,8 @@ const MAX_REORDER = 1_000_000;
 const MAX_TIMELINE = 10_000;
 const MAX_ERRORS = 1000;
 const MAX_STDERR = 200;
+const MAX_ANOMALIES = 100;
+const KNOWN_COMMANDS = new Set<number>(Object.values(MigCommand));
 const MAX_SERIES_POINTS = 1000;
 const MAX_INTERVALS = 1000;
 const MAX_CDF_POINTS = 200;
@@ -115,7 +117,12 @@ export function qemuClockOffsetUs(reader: JournalReader): number | null {
 function beginMs(seg: Segment, i: number): number | null {
   const p = payloadOf(seg, i);
   if (p === null) return null;
-  const v = unpack(p) as unknown;
+  let v: unknown;
+  try {
+    v = unpack(p);
+  } catch {
+    return null; // the main pass reports it as an anomaly
+  }
   return typeof v === 'number' ? v : null;
 }
 
@@ -137,6 +144,9 @@ class JournalAnalyzer {
   /** The source trace's last line so far (imported with --src). */
   private sourceLast: Analysis['sourceLast'] = null;
   private readonly stderr: Analysis['stderr'] = [];
+  /** Events that decode but cannot have been written (Analysis['anomalies']). */
+  private readonly anomalies: Analysis['anomalies']['first'] = [];
+  private anomalyCount = 0;
   private lastCommand = { seq: -1, command: 0 };
   private lastInput = { seq: -1, kind: 0, a: 0 };
   /** The last broken channel or stream error: why the next pause or failure happened. */
@@ -199,33 +209,75 @@ class JournalAnalyzer {
     this.replay = imported ? new TraceBlocktimeReplay(clockOffsetUs === null ? { vcpuCount: n } : { vcpuCount: n, clockOffsetUs }) : null;
   }
 
-  /** Takes a segment's events in journal order. */
+  /** Takes a segment's events in journal order; an impossible event is recorded as an anomaly and skipped. */
   segment(seg: Segment): void {
     for (let i = 0; i < seg.count; i++) {
       const kind = seg.kind[i]!;
       const t = seg.t[i]!;
+      const seq = seg.firstSeq + i;
       this.events++;
+      const wrong = this.impossible(seg, i, seq);
+      if (wrong !== null) {
+        this.anomaly(seq, wrong);
+        continue;
+      }
       if (t < this.minT) this.minT = t;
       if (t > this.maxT) this.maxT = t;
-      if (kind === EventKind.TR_BLOCKTIME_BEGIN || kind === EventKind.TR_BLOCKTIME_END) {
-        this.blocktimeLine(seg, i); // in file order: the replay reorders them itself
-        continue;
-      }
-      const seq = seg.firstSeq + i;
-      if (kind === EventKind.TR_NOTE) {
-        // Notes of the other side (the source's trace, QEMU's stderr) say what happened there; the destination's own notes are not read.
-        const p = this.imported ? payloadOf(seg, i) : null;
-        const note = p === null ? null : (unpack(p) as { side?: unknown });
-        if (note !== null && (note.side === 'src' || note.side === 'stderr')) this.enqueue({ kind: kind as EventKindValue, t, seq, cause: -1, block: -1, offset: 0, a: 0, b: 0, payload: p });
-        continue;
-      }
-      if (!this.imported) {
-        this.apply(kind, t, seq, seg.cause[i]!, seg.block[i]!, seg.offset[i]!, seg.a[i]!, seg.b[i]!, needsPayload(kind) ? payloadOf(seg, i) : null);
+      try {
+        if (kind === EventKind.TR_BLOCKTIME_BEGIN || kind === EventKind.TR_BLOCKTIME_END) {
+          this.blocktimeLine(seg, i); // in file order: the replay reorders them itself
+          continue;
+        }
+        if (kind === EventKind.TR_NOTE) {
+          // Notes of the other side (the source's trace, QEMU's stderr) say what happened there; the destination's own notes are not read.
+          const p = this.imported ? payloadOf(seg, i) : null;
+          const note = p === null ? null : (unpack(p) as { side?: unknown });
+          if (note !== null && (note.side === 'src' || note.side === 'stderr')) this.enqueue({ kind: kind as EventKindValue, t, seq, cause: -1, block: -1, offset: 0, a: 0, b: 0, payload: p });
+          continue;
+        }
+        if (!this.imported) {
+          this.apply(kind, t, seq, seg.cause[i]!, seg.block[i]!, seg.offset[i]!, seg.a[i]!, seg.b[i]!, needsPayload(kind) ? payloadOf(seg, i) : null);
+          continue;
+        }
+      } catch (err) {
+        this.anomaly(seq, `the event cannot be taken: ${(err as Error).message}`);
         continue;
       }
       const p = needsPayload(kind) ? payloadOf(seg, i) : null;
       this.enqueue({ kind: kind as EventKindValue, t, seq, cause: seg.cause[i]!, block: seg.block[i]!, offset: seg.offset[i]!, a: seg.a[i]!, b: seg.b[i]!, payload: p });
     }
+  }
+
+  /**
+   * Why event `i` cannot have been written by the engine or the importer, though it decodes
+   * (a time that is not finite, a block or offset outside the blocks, a command that does
+   * not exist, a cause after the event), or null. Pure.
+   */
+  private impossible(seg: Segment, i: number, seq: number): string | null {
+    const t = seg.t[i]!;
+    if (!Number.isFinite(t)) return `time ${t} is not finite`;
+    const cause = seg.cause[i]!;
+    if (!(Number.isInteger(cause) && cause >= -1 && cause < seq)) return `cause ${cause} is not an earlier sequence number`;
+    const a = seg.a[i]!;
+    const b = seg.b[i]!;
+    if (!Number.isFinite(a) || !Number.isFinite(b)) return `field a=${a} or b=${b} is not finite`;
+    const block = seg.block[i]!;
+    if (block < -1 || block >= this.meta.blocks.length) return `block ${block} is not one of the journal's ${this.meta.blocks.length} block(s)`;
+    if (block >= 0) {
+      const blk = this.meta.blocks[block]!;
+      const limit = blk.maxLength ?? blk.length;
+      const offset = seg.offset[i]!;
+      const kind = seg.kind[i]!;
+      const okOffset = kind === EventKind.IN_RESIZE ? offset >= 0 && offset <= limit : offset >= 0 && offset < Math.max(limit, 1);
+      if (!(Number.isFinite(offset) && okOffset)) return `offset 0x${offset.toString(16)} is outside block '${blk.name}' (0x${limit.toString(16)} bytes)`;
+    }
+    if (seg.kind[i] === EventKind.IN_COMMAND && !KNOWN_COMMANDS.has(a)) return `command ${a} is not a migration command`;
+    return null;
+  }
+
+  private anomaly(seq: number, reason: string): void {
+    this.anomalyCount++;
+    if (this.anomalies.length < MAX_ANOMALIES) this.anomalies.push({ seq, reason });
   }
 
   // -------------------------------------------------------------------------
@@ -240,7 +292,11 @@ class JournalAnalyzer {
   }
 
   private applyEv(e: EventRecord): void {
-    this.apply(e.kind, e.t, e.seq, e.cause, e.block, e.offset, e.a, e.b, e.payload);
+    try {
+      this.apply(e.kind, e.t, e.seq, e.cause, e.block, e.offset, e.a, e.b, e.payload);
+    } catch (err) {
+      this.anomaly(e.seq, `the event cannot be taken: ${(err as Error).message}`);
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -620,6 +676,7 @@ class JournalAnalyzer {
       errors: this.errors,
       sourceLast: this.sourceLast,
       stderr: this.stderr,
+      anomalies: { count: this.anomalyCount, first: this.anomalies },
       series: {
         received: this.received,
         vcpuBlocked: this.intervals.slice(0, this.vcpus).map((intervals, vcpu) => ({ vcpu, intervals })),

@@ -119,6 +119,12 @@ export interface Analysis {
   sourceLast: SourceLine | null;
   /** Imported with QEMU's stderr (--stderr): its lines (error_report: 'Detected IO failure ...'), at most 200. */
   stderr: Array<{ seq: number; tMs: number; text: string }>;
+  /**
+   * Events that decode but that neither the engine nor the importer can have written: a
+   * time that is not finite, a block or offset outside the blocks, an unknown command, a
+   * cause that is not an earlier event. Skipped by the analysis; `first` holds the first 100.
+   */
+  anomalies: { count: number; first: Array<{ seq: number; reason: string }> };
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */

@@ -1,21 +1,13 @@
 import Database from 'better-sqlite3';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { unpack } from 'msgpackr';
-import { JournalError } from '../errors.js';
+import { JournalError, JournalFormatError, JournalTailError } from '../errors.js';
+import { fileKind } from '../regularFile.js';
 import { FORMAT_VERSION, TAIL_SUFFIX } from './schema.js';
-import { decodeSegment, encodeSegment, recordOf, segmentChecksum, type Segment } from './segment.js';
+import { decodeSegment, recordOf, segmentChecksum, type Segment } from './segment.js';
 import type { EventRecord } from '../engine/events.js';
-import { TailBuffer } from './tailBuffer.js';
-import { mapTailFile, releaseTailFile } from './tailFile.js';
-import type { JournalMeta } from './meta.js';
-
-export interface JournalOpenOptions {
-  /**
-   * Fold a crash-surviving tail left by a killed writer into SQLite (default true; needs
-   * write access). With false the tail is read but the file is not changed.
-   */
-  fold?: boolean;
-}
+import { readTailFile, segmentFrom } from './tailRead.js';
+import { validateMeta, type JournalMeta } from './meta.js';
 
 interface SegmentRow {
   segment: number;
@@ -25,151 +17,180 @@ interface SegmentRow {
   data: Buffer;
 }
 
+/** Columns every table must have (a reader checks them before trusting a query). */
+const TABLES: Record<string, string[]> = {
+  meta: ['key', 'value'],
+  events: ['segment', 'first_seq', 'count', 't_first', 't_last', 'crc', 'data'],
+  segment_kinds: ['kind', 'segment', 'count'],
+  segment_blocks: ['block', 'segment', 'min_offset', 'max_offset'],
+  snapshots: ['seq', 'state'],
+};
+
+/** The crash tail beside a journal, as the reader found it (never changed). */
+export interface TailInfo {
+  /** `<journal>-tail`. */
+  path: string;
+  /** Whether the file exists. */
+  present: boolean;
+  /** Events the tail adds after SQLite's (readable ones only). */
+  events: number;
+  /** Events its header says it holds (0 when the header is unreadable). */
+  published: number;
+  /** Its first sequence number, when its header could be read. */
+  baseSeq: number | null;
+  /** Why it cannot be read whole (null: it can). */
+  problem: string | null;
+}
+
 /**
- * Reads a journal. Opening validates the format version and folds a crash-surviving
- * tail into SQLite; reading validates every segment (sequence continuity, checksum,
- * decoding) and reports the first bad one as a JournalError naming the file and the
- * first sequence number that could not be read. Everything before it stays readable:
+ * Reads a journal without ever changing it: SQLite is opened read-only, and the crash
+ * tail a killed writer left (`<journal>-tail`) is read as a copy and never folded,
+ * rewritten or removed (`postcopy salvage` makes a new journal of it). Opening validates
+ * the format version, the schema and the meta (JournalFormatError naming the table or the
+ * key); reading validates every segment (sequence continuity, checksum, decoding) and then
+ * the tail's events, and reports the first bad one as a JournalError naming the file and
+ * the first sequence number that could not be read. Everything before it stays readable:
  * `readablePrefix()` says how far that is.
  */
 export class JournalReader {
   readonly path: string;
   readonly meta: JournalMeta;
-  /** Events folded in from a crash-surviving tail at open. */
-  readonly foldedEvents: number;
-  private readonly db: Database.Database;
+  /** The crash tail, as found. */
+  readonly tail: TailInfo;
+  private readonly db!: Database.Database;
   private readonly nextSegment: Database.Statement;
+  /** The tail's events after SQLite's, and the error that stops reading it, if any. */
   private tailSegment: Segment | null = null;
+  private tailError: JournalError | null = null;
+  /** Neither `-wal` nor `-shm` existed at open: SQLite's read-only connection makes them. */
+  private readonly createdSidecars: boolean;
 
-  private constructor(path: string, opts: JournalOpenOptions) {
+  private constructor(path: string) {
     this.path = path;
-    if (!existsSync(path)) throw new JournalError(path, -1, 'no such journal file');
-    let db: Database.Database;
+    let st;
     try {
-      db = new Database(path, { fileMustExist: true });
-      db.pragma('journal_mode'); // touches the header: a non-SQLite file fails here
+      st = statSync(path);
+    } catch {
+      throw new JournalError(path, -1, 'no such journal file');
+    }
+    if (!st.isFile()) throw new JournalError(path, -1, `not a journal: it is ${fileKind(st)}, not a regular file`);
+    for (const side of ['-wal', '-shm']) {
+      // SQLite would open a FIFO there and wait for a writer forever.
+      let ss;
+      try {
+        ss = statSync(path + side);
+      } catch {
+        continue;
+      }
+      if (!ss.isFile()) throw new JournalError(path, -1, `not a readable journal: its ${side} file is ${fileKind(ss)}, not a regular file`);
+    }
+    this.createdSidecars = !existsSync(path + '-wal') && !existsSync(path + '-shm');
+    try {
+      this.db = new Database(path, { readonly: true, fileMustExist: true });
+      this.db.pragma('schema_version'); // reads the header: a non-SQLite file fails here
     } catch (err) {
+      this.close();
       throw new JournalError(path, -1, `not a readable journal (${(err as Error).message})`);
     }
-    this.db = db;
-    this.meta = this.readMeta();
-    this.nextSegment = db.prepare('SELECT segment, first_seq, count, crc, data FROM events WHERE first_seq >= ? ORDER BY first_seq LIMIT 1');
-    this.foldedEvents = this.foldTail(opts.fold ?? true);
+    const db = this.db;
+    try {
+      this.checkSchema();
+      this.meta = this.readMeta();
+      this.nextSegment = db.prepare('SELECT segment, first_seq, count, crc, data FROM events WHERE first_seq >= ? ORDER BY first_seq LIMIT 1');
+      this.tail = this.readTail();
+    } catch (err) {
+      this.close();
+      if (err instanceof JournalError) throw err;
+      throw new JournalError(path, -1, `not a readable journal (${(err as Error).message})`);
+    }
   }
 
-  /** Opens a journal for reading; throws JournalError when it cannot be read at all. */
-  static open(path: string, opts: JournalOpenOptions = {}): JournalReader {
-    return new JournalReader(path, opts);
+  /** Opens a journal for reading (never changes it); throws JournalError when it cannot be read at all. */
+  static open(path: string): JournalReader {
+    return new JournalReader(path);
+  }
+
+  /** Runs a query on `table`; an SQLite failure becomes a JournalFormatError naming the table. */
+  private query<T>(table: string, fn: () => T, seq = -1): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof JournalError) throw err;
+      throw new JournalFormatError(this.path, `table ${table}`, `cannot be read (${(err as Error).message})`, seq);
+    }
+  }
+
+  private checkSchema(): void {
+    for (const [table, cols] of Object.entries(TABLES)) {
+      const have = this.query(table, () => this.db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as Array<{ name: string }>);
+      if (have.length === 0) throw new JournalFormatError(this.path, `table ${table}`, 'missing (not a journal, or not one this engine wrote)');
+      const names = new Set(have.map((c) => c.name));
+      const missing = cols.filter((c) => !names.has(c));
+      if (missing.length > 0) throw new JournalFormatError(this.path, `table ${table}`, `has no column ${missing.join(', ')}`);
+    }
   }
 
   private readMeta(): JournalMeta {
-    let rows: Array<{ key: string; value: string }>;
-    try {
-      rows = this.db.prepare('SELECT key, value FROM meta').all() as Array<{ key: string; value: string }>;
-    } catch (err) {
-      throw new JournalError(this.path, -1, `not a journal: no readable meta table (${(err as Error).message})`);
-    }
-    const meta: Record<string, unknown> = {};
+    const rows = this.query('meta', () => this.db.prepare('SELECT key, value FROM meta').all() as Array<{ key: unknown; value: unknown }>);
+    const meta: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     for (const r of rows) {
+      if (typeof r.key !== 'string') throw new JournalFormatError(this.path, 'table meta', `a key is not text (${typeof r.key})`);
+      if (typeof r.value !== 'string') throw new JournalFormatError(this.path, `meta.${r.key}`, 'is not JSON text');
       try {
         meta[r.key] = JSON.parse(r.value);
       } catch {
-        throw new JournalError(this.path, -1, `meta value '${r.key}' is not JSON`);
+        throw new JournalFormatError(this.path, `meta.${r.key}`, 'is not JSON');
       }
     }
     if (meta.formatVersion !== FORMAT_VERSION) {
       throw new JournalError(this.path, -1, `unknown journal format version ${JSON.stringify(meta.formatVersion)} (this engine reads version ${FORMAT_VERSION})`);
     }
-    for (const k of ['source', 'blocks', 'vcpuTids']) {
-      if (!(k in meta)) throw new JournalError(this.path, -1, `meta is missing '${k}'`);
-    }
-    return meta as unknown as JournalMeta;
+    return validateMeta(this.path, { ...meta });
   }
 
-  /** Last sequence number stored in SQLite, or -1. */
+  /** Sequence number after the last one stored in SQLite (0 when none); not validated beyond its type. */
   private sqliteEnd(): number {
-    const row = this.db.prepare('SELECT first_seq, count FROM events ORDER BY first_seq DESC LIMIT 1').get() as
-      | { first_seq: number; count: number }
-      | undefined;
-    return row ? row.first_seq + row.count : 0;
+    const row = this.query('events', () => this.db.prepare('SELECT first_seq, count FROM events ORDER BY first_seq DESC LIMIT 1').get() as { first_seq: unknown; count: unknown } | undefined);
+    if (row === undefined) return 0;
+    const end = Number(row.first_seq) + Number(row.count);
+    if (!Number.isSafeInteger(end) || end < 0) throw new JournalFormatError(this.path, 'table events', `the last segment row says first_seq ${String(row.first_seq)}, count ${String(row.count)}`);
+    return end;
   }
 
-  /** Folds events a killed writer left in its tail file; returns how many. */
-  private foldTail(fold: boolean): number {
-    const tailPath = this.path + TAIL_SUFFIX;
-    if (!existsSync(tailPath)) return 0;
-    const size = statSync(tailPath).size;
-    const memory = size > 0 ? mapTailFile(tailPath, size) : null;
+  /** Reads the crash tail, if any, as a copy: the events SQLite does not hold, and what stops it being read whole. */
+  private readTail(): TailInfo {
+    const path = this.path + TAIL_SUFFIX;
+    let exists = true;
     try {
-      return this.foldFrom(memory, tailPath, fold);
-    } finally {
-      if (memory !== null) releaseTailFile(memory); // every event was copied out
+      statSync(path);
+    } catch {
+      exists = false;
     }
-  }
-
-  private foldFrom(memory: Uint8Array | null, tailPath: string, fold: boolean): number {
-    const tail = memory ? TailBuffer.open(memory) : null;
-    if (tail === null) {
-      if (fold) rmSync(tailPath, { force: true });
-      return 0;
+    if (!exists) return { path, present: false, events: 0, published: 0, baseSeq: null, problem: null };
+    const t = readTailFile(path);
+    let end: number;
+    try {
+      end = this.sqliteEnd();
+    } catch (err) {
+      // The tail cannot be placed after SQLite's events; reading stops at the bad row before it anyway.
+      const info: TailInfo = { path, present: true, events: 0, published: t.published, baseSeq: t.baseSeq, problem: `it cannot be placed: ${(err as Error).message}` };
+      this.tailError = err as JournalError;
+      return info;
     }
-    const end = this.sqliteEnd();
-    const skip = Math.max(0, end - tail.baseSeq);
-    const n = tail.count - skip;
-    if (tail.baseSeq > end) {
-      throw new JournalError(this.path, end, `the tail file starts at sequence number ${tail.baseSeq}, after a gap`);
+    const info: TailInfo = { path, present: true, events: 0, published: t.published, baseSeq: t.baseSeq, problem: t.problem };
+    if (t.baseSeq !== null && t.baseSeq > end && (t.published > 0 || t.segment !== null)) {
+      info.problem = `it starts at sequence number ${t.baseSeq}, after a gap (SQLite ends at ${end})${t.problem ? `; ${t.problem}` : ''}`;
+      this.tailError = new JournalTailError(this.path, path, end, info.problem);
+      return info;
     }
-    if (n <= 0) {
-      if (fold) rmSync(tailPath, { force: true });
-      return 0;
+    const readable = t.segment === null ? null : segmentFrom(t.segment, end);
+    this.tailSegment = readable;
+    info.events = readable?.count ?? 0;
+    if (t.problem !== null) {
+      const firstBad = t.segment === null ? (t.baseSeq ?? end) : t.segment.firstSeq + t.segment.count;
+      this.tailError = new JournalTailError(this.path, path, Math.max(end, firstBad), t.problem);
     }
-    // Re-base the unsaved events as a segment of their own (copying out of the mapping).
-    const c = tail.cols;
-    const payloadStart = skip === 0 ? 0 : c.payloadEnd[skip - 1]!;
-    const payloadEnd = new Uint32Array(n);
-    for (let i = 0; i < n; i++) payloadEnd[i] = c.payloadEnd[skip + i]! - payloadStart;
-    const seg: Segment = {
-      firstSeq: tail.baseSeq + skip,
-      count: n,
-      kind: c.kind.slice(skip, skip + n),
-      t: c.t.slice(skip, skip + n),
-      cause: c.cause.slice(skip, skip + n),
-      block: c.block.slice(skip, skip + n),
-      offset: c.offset.slice(skip, skip + n),
-      a: c.a.slice(skip, skip + n),
-      b: c.b.slice(skip, skip + n),
-      payloadEnd,
-      payload: c.payload.slice(payloadStart, payloadStart + (n > 0 ? payloadEnd[n - 1]! : 0)),
-    };
-    if (!fold) {
-      this.tailSegment = seg;
-      return n;
-    }
-    const blob = encodeSegment(seg.firstSeq, n, seg);
-    const nextId = (this.db.prepare('SELECT COALESCE(MAX(segment) + 1, 0) AS id FROM events').get() as { id: number }).id;
-    const kindCounts = new Map<number, number>();
-    for (let i = 0; i < n; i++) kindCounts.set(seg.kind[i]!, (kindCounts.get(seg.kind[i]!) ?? 0) + 1);
-    const blocks = new Map<number, [number, number]>();
-    for (let i = 0; i < n; i++) {
-      const b = seg.block[i]!;
-      if (b < 0) continue;
-      const r = blocks.get(b);
-      const o = seg.offset[i]!;
-      if (!r) blocks.set(b, [o, o]);
-      else blocks.set(b, [Math.min(r[0], o), Math.max(r[1], o)]);
-    }
-    this.db.transaction(() => {
-      this.db
-        .prepare('INSERT INTO events (segment, first_seq, count, t_first, t_last, crc, data) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(nextId, seg.firstSeq, n, seg.t[0]!, seg.t[n - 1]!, segmentChecksum(blob), blob);
-      const ik = this.db.prepare('INSERT INTO segment_kinds (kind, segment, count) VALUES (?, ?, ?)');
-      for (const [k, cnt] of kindCounts) ik.run(k, nextId, cnt);
-      const ib = this.db.prepare('INSERT INTO segment_blocks (block, segment, min_offset, max_offset) VALUES (?, ?, ?, ?)');
-      for (const [b, [lo, hi]] of blocks) ib.run(b, nextId, lo, hi);
-    })();
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
-    rmSync(tailPath, { force: true });
-    return n;
+    return info;
   }
 
   /**
@@ -181,9 +202,9 @@ export class JournalReader {
     let expected = 0;
     // Find the segment holding fromSeq (segments are few: walk from the start index).
     if (fromSeq > 0) {
-      const row = this.db.prepare('SELECT first_seq FROM events WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1').get(fromSeq) as
+      const row = this.query('events', () => this.db.prepare('SELECT first_seq FROM events WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1').get(fromSeq) as
         | { first_seq: number }
-        | undefined;
+        | undefined);
       expected = row ? row.first_seq : 0;
     }
     for (;;) {
@@ -194,6 +215,9 @@ export class JournalReader {
         throw new JournalError(this.path, expected, `the events table cannot be read (${(err as Error).message})`);
       }
       if (row === undefined) break;
+      if (!Number.isSafeInteger(row.first_seq) || !Number.isSafeInteger(row.count) || row.count <= 0 || !Buffer.isBuffer(row.data) || typeof row.crc !== 'number') {
+        throw new JournalFormatError(this.path, 'table events', `the row of segment ${String(row.segment)} has values of the wrong type`, expected);
+      }
       if (row.first_seq !== expected) {
         throw new JournalError(this.path, expected, `events ${expected}..${row.first_seq - 1} are missing`);
       }
@@ -213,7 +237,14 @@ export class JournalReader {
       yield seg;
       expected += seg.count;
     }
-    if (this.tailSegment && this.tailSegment.firstSeq === expected) yield this.tailSegment;
+    // The crash tail: its events after SQLite's, then what stops it being read whole.
+    const tail = this.tailSegment;
+    if (tail !== null && tail.firstSeq === expected) {
+      const part = segmentFrom(tail, fromSeq);
+      if (part !== null) yield part;
+      expected += tail.count;
+    }
+    if (this.tailError !== null) throw this.tailError;
   }
 
   /** Every record as an object, in order (small journals, tests and tools only). */
@@ -226,6 +257,94 @@ export class JournalReader {
         yield recordOf(seg, i);
       }
       if (seg.firstSeq + seg.count > toSeq) return; // do not read (or fail on) segments past the range
+    }
+  }
+
+  /**
+   * Every readable event, past the damage (for salvage): the sound segments of SQLite in
+   * order, then the tail's readable events, each yielded as a segment, and every range that
+   * cannot be read as `{ from, to, reason }` (events from..to-1; `to` null when how many is
+   * unknown). Overlaps are cut so no sequence number is yielded twice. Never throws a
+   * JournalError for damage; the journal is not changed.
+   */
+  *scan(): Generator<{ segment: Segment; fromTail: boolean } | { from: number; to: number | null; reason: string }> {
+    let expected = 0;
+    /** Why the rows since `expected` could not be taken (their extent shows at the next sound row). */
+    let pending: string | null = null;
+    const rows = this.db.prepare('SELECT segment, first_seq, count, crc, data FROM events ORDER BY first_seq');
+    const it = rows.iterate() as IterableIterator<SegmentRow>;
+    try {
+      for (;;) {
+        let next: IteratorResult<SegmentRow>;
+        try {
+          next = it.next();
+        } catch (err) {
+          pending = `the rest of the events table cannot be read (${(err as Error).message})`;
+          break;
+        }
+        if (next.done) break;
+        const row = next.value;
+        const typed = Number.isSafeInteger(row.first_seq) && Number.isSafeInteger(row.count) && row.count > 0 && row.first_seq >= 0 && Buffer.isBuffer(row.data) && typeof row.crc === 'number';
+        if (!typed) {
+          pending ??= `the row of segment ${String(row.segment)} has values of the wrong type`;
+          continue;
+        }
+        const rowEnd = row.first_seq + row.count;
+        if (rowEnd <= expected) continue; // wholly a repeat of events already taken
+        if (row.first_seq > expected) yield { from: expected, to: row.first_seq, reason: pending ?? 'missing from the events table' };
+        pending = null;
+        const blob = new Uint8Array(row.data.buffer, row.data.byteOffset, row.data.byteLength);
+        let seg: Segment | null = null;
+        let reason = '';
+        if (segmentChecksum(blob) !== row.crc) reason = `segment ${row.segment} fails its checksum`;
+        else {
+          try {
+            seg = decodeSegment(blob);
+            if (seg.firstSeq !== row.first_seq || seg.count !== row.count) {
+              reason = `segment ${row.segment} says events ${seg.firstSeq}+${seg.count}, its row says ${row.first_seq}+${row.count}`;
+              seg = null;
+            }
+          } catch (err) {
+            reason = `segment ${row.segment} does not decode: ${(err as Error).message}`;
+          }
+        }
+        const from = Math.max(expected, row.first_seq);
+        if (seg === null) yield { from, to: rowEnd, reason };
+        else {
+          const part = segmentFrom(seg, from);
+          if (part !== null) yield { segment: part, fromTail: false };
+        }
+        expected = rowEnd;
+      }
+    } finally {
+      it.return?.(); // frees the statement, so the reader can close
+    }
+    if (pending !== null) {
+      // Rows of unknown extent at the end of SQLite: they reach the tail's first event, if it says where that is.
+      const base = this.tail.present ? this.tail.baseSeq : null;
+      if (base === null || base <= expected) {
+        yield { from: expected, to: null, reason: pending };
+        return;
+      }
+      yield { from: expected, to: base, reason: pending };
+      expected = base;
+    }
+    const t = this.tail;
+    if (!t.present) return;
+    const read = readTailFile(t.path);
+    if (read.baseSeq !== null && read.baseSeq > expected && read.published > 0) yield { from: expected, to: read.baseSeq, reason: 'missing between SQLite and the crash tail' };
+    if (read.segment !== null) {
+      const part = segmentFrom(read.segment, expected);
+      if (part !== null) {
+        yield { segment: part, fromTail: true };
+        expected = part.firstSeq + part.count;
+      }
+    }
+    if (read.problem !== null) {
+      const from = Math.max(expected, read.segment === null ? (read.baseSeq ?? expected) : read.segment.firstSeq + read.segment.count);
+      const claimedEnd = read.baseSeq === null ? null : read.baseSeq + read.published;
+      // A header that can be read and whose events SQLite already holds loses nothing.
+      if (claimedEnd === null || claimedEnd > from) yield { from, to: claimedEnd, reason: `the crash tail is damaged: ${read.problem}` };
     }
   }
 
@@ -251,21 +370,25 @@ export class JournalReader {
 
   /** Segments (ids) that hold at least one event of `kind`, with their counts. */
   segmentsWithKind(kind: number): Array<{ segment: number; count: number }> {
-    return this.db.prepare('SELECT segment, count FROM segment_kinds WHERE kind = ? ORDER BY segment').all(kind) as Array<{ segment: number; count: number }>;
+    return this.query('segment_kinds', () => this.db.prepare('SELECT segment, count FROM segment_kinds WHERE kind = ? ORDER BY segment').all(kind) as Array<{ segment: number; count: number }>);
   }
 
   /** Total events of a kind, from the index (no segment is decoded). */
   countOfKind(kind: number): number {
-    const r = this.db.prepare('SELECT COALESCE(SUM(count), 0) AS n FROM segment_kinds WHERE kind = ?').get(kind) as { n: number };
-    return r.n;
+    const r = this.query('segment_kinds', () => this.db.prepare('SELECT COALESCE(SUM(count), 0) AS n FROM segment_kinds WHERE kind = ?').get(kind) as { n: unknown });
+    let n = Number(r.n) || 0;
+    const tail = this.tailSegment;
+    if (tail !== null) for (let i = 0; i < tail.count; i++) if (tail.kind[i] === kind) n++;
+    return n;
   }
 
   /** The latest snapshot taken at or before `seq` (state before event `seq`), or null. */
   snapshotAtOrBefore(seq: number): { seq: number; state: unknown } | null {
-    const row = this.db.prepare('SELECT seq, state FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1').get(seq) as
+    const row = this.query('snapshots', () => this.db.prepare('SELECT seq, state FROM snapshots WHERE seq <= ? ORDER BY seq DESC LIMIT 1').get(seq) as
       | { seq: number; state: Buffer }
-      | undefined;
+      | undefined, seq);
     if (!row) return null;
+    if (!Number.isSafeInteger(row.seq) || !Buffer.isBuffer(row.state)) throw new JournalFormatError(this.path, 'table snapshots', 'a row has values of the wrong type', seq);
     try {
       return { seq: row.seq, state: unpack(row.state) };
     } catch (err) {
@@ -273,7 +396,21 @@ export class JournalReader {
     }
   }
 
+  /**
+   * Closes the connection. A read-only SQLite connection to a WAL journal creates an empty
+   * `-wal` and a `-shm` (its index of the WAL) when they are missing, and cannot remove them
+   * at close; the reader removes those it created, when the `-wal` is still empty (no writer
+   * ever reopens an existing journal: JournalWriter.create refuses one, or replaces it whole).
+   */
   close(): void {
-    if (this.db.open) this.db.close();
+    if (this.db === undefined || !this.db.open) return;
+    this.db.close();
+    if (this.createdSidecars) {
+      try {
+        if (statSync(this.path + '-wal').size === 0) for (const s of ['-wal', '-shm']) rmSync(this.path + s, { force: true });
+      } catch {
+        // already gone
+      }
+    }
   }
 }

@@ -196,7 +196,7 @@ export class JournalWriter implements RecordSink {
     this.baseSeq += n;
     this.count = 0;
     this.payloadUsed = 0;
-    // Only after SQLite has the events: a crash in between folds nothing twice (the reader skips seqs SQLite has).
+    // Only after SQLite has the events: after a crash in between, the reader skips the tail events SQLite has.
     this.tail.reset(this.baseSeq);
   }
 

@@ -11,7 +11,7 @@ import {
   type EventRecord,
   type RecordSink,
 } from '../engine/events.js';
-import { JournalError, PostcopyError } from '../errors.js';
+import { JournalError, JournalFormatError, PostcopyError } from '../errors.js';
 import { PlaceOutcome, type Backend, type BlockLayout, type PlaceOutcomeValue, type SupportReport } from '../engine/ports.js';
 import type { JournalReader } from './journalReader.js';
 import type { JournalMeta } from './meta.js';
@@ -280,8 +280,15 @@ export function replay(journal: JournalReader, opts: ReplayOptions = {}): Replay
   const rec = new RecordedStream(journal.segments(start));
   const sink = new VerifyingSink(rec);
   sink.verify = opts.verify ?? true;
-  const engine = engineFor(meta, rec, sink);
-  if (snapshot) engine.restore(snapshot.state as DestinationSnapshot);
+  let engine: Destination;
+  try {
+    engine = engineFor(meta, rec, sink);
+    if (snapshot) engine.restore(snapshot.state as DestinationSnapshot);
+  } catch (err) {
+    if (err instanceof JournalError) throw err;
+    // Meta that passed validation but that no engine can be built from (blocks too large...).
+    throw new JournalFormatError(journal.path, snapshot ? 'table snapshots' : 'meta.blocks', `no engine can be built from it (${(err as Error).message})`, snapshot ? snapshot.seq : -1);
+  }
   sink.seq = start;
   const total = journal.eventCount();
   let inputs = 0;
@@ -305,7 +312,11 @@ export function replay(journal: JournalReader, opts: ReplayOptions = {}): Replay
         const expected = rec.seek(sink.seq) ? recordOf(rec.seg!, rec.index) : null;
         return diverged(engine, sink.seq, lastInput, expected, err.actual, err.fields, inputs);
       }
-      throw err;
+      if (err instanceof JournalError) throw err; // the journal cannot be read past here
+      // The engine cannot take the recorded input at all (a payload that does not decode, a
+      // value no run produces): the journal is not what this engine recorded.
+      const expected = rec.seek(sink.seq) ? recordOf(rec.seg!, rec.index) : null;
+      return diverged(engine, sink.seq, lastInput, expected, null, [], inputs, `the engine cannot take the input: ${(err as Error).message}`);
     }
     if (opts.onProgress && sink.seq >= nextProgress) {
       opts.onProgress(sink.seq, total);
@@ -325,6 +336,7 @@ function diverged(
   actual: EventRecord | null,
   fields: string[],
   inputs: number,
+  why?: string,
 ): ReplayResult {
   const name = (r: EventRecord | null): string => (r ? EVENT_KIND_NAMES[r.kind] : 'nothing');
   const divergence: Divergence = {
@@ -336,7 +348,7 @@ function diverged(
     machines: machinesOf(engine),
     postcopyState: engine.postcopyState,
     outstandingRequests: engine.requested.size,
-    message: `divergence at sequence number ${seq}: the journal has ${name(expected)}, the engine produced ${name(actual)}${fields.length ? ` (fields differ: ${fields.join(', ')})` : ''}${input ? `, while applying input ${input.seq} (${name(input)})` : ''}`,
+    message: `divergence at sequence number ${seq}: the journal has ${name(expected)}, the engine produced ${name(actual)}${fields.length ? ` (fields differ: ${fields.join(', ')})` : ''}${input ? `, while applying input ${input.seq} (${name(input)})` : ''}${why ? `: ${why}` : ''}`,
   };
   return { ok: false, events: seq, inputs, lastSeq: seq - 1, divergence, engine };
 }

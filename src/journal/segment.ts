@@ -103,7 +103,7 @@ export function kindRole(kind: EventKindValue): 'input' | 'effect' | 'observatio
 }
 
 /** 1 for every byte value that is a known kind: the decoder's per-event check. */
-const KNOWN_KIND = (() => {
+export const KNOWN_KIND = (() => {
   const t = new Uint8Array(256);
   for (const k of Object.keys(EVENT_KIND_NAMES)) if (kindRole(Number(k) as EventKindValue)) t[Number(k)] = 1;
   return t;

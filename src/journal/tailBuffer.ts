@@ -4,8 +4,9 @@ import type { SegmentColumns } from './segment.js';
  * The journal's unflushed tail: the segment being filled, laid out in one memory region
  * that is a shared mapping of a file (`<journal>-tail`). Every append writes the event's
  * fields and then publishes the new count in the header, so when the process dies by
- * SIGKILL the page cache still holds every published event, whole. On reopen the reader
- * folds those events into SQLite.
+ * SIGKILL the page cache still holds every published event, whole. Readers read those
+ * events after SQLite's from a copy of the file (tailRead.ts) and never change it;
+ * `postcopy salvage` makes a new journal of them.
  *
  * Layout (little-endian, 8-byte aligned):
  *   header 64 bytes: magic u32, version u32, capacity u32, payloadCapacity u32,
@@ -23,6 +24,11 @@ function align8(n: number): number {
 /** Bytes a tail region needs for `capacity` events and `payloadCapacity` payload bytes (pure). */
 export function tailBytes(capacity: number, payloadCapacity: number): number {
   return layout(capacity, payloadCapacity).total;
+}
+
+/** Byte offset of each column of a tail region, and its total size (pure). */
+export function tailLayout(capacity: number, payloadCapacity: number) {
+  return layout(capacity, payloadCapacity);
 }
 
 function layout(capacity: number, payloadCapacity: number) {

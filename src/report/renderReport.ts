@@ -78,6 +78,10 @@ function banners(a: Analysis): string {
   if (a.journal.unreadableFrom !== null) {
     out += `<div class="banner bad">This journal is damaged: events from sequence number ${a.journal.unreadableFrom} on could not be read (${esc(a.journal.unreadableReason ?? 'unknown reason')}). The report covers the readable part only.</div>`;
   }
+  if (a.anomalies.count > 0) {
+    const f = a.anomalies.first[0]!;
+    out += `<div class="banner bad">${a.anomalies.count} event(s) of this journal cannot have been written by the engine or the importer (first: #${f.seq}, ${esc(f.reason)}); they were left out of the figures.</div>`;
+  }
   if (a.status !== 'completed') {
     const n = a.requests.outstanding.length;
     const open = a.pauses.find((p) => p.endMs === null);

@@ -12,7 +12,7 @@ export function tmpPath(name: string): string {
 
 /** Every record of a journal, as objects (payloads copied). */
 export function readAll(path: string): { meta: JournalReader['meta']; records: EventRecord[] } {
-  const r = JournalReader.open(path, { fold: false });
+  const r = JournalReader.open(path);
   const records = [...r.records()].map((x) => ({ ...x, payload: x.payload ? x.payload.slice() : null }));
   const meta = r.meta;
   r.close();

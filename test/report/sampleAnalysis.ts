@@ -112,6 +112,7 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
     errors: [{ seq: seqOf(2350), tMs: 2350, code: 'WRONG_STATE', message: opts.errorMessage ?? 'POSTCOPY_LISTEN in wrong postcopy state RUNNING' }],
     sourceLast: null,
     stderr: [],
+    anomalies: { count: 0, first: [] },
     series: { received: receivedOf(durationMs, postcopyEnd), vcpuBlocked, latencyCdf },
   };
 }

@@ -19,6 +19,7 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { assertRegularFile } from '../../regularFile.js';
 import { dirname, join } from 'node:path';
 import { TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { JournalError } from '../../errors.js';
@@ -156,8 +157,11 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
   const warnings: string[] = [];
   const progress = (pass: 1 | 2) => (p: TraceProgress) => opts.onProgress?.({ pass, ...p });
 
-  // Pass 1: the survey.
+  // Inputs that are not regular files (a FIFO, /dev/zero, a directory) are refused at once.
   const threadsPath = threadsFileFor(opts);
+  for (const input of [opts.dstTrace, opts.srcTrace, threadsPath]) if (input !== undefined && input !== null) assertRegularFile(input);
+
+  // Pass 1: the survey.
   const survey = new TraceSurvey(threadsPath === null);
   try {
     await readTrace(opts.dstTrace, (e) => survey.push(e), { only: SURVEY_EVENTS, onProgress: progress(1), keepProblems: 0 });

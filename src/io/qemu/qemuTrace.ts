@@ -14,10 +14,11 @@
  * MAX_LINE_CHARS) whatever the size of the file.
  */
 import { createReadStream } from 'node:fs';
+import { fileKind } from '../../regularFile.js';
 import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
-import { NotATraceError } from '../../errors.js';
+import { NotARegularFileError, NotATraceError } from '../../errors.js';
 import { NO_TIME, QEMU_TRACE_EVENTS, isTraceEventName, type TraceEvent, type TraceEventName } from '../../engine/qemuTraceEvents.js';
 
 // ---------------------------------------------------------------------------
@@ -376,7 +377,10 @@ export async function* traceEventBatches(path: string, opts: ReadTraceOptions = 
   const sniffLines = opts.sniffLines ?? 50;
   const keep = opts.keepProblems ?? 100;
   const parser = new TraceLineParser(opts.only);
-  const totalBytes = (await stat(path)).size;
+  const st = await stat(path);
+  // A FIFO or a device (/dev/zero) would block or never end: refused before any read.
+  if (!st.isFile()) throw new NotARegularFileError(path, fileKind(st));
+  const totalBytes = st.size;
   const head = Buffer.alloc(2);
   const fh = await open(path, 'r');
   try {
