@@ -64,7 +64,8 @@ export interface FaultBatch {
 export type FaultListener = (batch: FaultBatch) => void;
 
 export interface Backend {
-  readonly kind: 'mock' | 'uffd' | 'replay';
+  /** Which implementation: ours ('mock', 'uffd', 'replay'), or 'custom' for a VMM's own. */
+  readonly kind: 'mock' | 'uffd' | 'replay' | 'custom';
   /** The block layout the backend was created with, in block-index order. */
   readonly blocks: readonly BlockLayout[];
   /**
