@@ -36,7 +36,7 @@ export function fcParams(env: Readonly<Record<string, string | undefined>> = pro
  * error's message (and the causes under it) after fast-check's report, and ends with the
  * line to replay it.
  */
-export function failureMessage(details: fc.RunDetails<unknown>): string {
+export function failureMessage<Ts>(details: fc.RunDetails<Ts>): string {
   const report = fc.defaultReportMessage(details) ?? 'property failed';
   const lines = [report];
   let cause: unknown = details.errorInstance;
@@ -70,7 +70,7 @@ export function assertProperty<Ts>(property: fc.IRawProperty<Ts>, params: fc.Par
 }
 
 function throwOnFailure<Ts>(details: fc.RunDetails<Ts>): fc.RunDetails<Ts> {
-  if (details.failed) throw new Error(failureMessage(details as fc.RunDetails<unknown>), { cause: details.errorInstance });
+  if (details.failed) throw new Error(failureMessage(details), { cause: details.errorInstance });
   return details;
 }
 
