@@ -428,7 +428,10 @@ export class Destination {
   // -------------------------------------------------------------------------
   // Inputs
 
-  /** A command from the main stream (section 1). */
+  /**
+   * A command from the main stream (section 1). `t`, here and in every input, is the input's
+   * time in ns (monotonic; the journal's `timeOriginNs` is its wall-clock origin).
+   */
   command(command: number, payload: Uint8Array, t: number): void {
     this.cause = this.emit(EventKind.IN_COMMAND, t, -1, -1, 0, command, 0, payload.length ? payload.slice() : null);
     this.guard(t, () => this.applyCommand(command, payload, t));
@@ -436,7 +439,8 @@ export class Destination {
 
   /**
    * One target page from `channel`. `zero` pages carry one byte that must be 0
-   * (`zeroByte`); data pages carry 4 KiB at data[dataOffset..]. Hot path.
+   * (`zeroByte`); data pages carry 4 KiB at data[dataOffset..]; `offset` is in bytes, `t` in
+   * ns. Hot path: `pageInput(engine, { ... })` is the same call with named fields.
    */
   page(
     channel: number,
