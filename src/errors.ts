@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'VCPUS_LATE'
   | 'UNKNOWN_COMMAND'
   | 'PAGE_SIZE_MISMATCH'
+  // The engine's configuration and its backend disagree (blocks, vCPU thread ids): refused at construction.
+  | 'CONFIG_MISMATCH'
   // The project's own migrate transport: a frame that does not decode.
   | 'BAD_FRAME'
   // Driving a real QEMU (src/io/qemu): QMP refusals, lost QMP connections, launch failures,
@@ -50,6 +52,18 @@ export class PostcopyError extends Error {
     super(message);
     this.code = code;
     this.name = new.target.name;
+  }
+}
+
+/**
+ * The engine's configuration disagrees with its backend: a block the backend lays out
+ * differently (or not at all), or vCPU thread ids the backend's vCPUs will not have.
+ * Raised by the Destination constructor, before anything runs; `describeGuest` builds
+ * both from one description so that they agree.
+ */
+export class ConfigMismatchError extends PostcopyError {
+  constructor(readonly what: 'blocks' | 'vcpuTids', message: string) {
+    super('CONFIG_MISMATCH', message);
   }
 }
 

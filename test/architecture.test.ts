@@ -1,5 +1,6 @@
 /**
- * The layers, enforced: machines → engine → native → journal → forensics → io → report → cli.
+ * The layers, enforced: machines → engine → testing → native → journal → forensics → io → report → cli,
+ * then src/index.ts (the package's entry point) on top, which may import everything.
  * A module may import its own layer and the layers before it, never a later one; errors.ts and
  * text.ts may be imported from anywhere, paths.ts and regularFile.ts from native on (it touches the file system).
  * machines/ and src/engine/ import nothing from Node (`node:` or a bare built-in): the engine
@@ -11,7 +12,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix, relative } from 'node:path';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
-const LAYERS = ['machines', 'engine', 'native', 'journal', 'forensics', 'io', 'report', 'cli'] as const;
+const LAYERS = ['machines', 'engine', 'testing', 'native', 'journal', 'forensics', 'io', 'report', 'cli', 'index'] as const;
 const ANYWHERE = new Set(['src/errors.ts', 'src/text.ts']);
 const FROM_NATIVE_ON = new Set(['src/paths.ts', 'src/regularFile.ts']);
 const PURE_LAYERS = new Set(['machines', 'engine']);
@@ -21,9 +22,10 @@ function layerOf(file: string): number {
   if (file.startsWith('machines/')) return 0;
   if (ANYWHERE.has(file)) return -1;
   if (FROM_NATIVE_ON.has(file)) return LAYERS.indexOf('native');
+  if (file === 'src/index.ts') return LAYERS.indexOf('index');
   const folder = /^src\/([^/]+)\//.exec(file)?.[1];
   const index = LAYERS.indexOf(folder as (typeof LAYERS)[number]);
-  if (index < 0) throw new Error(`${file} lies in no layer: put it in one of src/{${LAYERS.slice(1).join(',')}}/ or add it to the layer table`);
+  if (index < 0) throw new Error(`${file} lies in no layer: put it in one of src/{${LAYERS.slice(1, -1).join(',')}}/ or add it to the layer table`);
   return index;
 }
 
@@ -87,4 +89,9 @@ test('a planted crossing is caught: the engine importing io, the journal importi
   ]);
   t.deepEqual(violationsOf('src/cli/main.ts', "import { step } from '../../machines/index.js';\nimport { pack } from 'msgpackr';"), []);
   t.throws(() => violationsOf('src/elsewhere/x.ts', ''), { message: /lies in no layer/ });
+  t.deepEqual(violationsOf('src/testing/arbitraries.ts', "import { MockBackend } from '../io/backends/mockBackend.js';"), [
+    'src/testing/arbitraries.ts (testing) imports src/io/backends/mockBackend.ts (io), a later layer',
+  ]);
+  t.deepEqual(violationsOf('src/index.ts', "export * from './cli/main.js';\nexport * from '../machines/index.js';"), []);
+  t.deepEqual(violationsOf('src/cli/main.ts', "import { x } from '../index.js';"), ['src/cli/main.ts (cli) imports src/index.ts (index), a later layer']);
 });

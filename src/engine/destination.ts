@@ -1,6 +1,7 @@
 import { pack } from 'msgpackr';
 import {
   BackendError,
+  ConfigMismatchError,
   FaultOutsideRamError,
   HostSupportError,
   PageError,
@@ -49,6 +50,56 @@ import {
 export interface ReturnPath {
   /** Sends one message; false when the path is broken and nothing was sent. */
   send(type: number, payload: Uint8Array): boolean;
+}
+
+/**
+ * One target page as an object: the readable form of `Destination.page` (see `pageInput`).
+ * `offsetBytes` is within block `block`; `tNs` is the input's time in ns.
+ */
+export interface PageInput {
+  /** 0: main (precopy/postcopy) channel, 1: preempt channel. */
+  channel: number;
+  block: number;
+  offsetBytes: number;
+  tNs: number;
+  /** A zero page (QEMU's RAM_SAVE_FLAG_ZERO): no data; `zeroByte` is its fill byte and must be 0. */
+  zero?: boolean;
+  zeroByte?: number;
+  /** The page's 4 KiB, at data[dataOffsetBytes..] (not needed for a zero page). */
+  data?: Uint8Array;
+  dataOffsetBytes?: number;
+}
+
+const EMPTY_PAGE = new Uint8Array(0);
+
+/** `engine.page(...)` with named fields; the positional `page` stays the hot path. */
+export function pageInput(engine: Destination, p: PageInput): void {
+  engine.page(p.channel, p.block, p.offsetBytes, p.zero ?? false, p.data ?? EMPTY_PAGE, p.dataOffsetBytes ?? 0, p.tNs, p.zeroByte ?? 0);
+}
+
+/**
+ * Refuses an engine whose blocks differ from the backend's layout (count, names, lengths,
+ * page sizes) or whose vCPU thread ids are not the backend's (when it knows them).
+ */
+function checkAgainstBackend(blocks: readonly RamBlock[], vcpuTids: readonly number[], backend: Backend): void {
+  const layout = backend.blocks;
+  const describe = (b: { name: string; length: number; hostPageSize: number }): string => `${b.name} (${b.length} bytes, ${b.hostPageSize}-byte pages)`;
+  if (layout.length !== blocks.length) {
+    throw new ConfigMismatchError('blocks', `the engine has ${blocks.length} blocks, the ${backend.kind} backend ${layout.length}: ${blocks.map((b) => b.name).join(', ')} vs ${layout.map((b) => b.name).join(', ')}`);
+  }
+  for (const [i, b] of blocks.entries()) {
+    const l = layout[i]!;
+    if (l.name !== b.name || l.length !== b.usedLength || l.hostPageSize !== b.hostPageSize || (l.maxLength ?? l.length) !== b.maxLength) {
+      throw new ConfigMismatchError('blocks', `block ${i}: the engine has ${describe({ name: b.name, length: b.usedLength, hostPageSize: b.hostPageSize })}, the ${backend.kind} backend ${describe(l)}`);
+    }
+  }
+  const known = backend.expectedVcpuTids?.(vcpuTids.length) ?? null;
+  if (known !== null) {
+    const unknown = vcpuTids.filter((tid) => !known.includes(tid));
+    if (unknown.length > 0) {
+      throw new ConfigMismatchError('vcpuTids', `vCPU thread ids ${unknown.join(', ')} are not the ${backend.kind} backend's (its vCPUs will be ${known.join(', ')}): their faults would not count as vCPU faults`);
+    }
+  }
 }
 
 /** A destination's fixed configuration: it is also what a journal's meta records. */
@@ -289,6 +340,7 @@ export class Destination {
   ) {
     this.config = config;
     this.blocks = createRamBlocks(config.blocks);
+    checkAgainstBackend(this.blocks, config.vcpuTids, backend);
     for (const b of this.blocks) this.byName.set(b.name, b);
     this.hostAddr = this.blocks.map((b) => backend.hostAddress(b.index));
     this.byAddress = [...this.blocks].sort((x, y) => this.hostAddr[x.index]! - this.hostAddr[y.index]!);
@@ -376,7 +428,10 @@ export class Destination {
   // -------------------------------------------------------------------------
   // Inputs
 
-  /** A command from the main stream (section 1). */
+  /**
+   * A command from the main stream (section 1). `t`, here and in every input, is the input's
+   * time in ns (monotonic; the journal's `timeOriginNs` is its wall-clock origin).
+   */
   command(command: number, payload: Uint8Array, t: number): void {
     this.cause = this.emit(EventKind.IN_COMMAND, t, -1, -1, 0, command, 0, payload.length ? payload.slice() : null);
     this.guard(t, () => this.applyCommand(command, payload, t));
@@ -384,7 +439,8 @@ export class Destination {
 
   /**
    * One target page from `channel`. `zero` pages carry one byte that must be 0
-   * (`zeroByte`); data pages carry 4 KiB at data[dataOffset..]. Hot path.
+   * (`zeroByte`); data pages carry 4 KiB at data[dataOffset..]; `offset` is in bytes, `t` in
+   * ns. Hot path: `pageInput(engine, { ... })` is the same call with named fields.
    */
   page(
     channel: number,

@@ -64,9 +64,17 @@ export interface FaultBatch {
 export type FaultListener = (batch: FaultBatch) => void;
 
 export interface Backend {
-  readonly kind: 'mock' | 'uffd' | 'replay';
+  /** Which implementation: ours ('mock', 'uffd', 'replay'), or 'custom' for a VMM's own. */
+  readonly kind: 'mock' | 'uffd' | 'replay' | 'custom';
   /** The block layout the backend was created with, in block-index order. */
   readonly blocks: readonly BlockLayout[];
+  /**
+   * The thread ids the backend's first `count` vCPUs will fault from, when it knows them
+   * before they run (the mock backend does), else null. The Destination refuses at
+   * construction a `vcpuTids` list naming threads not in it (their faults would silently
+   * count as non-vCPU faults). Optional: a backend without it is not checked.
+   */
+  expectedVcpuTids?(count: number): readonly number[] | null;
   /** Reference section 10. Never throws: a refusal is a report with ok=false. */
   probe(): SupportReport;
   /** Host virtual address of the start of block `block`; fault addresses are in this space. */

@@ -11,7 +11,7 @@ import { encodeAdvise, hostPageSizeSummary } from '../../src/engine/wire.js';
 import { PostcopyError } from '../../src/errors.js';
 import { MockBackend } from '../../src/io/backends/mockBackend.js';
 import { JournalWriter } from '../../src/journal/journalWriter.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 import { analyze, tmpPath } from './helpers.js';
 
 const PAGES = 16;
@@ -35,10 +35,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 test('the analysis of an engine journal agrees with the engine at the end, whatever happened', (t) => {
   // fast-check's failure message carries the seed and the path to replay it (FC_SEED).
-  t.notThrows(() => fc.assert(
+  t.notThrows(() => assertProperty(
     fc.property(fc.array(opArb, { maxLength: 60 }), fc.boolean(), fc.boolean(), (ops, preempt, finish) => {
       const path = tmpPath('prop.db');
-      const backend = new MockBackend([{ name: 'pc.ram', length: PAGES * 4096, hostPageSize: 4096 }]);
+      const backend = new MockBackend([{ name: 'pc.ram', length: PAGES * 4096, hostPageSize: 4096 }], { vcpuTids: VCPU_TIDS });
       const blocks = [{ name: 'pc.ram', length: PAGES * 4096 }];
       const host = backend.hostAddress(0);
       const writer = JournalWriter.create(path, {

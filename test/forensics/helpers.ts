@@ -23,7 +23,7 @@ let files = 0;
 /** A destination driven by hand over a mock backend (one 4 KiB-page block 'pc.ram'), journaled to `path`. */
 export function handDriven(path: string, pages: number, vcpuTids: number[], writerOptions: JournalWriterOptions = {}, preempt = false): { engine: Destination; writer: JournalWriter; host: number } {
   const blocks = [{ name: 'pc.ram', length: pages * 4096 }];
-  const backend = new MockBackend([{ ...blocks[0]!, hostPageSize: 4096 }]);
+  const backend = new MockBackend([{ ...blocks[0]!, hostPageSize: 4096 }], { vcpuTids });
   const writer = JournalWriter.create(path, {
     engineVersion: 'test',
     source: 'engine',

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { AnyStateMachine, EventFromLogic, SnapshotFrom } from 'xstate';
 import { WrongStateError } from '../../src/errors.js';
 import { persist, stateName, step } from '../../machines/index.js';
-import type { ReferenceModel, Table } from './referenceTables.js';
+import type { ReferenceModel, Table } from '../../src/testing/referenceTables.js';
 
 /** Steps every event in turn (each must be accepted) and returns the last snapshot. */
 export function run<M extends AnyStateMachine>(

@@ -15,7 +15,7 @@ import {
   preemptThreadMachine,
   stateName,
 } from '../../machines/index.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 import { chooseEvent, guidedRuns, pathsInTable, stepBoth } from './drive.js';
 import {
   faultThreadModel,
@@ -24,7 +24,7 @@ import {
   postcopyModel,
   preemptThreadModel,
   type ReferenceModel,
-} from './referenceTables.js';
+} from '../../src/testing/referenceTables.js';
 
 interface Case<M extends AnyStateMachine> {
   readonly title: string;
@@ -102,7 +102,7 @@ for (const { title, machine, model, start } of cases) {
   test(`${title}: random event sequences follow the table`, (t) => {
     // fc.assert throws (with seed and path) on the first sequence where machine and table disagree.
     t.notThrows(() =>
-      fc.assert(
+      assertProperty(
         fc.property(guidedRuns(model), (choices) => {
           let current = { snapshot: start(), modelState: model.initial };
           for (const choice of choices) {

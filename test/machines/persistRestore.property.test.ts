@@ -18,7 +18,7 @@ import {
   step,
 } from '../../machines/index.js';
 import { MachineSnapshotError, WrongStateError } from '../../src/errors.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 import { chooseEvent, guidedRuns, run } from './drive.js';
 import {
   faultThreadModel,
@@ -26,7 +26,7 @@ import {
   postcopyModel,
   preemptThreadModel,
   type ReferenceModel,
-} from './referenceTables.js';
+} from '../../src/testing/referenceTables.js';
 
 /** What one step did, as comparable text: the new state and effects, or the refusal. */
 function outcome<M extends AnyStateMachine>(machine: M, snapshot: SnapshotFrom<M>, event: EventFromLogic<M>) {
@@ -62,7 +62,7 @@ for (const { title, machine, start, model } of cases) {
   for (const [encoding, roundTrip] of Object.entries(roundTrips)) {
     test(`${title}: a snapshot restored from ${encoding} at any point continues identically`, (t) => {
       t.notThrows(() =>
-        fc.assert(
+        assertProperty(
           fc.property(guidedRuns(model, 30), fc.nat(), (choices, cutSeed) => {
             const cut = cutSeed % (choices.length + 1);
             let straight = start();

@@ -13,9 +13,9 @@ import {
 } from '../../machines/index.js';
 import type { MigrationStatusEvent, PreemptThreadEvent } from '../../machines/index.js';
 import { WrongStateError } from '../../src/errors.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 import { chooseEvent, guidedRuns, run } from './drive.js';
-import { preemptThreadModel } from './referenceTables.js';
+import { preemptThreadModel } from '../../src/testing/referenceTables.js';
 
 const preemptAt = (events: PreemptThreadEvent[]) => run(preemptThreadMachine, initial(preemptThreadMachine).snapshot, events);
 const migrationAt = (events: MigrationStatusEvent[]) =>
@@ -50,7 +50,7 @@ test('preempt thread: QUIT from cleanup with pages outstanding waits too, and cl
 
 test('preempt thread: it leaves CREATED only on a zero count, an ABORT, or a load error once stopping', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
       fc.property(guidedRuns(preemptThreadModel), (choices) => {
         let snapshot = initial(preemptThreadMachine).snapshot;
         for (const choice of choices) {
@@ -107,7 +107,7 @@ test('migration: any stream error during postcopy pauses, not only EIO', (t) => 
     t.deepEqual(next.actions, [{ type: 'pauseIncoming' }]);
   }
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
       fc.property(fc.string(), (error) => {
         const next = step(migrationStatusMachine, active, { type: 'STREAM_ERROR', error });
         if (stateName(next.snapshot) !== 'postcopy-paused') throw new Error(`'${error}' -> ${stateName(next.snapshot)}`);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { BackendError } from '../../src/errors.js';
 import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 import { PAGE, PlaceOutcome, layout, seededBytes, uffdTest } from './helpers.js';
 
 const PAGES = 16;
@@ -72,7 +72,7 @@ uffdTest('property: a copy is placed exactly where asked when in range, refused 
         { arbitrary: fc.integer({ min: -2 * PAGE, max: max + 2 * PAGE }), weight: 1 },
         { arbitrary: fc.constantFrom(-1, 2 ** 40, 2 ** 53, Number.MAX_SAFE_INTEGER), weight: 1 },
       );
-    fc.assert(
+    assertProperty(
       fc.property(fc.integer({ min: -1, max: 2 }), near(LEN), near(4 * PAGE), near(2 * PAGE), fc.integer({ min: 0, max: 255 }), (block, offset, length, dataOffset, fill) => {
         data.fill(fill);
         const before = snapshot(backend);

@@ -2,38 +2,12 @@ import test from 'ava';
 import fc from 'fast-check';
 import { Bitmap } from '../../src/engine/bitmap.js';
 import { BitmapBoundsError, DecodeError } from '../../src/errors.js';
-import { fcParams } from './fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
+import { BitmapModel } from '../../src/testing/models.js';
 
-/** The reference model: a Set of set bit indexes. */
-class SetModel {
-  readonly bits = new Set<number>();
-  constructor(readonly size: number) {}
-  setRange(s: number, c: number): void {
-    for (let i = s; i < s + c; i++) this.bits.add(i);
-  }
-  clearRange(s: number, c: number): void {
-    for (let i = s; i < s + c; i++) this.bits.delete(i);
-  }
-  findNextSet(from: number): number {
-    for (let i = Math.max(0, from); i < this.size; i++) if (this.bits.has(i)) return i;
-    return this.size;
-  }
-  findNextZero(from: number): number {
-    for (let i = Math.max(0, from); i < this.size; i++) if (!this.bits.has(i)) return i;
-    return this.size;
-  }
-  runs(): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
-    let i = 0;
-    while (i < this.size) {
-      if (!this.bits.has(i)) { i++; continue; }
-      const s = i;
-      while (i < this.size && this.bits.has(i)) i++;
-      out.push([s, i - s]);
-    }
-    return out;
-  }
-}
+/** The reference model: a Set of set bit indexes (postcopy-engine/testing's BitmapModel). */
+const SetModel = BitmapModel;
+type SetModel = BitmapModel;
 
 type Op =
   | { op: 'set' | 'clear' | 'test' | 'nextSet' | 'nextZero'; i: number }
@@ -124,7 +98,7 @@ function checkAll(bm: Bitmap, m: SetModel): void {
 
 for (const size of [1, 63, 64, 65, 4097]) {
   test(`any sequence of bitmap operations equals the Set model (size ${size})`, (t) => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.array(opArb(size), { maxLength: 60, size: 'max' }), (ops) => {
         let bm = new Bitmap(size);
         let m = new SetModel(size);
@@ -139,7 +113,7 @@ for (const size of [1, 63, 64, 65, 4097]) {
 }
 
 test('any sequence of bitmap operations equals the Set model (random sizes)', (t) => {
-  fc.assert(
+  assertProperty(
     fc.property(
       fc.integer({ min: 1, max: 3000 }).chain((size) => fc.tuple(fc.constant(size), fc.array(opArb(size), { maxLength: 40, size: 'max' }))),
       ([size, ops]) => {

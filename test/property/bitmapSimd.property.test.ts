@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { Bitmap } from '../../src/engine/bitmap.js';
-import { forAll } from './fcConfig.js';
+import { forAll } from '../../src/testing/properties.js';
 
 /**
  * The SIMD scanners (wasm, for large bitmaps) must answer exactly like the JS scanners

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { ExactBlocktime } from '../../src/engine/blocktimeExact.js';
 import { QemuBlocktime } from '../../src/engine/blocktimeQemu.js';
 import { LatencyHistogram } from '../../src/engine/latencyHistogram.js';
-import { fcParams } from './fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 
 interface Interval {
   vcpu: number;
@@ -67,7 +67,7 @@ function allBlockedMeasure(vcpus: number, intervals: Interval[]): number {
 
 test('exact: per-vCPU blocked time is the sum of the intervals fed', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(schedule(4, 1), ({ vcpus, intervals }) => {
       const m = feedExact(vcpus, intervals);
       const expected = Array.from({ length: vcpus }, (_, v) =>
@@ -82,7 +82,7 @@ test('exact: per-vCPU blocked time is the sum of the intervals fed', (t) => {
 
 test('exact: with one vCPU, the total is its blocked time', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(schedule(1, 1), ({ intervals }) => {
       const m = feedExact(1, intervals);
       return m.totalNs === m.perVcpuBlockedNs()[0];
@@ -94,7 +94,7 @@ test('exact: with one vCPU, the total is its blocked time', (t) => {
 
 test('exact: the total is the time all vCPUs are blocked at once, never above any vCPU\'s blocked time', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(schedule(4, 1), ({ vcpus, intervals }) => {
       const m = feedExact(vcpus, intervals);
       const min = Math.min(...m.perVcpuBlockedNs());
@@ -107,7 +107,7 @@ test('exact: the total is the time all vCPUs are blocked at once, never above an
 
 test('exact: a snapshot taken anywhere restores a model that ends identically', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(schedule(3, 1), fc.nat(), ({ vcpus, intervals }, cut) => {
       const evs = events(intervals);
       const at = evs.length === 0 ? 0 : cut % (evs.length + 1);
@@ -130,7 +130,7 @@ test('exact: a snapshot taken anywhere restores a model that ends identically', 
 test('qemu mode on race-free sequences stays within 1 ms per interval of the exact figures', (t) => {
   const MS = 1e6;
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(
       schedule(3, 1),
       fc.nat(999_999),
@@ -157,7 +157,7 @@ test('qemu mode on race-free sequences stays within 1 ms per interval of the exa
 
 test('latency histogram: every quantile is within 1/128 of the exact nearest-rank value', (t) => {
   t.notThrows(() =>
-    fc.assert(
+    assertProperty(
     fc.property(
       fc.array(fc.oneof(fc.nat(100), fc.nat(10_000_000), fc.double({ min: 0, max: 1e13, noNaN: true })), { minLength: 1, maxLength: 300 }),
       fc.double({ min: 0, max: 1, noNaN: true }),

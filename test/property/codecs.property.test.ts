@@ -23,7 +23,7 @@ import {
   ReturnPathRequester,
 } from '../../src/engine/wire.js';
 import { DecodeError } from '../../src/errors.js';
-import { forAll } from './fcConfig.js';
+import { forAll } from '../../src/testing/properties.js';
 
 const utf8 = new TextEncoder();
 

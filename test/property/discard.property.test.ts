@@ -6,8 +6,8 @@ import { applyDiscard } from '../../src/engine/discard.js';
 import { createRamBlocks } from '../../src/engine/ramBlock.js';
 import { canonicaliseHostPages, discardBlock } from '../../src/engine/sourceDiscard.js';
 import { decodeCommandFrame, decodeRamDiscard, ramDiscardCommand } from '../../src/engine/wire.js';
-import { forAll } from './fcConfig.js';
-import { runsBitmap } from './runsBitmap.js';
+import { forAll } from '../../src/testing/properties.js';
+import { runsBitmap } from '../../src/testing/arbitraries.js';
 
 /** A dirty bitmap from random runs: from a few scattered pages to nearly all dirty. */
 function dirtyArb(maxSize: number): fc.Arbitrary<Bitmap> {

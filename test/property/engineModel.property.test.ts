@@ -5,7 +5,7 @@ import { MigCommand, TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
 import { EventKind, MachineId } from '../../src/engine/events.js';
 import { PostcopyError } from '../../src/errors.js';
 import { advise, discard, listen, pageData, rig, run, type Rig } from '../engine/harness.js';
-import { fcParams } from './fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 
 const PAGES = 16;
 const BASE = 0x7f0000000000;
@@ -130,7 +130,7 @@ const preemptCommands = [
 ];
 
 test('model-based: random command and event sequences follow the reference transition table and keep the invariants', (t) => {
-  fc.assert(
+  assertProperty(
     fc.property(fc.commands(commands, { maxCommands: 40 }), (cmds) => {
       const r = rig({ blocks: [{ name: 'pc.ram', length: PAGES * 4096 }] });
       fc.modelRun(() => ({ model: { pc: 'NONE', status: 'setup' } as Model, real: r }), cmds);
@@ -145,7 +145,7 @@ test('model-based: random command and event sequences follow the reference trans
 });
 
 test('model-based: any random prefix that reaches postcopy completes with every page received and memory equal to the source', (t) => {
-  fc.assert(
+  assertProperty(
     // mainEndsFirst: the main stream's EOS is read before the preempt channel's last pages (two sockets, no order between them).
     fc.property(fc.boolean().chain((preempt) => fc.tuple(fc.constant(preempt), fc.commands(preempt ? preemptCommands : commands, { maxCommands: 25 }))), fc.boolean(), ([preempt, cmds], mainEndsFirst) => {
       const r = rig({ blocks: [{ name: 'pc.ram', length: PAGES * 4096 }], preempt });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { BackendError } from '../../src/errors.js';
 import { PlaceOutcome, type BlockLayout } from '../../src/engine/ports.js';
 import { MockBackend } from '../../src/io/backends/mockBackend.js';
-import { fcParams } from './fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 
 const PAGE = 4096;
 const LAYOUTS: BlockLayout[] = [
@@ -202,7 +202,7 @@ function sameState(be: MockBackend, m: Model): string | null {
 test('any sequence of copy/zero/discard/write/read/register/unregister/inject agrees with a page-map model', (t) => {
   // Which results the runs reached, so a generator that stopped reaching a rule shows.
   const reached = new Set<string>();
-  const run = (): void => fc.assert(
+  const run = (): void => void assertProperty(
     // Most runs start with some blocks registered, as postcopy does, so placements mostly reach the kernel rules.
     fc.property(fc.subarray([0, 1]), fc.array(opArb, { maxLength: 60, size: 'max' }), (initiallyRegistered, rest) => {
       const ops: Op[] = [...initiallyRegistered.map((block) => ({ op: 'register' as const, block })), ...rest];

@@ -2,7 +2,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { TARGET_PAGE_SIZE } from '../../src/engine/constants.js';
 import { Source } from '../../src/engine/source.js';
-import { forAll } from './fcConfig.js';
+import { forAll } from '../../src/testing/properties.js';
 
 
 const scenario = fc.record({

@@ -9,8 +9,8 @@ import {
   reloadReceiveBitmap,
 } from '../../src/engine/receiveBitmap.js';
 import { DecodeError } from '../../src/errors.js';
-import { forAll } from './fcConfig.js';
-import { runsBitmap } from './runsBitmap.js';
+import { forAll } from '../../src/testing/properties.js';
+import { runsBitmap } from '../../src/testing/arbitraries.js';
 
 /** A bitmap of `size` bits built from random runs (dense, sparse, or anything between). */
 function bitmapArb(minSize: number, maxSize: number): fc.Arbitrary<Bitmap> {

@@ -1,12 +1,12 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { mergeForDrawing } from '../../src/report/drawnIntervals.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 
 const interval = fc.tuple(fc.double({ min: 0, max: 10_000, noNaN: true }), fc.double({ min: 0, max: 500, noNaN: true })).map(([s, len]): [number, number] => [s, s + len]);
 
 test('merging for drawing keeps every interval, its count and its blocked time, within the bar budget', (t) => {
-  fc.assert(fc.property(fc.array(interval, { maxLength: 400 }), fc.double({ min: 0, max: 50, noNaN: true }), fc.integer({ min: 1, max: 60 }), fc.double({ min: 0.1, max: 1000, noNaN: true }),
+  assertProperty(fc.property(fc.array(interval, { maxLength: 400 }), fc.double({ min: 0, max: 50, noNaN: true }), fc.integer({ min: 1, max: 60 }), fc.double({ min: 0.1, max: 1000, noNaN: true }),
     (intervals, gap, maxDrawn, keep) => {
       const bars = mergeForDrawing(intervals, gap, maxDrawn, keep);
       if (bars.length > Math.max(1, maxDrawn)) return false;

@@ -4,10 +4,10 @@ import { esc } from '../../src/report/escape.js';
 import { decimateLine } from '../../src/report/decimate.js';
 import { groupDigits, shortCount, tickLabel } from '../../src/text.js';
 import { linearScale, logScale, logTicks, niceCeil, niceTicks } from '../../src/report/scale.js';
-import { fcParams } from '../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../src/testing/properties.js';
 
 test('nice ticks lie within the domain, evenly spaced by 1, 2 or 5 × 10^k', (t) => {
-  fc.assert(fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 1e-3, max: 1e6, noNaN: true }), (min, span) => {
+  assertProperty(fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 1e-3, max: 1e6, noNaN: true }), (min, span) => {
     const ticks = niceTicks(min, min + span, 8);
     if (ticks.length < 2 || ticks.length > 17) return false;
     const step = ticks[1]! - ticks[0]!;
@@ -19,7 +19,7 @@ test('nice ticks lie within the domain, evenly spaced by 1, 2 or 5 × 10^k', (t)
 });
 
 test('niceCeil is a round number at or above its input', (t) => {
-  fc.assert(fc.property(fc.double({ min: 1e-3, max: 1e9, noNaN: true }), (v) => niceCeil(v) >= v && niceCeil(v) <= v * 2.5 + 1e-9), fcParams());
+  assertProperty(fc.property(fc.double({ min: 1e-3, max: 1e9, noNaN: true }), (v) => niceCeil(v) >= v && niceCeil(v) <= v * 2.5 + 1e-9), fcParams());
   t.is(niceCeil(0), 1);
   t.is(niceCeil(64000), 80000);
 });

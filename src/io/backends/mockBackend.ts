@@ -32,6 +32,12 @@ export interface MockBackendOptions {
    * probe's test-page check fails; zero() still works, by a copy from a zeroed page.
    */
   zeroPlace?: boolean;
+  /**
+   * Thread ids of the simulated vCPUs, index = vCPU index (default: counting up from
+   * FIRST_VCPU_TID = 73001 across startVcpus calls). Given, every startVcpus uses them
+   * from the first, and the engine checks its vcpuTids against them.
+   */
+  vcpuTids?: readonly number[];
 }
 
 /** Which vCPUs to start: an access plan over one block. */
@@ -120,6 +126,7 @@ export class MockBackend implements Backend {
   private injections: RetryInjection[] = [];
   private vcpus: SimulatedVcpus | null = null;
   private nextTid = FIRST_VCPU_TID;
+  private readonly fixedTids: readonly number[] | null;
   private readonly faultAddresses = new Float64Array(FAULT_QUEUE_CAPACITY);
   private readonly faultTids = new Int32Array(FAULT_QUEUE_CAPACITY);
   private readonly faultTimes = new Float64Array(FAULT_QUEUE_CAPACITY);
@@ -132,6 +139,7 @@ export class MockBackend implements Backend {
     }
     this.supported = options.supported ?? true;
     this.zeroPlace = options.zeroPlace ?? true;
+    this.fixedTids = options.vcpuTids ? [...options.vcpuTids] : null;
     this.blocks = blocks.map((b) => ({ ...b }));
     this.state = [];
     let address = base;
@@ -379,6 +387,11 @@ export class MockBackend implements Backend {
   // -------------------------------------------------------------------------
   // Simulated vCPUs
 
+  /** The thread ids the next startVcpus of `count` vCPUs will give (see Backend.expectedVcpuTids). */
+  expectedVcpuTids(count: number): readonly number[] {
+    return this.fixedTids !== null ? this.fixedTids.slice(0, count) : Array.from({ length: count }, (_, i) => this.nextTid + i);
+  }
+
   /**
    * Starts simulated vCPUs over one block (replacing finished ones); returns their thread
    * ids, index = vCPU index, so faults can be mapped to vCPUs.
@@ -389,7 +402,10 @@ export class MockBackend implements Backend {
       throw new BackendError('startVcpus', 'EBUSY', 'vCPUs are already running; they must all finish first');
     }
     validateAccessPlan(options, b.usedLength);
-    const tids = Array.from({ length: options.vcpus }, () => this.nextTid++);
+    if (this.fixedTids !== null && options.vcpus > this.fixedTids.length) {
+      throw new BackendError('startVcpus', 'EINVAL', `${options.vcpus} vCPUs asked for, but only ${this.fixedTids.length} thread ids were given (vcpuTids)`);
+    }
+    const tids = this.fixedTids !== null ? this.fixedTids.slice(0, options.vcpus) : Array.from({ length: options.vcpus }, () => this.nextTid++);
     const memory = { tryAccess: (block: number, offset: number): boolean => this.vcpuAccess(block, offset) };
     this.vcpus = new SimulatedVcpus(memory, b.index, b.hostAddress, b.usedLength, options, tids);
     return tids;

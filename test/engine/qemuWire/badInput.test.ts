@@ -25,7 +25,7 @@ import {
 } from '../../../src/engine/qemuWire/index.js';
 import { WireError, type WireErrorReason } from '../../../src/errors.js';
 import { encodeCommandFrame } from '../../../src/engine/wire.js';
-import { forAll } from '../../property/fcConfig.js';
+import { forAll } from '../../../src/testing/properties.js';
 import { loadCaptureHead, MAIN, TO_DESTINATION } from './capture.js';
 import { decodeAll } from './decode.js';
 

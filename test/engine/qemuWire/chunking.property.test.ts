@@ -9,7 +9,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { MainStreamDecoder, PreemptChannelDecoder, ReturnPathDecoder } from '../../../src/engine/qemuWire/index.js';
-import { fcParams } from '../../property/fcConfig.js';
+import { assertProperty, fcParams } from '../../../src/testing/properties.js';
 import { loadCapture, MAIN, PREEMPT, TO_DESTINATION, TO_SOURCE } from './capture.js';
 import { decodeAll, plain } from './decode.js';
 
@@ -72,7 +72,7 @@ test('any chunking of capture slices decodes to the same items as one push', (t)
   t.regex(expected[4]!, /"kind":"recv-bitmap"/);
   const params = fcParams();
   let cases = 0;
-  fc.assert(
+  assertProperty(
     fc.property(chunkSizesArb, (sizes) => {
       cases++;
       all.forEach((subject, i) => {

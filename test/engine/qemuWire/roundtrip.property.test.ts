@@ -18,7 +18,7 @@ import {
   type ReturnPathItem,
 } from '../../../src/engine/qemuWire/index.js';
 import { TARGET_PAGE_SIZE } from '../../../src/engine/constants.js';
-import { forAll } from '../../property/fcConfig.js';
+import { forAll } from '../../../src/testing/properties.js';
 import { decodeAll, plain } from './decode.js';
 
 const utf8 = new TextEncoder();
