@@ -212,3 +212,20 @@ export class WireError extends PostcopyError {
     );
   }
 }
+
+// ---------------------------------------------------------------------------
+// `postcopy receive` (src/io/qemu/qemuReceiver.ts)
+
+/**
+ * `receive` refused its peer before taking anything from it: not a QEMU migration stream
+ * (`reason` 'not-qemu', with the WireError's message), or a MEM_SIZE beyond --max-memory
+ * ('too-large', refused before any guest memory was allocated). Exit status 2.
+ */
+export class ReceiveRefusedError extends PostcopyError {
+  constructor(
+    readonly reason: 'not-qemu' | 'too-large' | 'unsupported',
+    readonly detail: string,
+  ) {
+    super('RECEIVE_REFUSED', `refused the incoming migration (${reason}): ${detail}`);
+  }
+}
