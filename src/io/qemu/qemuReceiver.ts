@@ -457,10 +457,13 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   // ---------------------------------------------------------------------------
   // Items
 
-  const page = (channel: 0 | 1, item: { kind: 'page' | 'zero-page'; block: string; pageOffset: number; data?: Uint8Array }, t: number): void => {
+  const page = (channel: 0 | 1, item: { kind: 'page' | 'zero-page'; block: string; pageOffset: number; data?: Uint8Array }): void => {
     const e = engine;
     if (!e) throw new ReceiveRefusedError('not-qemu', `a RAM page of '${item.block}' before MEM_SIZE`);
+    // Faults read meanwhile are decided before this page (as QEMU's fault thread would), and
+    // the page's time is taken after them: a placement never precedes the fault it ends.
     if (e.postcopyState >= PostcopyState.LISTENING) backend!.takeFaults();
+    const t = now();
     const index = blockIndex.get(item.block)!;
     if (channel === 1) pages.preempt++;
     else if (e.postcopyState >= PostcopyState.LISTENING) pages.main++;
@@ -545,7 +548,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       }
       case 'page':
       case 'zero-page':
-        return page(0, item, t);
+        return page(0, item);
       case 'eof':
         apply(() => engine?.endOfStream(0, t));
         checkEnd();
@@ -557,7 +560,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (finished) return;
     const t = now();
     if (item.kind === 'eos') apply(() => engine?.endOfStream(1, t));
-    else page(1, item, t);
+    else page(1, item);
     checkEnd();
   };
 
