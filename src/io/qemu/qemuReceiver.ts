@@ -201,6 +201,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   /** Receive bitmaps the engine decided at the reconnection, each sent when the source asks for its block. */
   const bitmapsToSend = new Map<string, Buffer>();
   let connIds = 0;
+  /** Connections made while paused that have not said what they are yet (no byte yet). */
+  const pending = new Set<Conn>();
 
   let settle!: (r: ReceiveResult) => void;
   const done = new Promise<ReceiveResult>((r) => (settle = r));
@@ -629,6 +631,14 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       bitmapsToSend.clear();
       apply(() => engine!.channelConnected(0, now()));
       o.log(`connection #${c.id}: the resumed main stream (postcopy ${migrationStatus()}; ${bitmapsToSend.size} receive bitmaps ready)`);
+      // A connection of this recovery that came first and has said nothing yet is its preempt
+      // channel (it carries nothing until pages are requested, and RESUME waits for it).
+      for (const p of [...pending]) {
+        pending.delete(p);
+        if (p.sock.destroyed) continue;
+        if (preemptSlotOpen && preempt === null) startPreempt(p);
+        else refuseConnection(p, 'a second connection of this recovery besides main and preempt');
+      }
     } else {
       connections.main++;
       mainDecoder = new MainStreamDecoder();
@@ -733,10 +743,16 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     } else if (!paused) {
       refuseConnection(c, o.preempt ? 'this migration already has its main and preempt connections' : 'this migration already has its main connection (is postcopy-preempt on at the source? then run receive with --preempt)');
       return;
+    } else if (main !== null && main.epoch === pauses && preemptSlotOpen && preempt === null) {
+      // The recovery's main stream is back: the next connection is its preempt channel.
+      startPreempt(c);
+    } else {
+      pending.add(c);
     }
     // While paused, the first byte tells a resumed main stream from a preempt channel.
     sock.on('data', (chunk: Buffer) => {
       if (c.role === 'pending') {
+        pending.delete(c);
         if (chunk[0] === COMMAND_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
         else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
         else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== COMMAND_BYTE) startPreempt(c);
@@ -749,6 +765,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       else if (c.role === 'preempt') pushPreempt(c, chunk);
     });
     sock.on('close', () => {
+      pending.delete(c);
       if (c.role === 'pending') o.log(`connection #${c.id} closed before sending anything`);
     });
   };
