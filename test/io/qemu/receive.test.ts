@@ -191,14 +191,14 @@ test.serial('(b) QEMU → receive with postcopy-preempt (--preempt): completes t
   await completedRun(t, true);
 });
 
-test.serial('(c) migrate-pause on the source mid-postcopy, then migrate resume=true to --recover-listen: completes, memory equal', async (t) => {
+async function pauseAndResume(t: ExecutionContext, preempt: boolean) {
   const dir = scratchDir('pcrecv-');
   const journal = join(dir, 'receive.db');
   const saveDir = join(dir, 'memory');
-  const src = await launchSource(t, false);
+  const src = await launchSource(t, preempt);
   await setPostcopyBandwidth(src.qmp, 16 * MIB);
   const recoverPort = await freePort();
-  const rcv = await startReceive(t, ['--journal', journal, '--json', '--save-memory', saveDir, '--recover-listen', `127.0.0.1:${recoverPort}`, '--pause-timeout', '60']);
+  const rcv = await startReceive(t, ['--journal', journal, '--json', '--save-memory', saveDir, '--recover-listen', `127.0.0.1:${recoverPort}`, '--pause-timeout', '60', ...(preempt ? ['--preempt'] : [])]);
   const side = qemuSide('src', src.qmp);
   const switchedAt = await migrateAndSwitch({ src: src.qmp, uri: `tcp:127.0.0.1:${rcv.port}`, sides: [side], precopyTimeoutMs: PRECOPY_MS });
   await waitStatus([side], ['postcopy-active'], 30_000);
@@ -231,6 +231,15 @@ test.serial('(c) migrate-pause on the source mid-postcopy, then migrate resume=t
   replaysCleanly(t, journal);
   t.log(`requests: source ${before} before the pause, ${srcRequests} in all; ours ${ours} (${beforeBreak} sent in the 500 ms before the break); pages ${JSON.stringify(r.pagesByChannel)}; pauses ${r.pauses}`);
   t.log(`durations: postcopy before the pause ${pausedAt - switchedAt} ms, pause → resume ${resumeAt - pausedAt} ms, resume → completed ${doneAt - resumeAt} ms`);
+  if (preempt) t.is(r.connections.preempt, 2, 'a preempt channel before the pause and one after the resume');
+}
+
+test.serial('(c) migrate-pause on the source mid-postcopy, then migrate resume=true to --recover-listen: completes, memory equal', async (t) => {
+  await pauseAndResume(t, false);
+});
+
+test.serial('(c) with postcopy-preempt: the same recovery, with a new preempt channel', async (t) => {
+  await pauseAndResume(t, true);
 });
 
 test.serial('(d) the source SIGKILLed mid-postcopy: receive stays paused with its outstanding requests, then exits 3', async (t) => {
