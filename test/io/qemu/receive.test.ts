@@ -231,6 +231,7 @@ async function pauseAndResume(t: ExecutionContext, preempt: boolean) {
   t.log(`requests: source ${before} before the pause, ${srcRequests} in all; ours ${ours} (${beforeBreak} sent in the 500 ms before the break); pages ${JSON.stringify(r.pagesByChannel)}; pauses ${r.pauses}`);
   t.log(`durations: postcopy before the pause ${pausedAt - switchedAt} ms, pause → resume ${resumeAt - pausedAt} ms, resume → completed ${doneAt - resumeAt} ms`);
   if (preempt) t.is(r.connections.preempt, 2, 'a preempt channel before the pause and one after the resume');
+  t.log(`receive said: ${exit.stderr.split('\n').filter((l) => /connection #|paused|RESUME|completed/.test(l)).join(' | ')}`);
 }
 
 test.serial('(c) migrate-pause on the source mid-postcopy, then migrate resume=true to --recover-listen: completes, memory equal', async (t) => {
