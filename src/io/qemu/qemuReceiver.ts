@@ -201,6 +201,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   /** Receive bitmaps the engine decided at the reconnection, each sent when the source asks for its block. */
   const bitmapsToSend = new Map<string, Buffer>();
   let connIds = 0;
+  /** The last thing that went wrong (a break, a refused input): what a failure is put down to. */
+  let lastProblem: string | null = null;
   /** Connections made while paused that have not said what they are yet (no byte yet). */
   const pending = new Set<Conn>();
 
@@ -234,6 +236,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       fn();
     } catch (err) {
       if (!(err instanceof PostcopyError)) throw err;
+      lastProblem = err.message;
       o.log(`engine refused an input: ${err.message}`);
     }
   };
@@ -364,7 +367,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       }
       void finish('completed', 0, `completed: ${requests} page requests, ${pages.precopy} precopy + ${pages.main} main + ${pages.preempt} preempt pages`);
     } else if (status === 'failed') {
-      void finish('failed', 1, `failed: the engine's migration status is failed (see the journal ${o.journalPath})`);
+      void finish('failed', 1, `failed${lastProblem ? ` after: ${lastProblem}` : ''} (migration status failed before postcopy could pause; journal ${o.journalPath})`);
     }
   };
 
@@ -607,6 +610,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   };
 
   const afterBreak = (why: string): void => {
+    lastProblem = why;
     if (migrationStatus() === 'postcopy-paused') onPaused(why);
     else checkEnd();
   };

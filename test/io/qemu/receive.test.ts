@@ -333,3 +333,22 @@ test.serial('(e) a MEM_SIZE above --max-memory is refused before allocating: exi
   }
   replaysCleanly(t, journal);
 });
+
+test.serial('(f) the source cancels during precopy (migrate_cancel): the migration fails before postcopy, exit 1', async (t) => {
+  const dir = scratchDir('pcrecv-');
+  const journal = join(dir, 'receive.db');
+  const src = await launchSource(t, false);
+  const rcv = await startReceive(t, ['--journal', journal, '--json']);
+  const side = qemuSide('src', src.qmp);
+  await src.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${rcv.port}` });
+  await waitStatus([side], ['active'], 30_000);
+  await sleep(300);
+  await src.qmp.execute('migrate_cancel');
+  const exit = await rcv.exited;
+  t.is(exit.code, 1, exit.stderr.slice(-2000));
+  const r = parseResult(exit.stdout);
+  t.is(r.status, 'failed');
+  t.is(r.requests, 0);
+  replaysCleanly(t, journal);
+  t.log(`receive said: ${exit.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+});
