@@ -26,6 +26,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { Destination } from '../../engine/destination.js';
@@ -39,7 +40,6 @@ import { JournalWriter } from '../../journal/journalWriter.js';
 import type { JournalMeta } from '../../journal/meta.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
-import { lowerPriority } from '../migration/migrationDestination.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set';
 export const READ_WORKLOADS: readonly ReadWorkload[] = ['read-sequential', 'read-random', 'read-hot-set'];
@@ -132,6 +132,15 @@ function recvBitmapFrame(payload: Uint8Array): Buffer {
   out.set(payload, 4);
   void blockName;
   return out;
+}
+
+/** Renices a vCPU thread; one that already finished (ESRCH) needs nothing. */
+function lowerPriority(tid: number, nice: number): void {
+  try {
+    setPriority(tid, nice);
+  } catch (err) {
+    if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
+  }
 }
 
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
