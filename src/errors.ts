@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'JOURNAL'
   | 'NOT_A_TRACE'
   | 'NOT_A_REGULAR_FILE'
+  | 'RECEIVE_REFUSED'
   | 'USAGE'
   | 'BAD_MACHINE_SNAPSHOT'
   | 'WIRE'
@@ -295,5 +296,22 @@ export class JournalTailError extends JournalError {
 export class NotARegularFileError extends PostcopyError {
   constructor(readonly file: string, readonly what: string) {
     super('NOT_A_REGULAR_FILE', `${file} is ${what}, not a regular file`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// `postcopy receive` (src/io/qemu/qemuReceiver.ts)
+
+/**
+ * `receive` refused its peer before taking anything from it: not a QEMU migration stream
+ * (`reason` 'not-qemu', with the WireError's message), or a MEM_SIZE beyond --max-memory
+ * ('too-large', refused before any guest memory was allocated). Exit status 2.
+ */
+export class ReceiveRefusedError extends PostcopyError {
+  constructor(
+    readonly reason: 'not-qemu' | 'too-large' | 'unsupported',
+    readonly detail: string,
+  ) {
+    super('RECEIVE_REFUSED', `refused the incoming migration (${reason}): ${detail}`);
   }
 }

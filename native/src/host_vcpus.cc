@@ -25,7 +25,9 @@ Napi::Value Host::StartVcpus(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw Refusal("startVcpus", "the vCPU configuration must be an object");
   Napi::Object o = info[0].As<Napi::Object>();
   VcpuConfig c;
-  c.pattern = parse_pattern(o.Has("pattern") ? o.Get("pattern").ToString().Utf8Value() : "sequential-increment");
+  std::string pattern = o.Has("pattern") ? o.Get("pattern").ToString().Utf8Value() : "sequential-increment";
+  c.pattern = parse_pattern(pattern);
+  c.read_only = is_read_pattern(pattern);
   c.vcpus = static_cast<int>(number_or(o, "vcpus", 1));
   c.seed = static_cast<uint64_t>(number_or(o, "seed", 1));
   Block& b = memory_->block(number_or(o, "block", 0), "startVcpus");

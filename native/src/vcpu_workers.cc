@@ -42,7 +42,15 @@ Pattern parse_pattern(const std::string& name) {
   if (name == "sequential-increment") return Pattern::SequentialIncrement;
   if (name == "random") return Pattern::Random;
   if (name == "hot-set") return Pattern::HotSet;
-  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random or hot-set)");
+  // The read variants walk the same way but only read: guest memory stays what was placed.
+  if (name == "read-sequential") return Pattern::SequentialIncrement;
+  if (name == "read-random") return Pattern::Random;
+  if (name == "read-hot-set") return Pattern::HotSet;
+  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random, hot-set, read-sequential, read-random or read-hot-set)");
+}
+
+bool is_read_pattern(const std::string& name) {
+  return name.rfind("read-", 0) == 0;
 }
 
 VcpuWorkers::~VcpuWorkers() {
@@ -102,16 +110,22 @@ void VcpuWorkers::run(Worker& w) {
   int64_t t_start = monotonic_ns();
   int64_t deadline = c.duration_ms > 0 ? t_start + static_cast<int64_t>(c.duration_ms * 1e6) : 0;
 
-  // One access: increment the first byte of a page, as the bootblock guest does.
+  // One access: increment the first byte of a page, as the bootblock guest does (or, for
+  // the read-* patterns, read it: a read of a missing page faults the same way).
+  volatile uint8_t sink = 0;
+  auto access = [&](volatile uint8_t* p) {
+    if (c.read_only) sink = static_cast<uint8_t>(sink + *p);
+    else *p = static_cast<uint8_t>(*p + 1);
+  };
   auto touch = [&](size_t page) {
     volatile uint8_t* p = share + page * kPage;
     w.current.store(reinterpret_cast<uint64_t>(p), std::memory_order_relaxed);
     if (w.latencies_ns.size() < c.latency_samples) {
       int64_t t0 = monotonic_ns();
-      *p = static_cast<uint8_t>(*p + 1);
+      access(p);
       w.latencies_ns.push_back(static_cast<double>(monotonic_ns() - t0));
     } else {
-      *p = static_cast<uint8_t>(*p + 1);
+      access(p);
     }
     w.accesses++;
   };

@@ -31,6 +31,7 @@ struct VcpuConfig {
   double hot_fraction = 0.9; // hot-set: share of accesses that go to the hot set
   std::vector<int> cpus;     // vCPU i is pinned to cpus[i % cpus.size()] (empty: not pinned)
   uint32_t latency_samples = 0; // record the first N access latencies (ns) per vCPU
+  bool read_only = false;       // read-*: the same walks, reading the page instead of incrementing a byte
 };
 
 struct VcpuReport {
@@ -45,6 +46,7 @@ struct VcpuReport {
 };
 
 Pattern parse_pattern(const std::string& name);  // throws Refusal on an unknown name
+bool is_read_pattern(const std::string& name);   // read-sequential, read-random, read-hot-set
 
 class VcpuWorkers {
  public:

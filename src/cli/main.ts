@@ -8,6 +8,7 @@ import { PostcopyError } from '../errors.js';
 import { EXIT_CODES_HELP, ExitCode, injectInternalError, installLastResort, reportInternalError, setCurrentCommand, setCurrentJournal } from './lastResort.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_PREFETCH_PAGES } from './options.js';
+import { RECEIVE_HELP } from './receiveHelp.js';
 
 const program = new Command();
 program
@@ -84,6 +85,30 @@ program
   .action(async (o) => {
     const { simulateCommand } = await import('./simulateCommand.js');
     return exit(simulateCommand(o));
+  });
+
+program
+  .command('receive')
+  .description('Our destination for a real QEMU source: listen, decode QEMU\'s stream into the engine (userfaultfd, vCPU threads, journal), recover after a break (exit 0 completed, 3 left paused, 1 failed, 2 refused input)')
+  .requiredOption('--listen <host:port>', 'where the QEMU source connects (migrate uri=tcp:HOST:PORT)')
+  .option('--recover-listen <host:port>', 'also listen here once paused (like QEMU\'s migrate-recover URI); the source resumes with migrate uri=tcp:… resume=true')
+  .option('--preempt', 'the source has postcopy-preempt on: its second connection is the preempt channel')
+  .option('--journal <path>', 'journal file', 'postcopy-receive.db')
+  .addOption(new Option('--workload <name>', 'what the vCPU threads do: read their share of guest RAM (never write, so memory stays what the source sent)').choices(['read-sequential', 'read-random', 'read-hot-set']).default('read-sequential'))
+  .option('--vcpus <n>', 'vCPU threads', '2')
+  .option('--seed <n>', 'seed of the read-random / read-hot-set walks', '1')
+  .option('--vcpu-nice <n>', 'nice value of the vCPU threads (0 = same priority)', '5')
+  .option('--max-memory <bytes>', 'refuse a MEM_SIZE above this before allocating (default: half of physical RAM)')
+  .option('--pause-timeout <seconds>', 'give up (exit 3) when paused this long without the source resuming', '30')
+  .option('--device-state <file>', 'write the device state from PACKAGED here (its size and SHA-256 go to the journal either way)')
+  .option('--save-memory <dir>', 'at the end, write guest memory there: one file per RAM block (<idstr>.bin, / as _) and blocks.json')
+  .addOption(new Option('--fault-reader <mode>', 'who reads the userfault fd').choices(['thread', 'loop']).default('loop'))
+  .option('--json', 'print the summary as JSON (status, requests, pagesByChannel, blocktime, deviceStateBytes, …)')
+  .option('--quiet', 'no progress lines on stderr')
+  .addHelpText('after', () => RECEIVE_HELP)
+  .action(async (o) => {
+    const { receiveCommand } = await import('./receiveCommand.js');
+    return exit(await receiveCommand(o));
   });
 
 program

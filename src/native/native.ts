@@ -17,7 +17,8 @@ export interface RemovedRange {
   length: number;
 }
 
-export type VcpuPattern = 'sequential-increment' | 'random' | 'hot-set';
+/** The read-* patterns walk as their namesakes but only read (guest memory stays as placed). */
+export type VcpuPattern = 'sequential-increment' | 'random' | 'hot-set' | 'read-sequential' | 'read-random' | 'read-hot-set';
 
 /** How the vCPU worker threads play the guest. */
 export interface VcpuOptions {
