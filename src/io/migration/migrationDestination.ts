@@ -9,6 +9,7 @@ import type { AccessPatternName } from '../backends/accessPatterns.js';
 import type { BlockLayout } from '../../engine/ports.js';
 import { pageDigest } from '../backends/guestImage.js';
 import { chooseBackend } from '../backends/vcpuLauncher.js';
+import { commitAtQuietMoments } from '../quietCommits.js';
 import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 
@@ -50,9 +51,6 @@ export interface DestinationSummary {
 const BLOCK = 'pc.ram';
 /** The main channel's pages are acknowledged to the source every this many (its push window is 1024). */
 const ACK_EVERY_PAGES = 128;
-/** How often the journal may commit a segment, and how long it may wait for a quiet moment. */
-const FLUSH_EVERY_MS = 50;
-const FLUSH_AT_LATEST_MS = 500;
 
 /**
  * The destination side of an end-to-end migration, in its own process: the engine over
@@ -90,15 +88,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   );
   engine.faultTimeOriginNs = t0;
   writer.setSnapshotSource(() => engine.snapshot());
-  // Segments are committed at quiet moments: a commit holds the event loop for 1–5 ms, and
-  // a request outstanding meanwhile waits that long for its page. The tail file keeps
-  // every record crash-safe in between; at most FLUSH_AT_LATEST_MS pass without a commit.
-  let lastFlushMs = performance.now();
-  const flushTimer = setInterval(() => {
-    if (engine.requested.size > 0 && performance.now() - lastFlushMs < FLUSH_AT_LATEST_MS) return;
-    lastFlushMs = performance.now();
-    writer.flush();
-  }, FLUSH_EVERY_MS);
+  const stopCommits = commitAtQuietMoments(writer, () => engine.requested.size > 0);
   /** Set when this side gives up: what the connections still bring is not read (the journal closes). */
   let stopped = false;
   const connections = new Set<Socket>();
@@ -296,7 +286,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     // A source still sending (its parent gone, say) is cut off: nothing is journaled after the close.
     stopped = true;
     for (const c of connections) c.destroy();
-    clearInterval(flushTimer);
+    stopCommits();
     stopVcpus();
     const outstanding = engine.requested.size;
     const status = engine.stateOf(MachineId.MIGRATION);
@@ -311,7 +301,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   stopVcpus();
   const memory = backend.read(0, 0, opts.sizeBytes);
   report({ type: 'digest', ...pageDigest(memory, total), vcpuAccesses: accesses, passes: 1 });
-  clearInterval(flushTimer);
+  stopCommits();
   const events = writer.nextSeq;
   writer.close();
   report({

@@ -26,7 +26,8 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { setPriority } from 'node:os';
+import { lowerPriority } from '../backends/vcpuLauncher.js';
+import { commitAtQuietMoments } from '../quietCommits.js';
 import { join } from 'node:path';
 import { MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { Destination } from '../../engine/destination.js';
@@ -100,9 +101,6 @@ export interface ReceiveResult {
   savedMemory?: Array<{ block: string; file: string; bytes: number }>;
 }
 
-/** How often the journal may commit a segment, and how long it may wait for a quiet moment (as migrate's destination). */
-const FLUSH_EVERY_MS = 50;
-const FLUSH_AT_LATEST_MS = 500;
 /** First byte of a resumed main connection: a COMMAND (RECV_BITMAP). */
 const COMMAND_BYTE = 0x08;
 const EMPTY = new Uint8Array(0);
@@ -132,15 +130,6 @@ function recvBitmapFrame(payload: Uint8Array): Buffer {
   out.set(payload, 4);
   void blockName;
   return out;
-}
-
-/** Renices a vCPU thread; one that already finished (ESRCH) needs nothing. */
-function lowerPriority(tid: number, nice: number): void {
-  try {
-    setPriority(tid, nice);
-  } catch (err) {
-    if ((err as { info?: { code?: string } }).info?.code !== 'ESRCH') throw err;
-  }
 }
 
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
@@ -219,7 +208,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   const done = new Promise<ReceiveResult>((r) => (settle = r));
   let finished = false;
   let pauseTimer: NodeJS.Timeout | null = null;
-  let flushTimer: NodeJS.Timeout | null = null;
+  let stopCommits = (): void => {};
   let recoverServer: Server | null = null;
 
   const returnPath = {
@@ -305,7 +294,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
 
   const closeEverything = (): void => {
     if (pauseTimer) clearTimeout(pauseTimer);
-    if (flushTimer) clearInterval(flushTimer);
+    stopCommits();
     server.close();
     recoverServer?.close();
     for (const c of [main, preempt]) c?.sock.destroy();
@@ -431,12 +420,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const e = engine;
     const w = writer;
     w.setSnapshotSource(() => e.snapshot());
-    let lastFlushMs = performance.now();
-    flushTimer = setInterval(() => {
-      if (e.requested.size > 0 && performance.now() - lastFlushMs < FLUSH_AT_LATEST_MS) return;
-      lastFlushMs = performance.now();
-      w.flush();
-    }, FLUSH_EVERY_MS);
+    stopCommits = commitAtQuietMoments(w, () => e.requested.size > 0);
     o.log(`MEM_SIZE: ${blocks.length} RAM blocks, ${total} bytes (${blocks.map((x) => x.name).join(', ')}); guest memory mapped, journal ${o.journalPath}`);
     for (const c of early.splice(0)) apply(() => e.command(c.command, c.payload, c.t));
     void t;
