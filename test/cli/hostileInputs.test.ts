@@ -32,6 +32,7 @@ import { TAIL_SUFFIX } from '../../src/journal/schema.js';
 import { importQemuTrace } from '../../src/io/qemu/qemuImport.js';
 import { fixture } from '../fixtures.js';
 import { scratchDir } from '../scratchDir.js';
+import { seededRandom } from '../../src/io/backends/accessPatterns.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MAIN = resolve(HERE, '../../src/cli/main.js');
@@ -40,17 +41,6 @@ const TIMEOUT_MS = 10_000;
 const CONCURRENCY = 2;
 const TABLE = new Set([0, 1, 2, 3]);
 
-/** mulberry32: small, seeded, reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   name: string;
@@ -154,7 +144,7 @@ test('hostile inputs: exit codes of the table only, no stack trace, no hang, no 
   t.timeout(240_000);
   console.log(`hostile inputs: seed ${SEED} (HOSTILE_SEED=${SEED} repeats this run)`);
   t.log(`seed ${SEED}`);
-  const rand = rng(SEED);
+  const rand = seededRandom(SEED);
   const int = (n: number): number => Math.floor(rand() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));

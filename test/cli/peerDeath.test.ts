@@ -7,6 +7,7 @@ import { JournalReader } from '../../src/journal/journalReader.js';
 import type { SourceMessage } from '../../src/io/migration/migrationSource.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { scratchDir } from '../scratchDir.js';
+import { seededRandom } from '../../src/io/backends/accessPatterns.js';
 
 /**
  * A process of `migrate` that dies never hangs the run: real child processes, real
@@ -25,17 +26,6 @@ function options(extra: Partial<MigrateCommandOptions> = {}): MigrateCommandOpti
   };
 }
 
-/** mulberry32: the kill moments are reproducible from the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs a migration, SIGKILLs one child when `arm` says so, and times the run's end from the kill. */
 async function runAndKill(o: MigrateCommandOptions, who: 'source' | 'destination', arm: (child: ChildProcess, kill: () => void) => void): Promise<{ r: MigrateResult; killed: boolean; exitAfterKillMs: number }> {
@@ -80,7 +70,7 @@ test.serial('the destination SIGKILLed at 10 random moments: migrate exits each 
   const seed = Number(process.env.KILL_SEED ?? Date.now() % 1_000_000);
   console.log(`[peer death] destination kill moments: seed ${seed} (KILL_SEED=${seed} repeats them)`);
   t.log(`seed ${seed}`);
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const latencies: number[] = [];
   const phases: string[] = [];
   // A capped wire stretches precopy and postcopy. A wall-clock moment means a different
