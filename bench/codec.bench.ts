@@ -1,12 +1,10 @@
 /**
  * Codec figures:
- * - msgpackr.* : does msgpackr without its native string extractor suit our journal
- *   payloads? Here `msgpackr-extract` is replaced by an empty package (package.json
- *   overrides). msgpackr still finds "a" module, believes native acceleration is on, and
- *   on every unpack that meets a string tries the missing extractor, which throws, and
- *   falls back to JS. `msgpackr.decode.js.extractorOff` measures the clean pure-JS path
- *   (MSGPACKR_NATIVE_ACCELERATION_DISABLED=true) against that, both in child processes,
- *   since the choice is made once when msgpackr is imported.
+ * - msgpackr.* : how msgpackr suits our journal payloads. `msgpackr-extract` (its native
+ *   string extractor) installs as msgpackr's ordinary optional dependency where the registry
+ *   has a build for the platform (linux-x64 here); `msgpackr.decode.js.extractorOff`
+ *   measures the pure-JS path (MSGPACKR_NATIVE_ACCELERATION_DISABLED=true) against the
+ *   default, both in child processes, since the choice is made once when msgpackr is imported.
  * - codec.reqPages.encode : the per-fault REQ_PAGES encoder beside a BigInt/DataView one.
  */
 import { spawnSync } from 'node:child_process';
