@@ -96,19 +96,21 @@ function checkUint(format: string, what: string, value: number, min: number, max
 }
 
 /** Writes a big-endian 64-bit value known to be a safe non-negative integer. */
-function putBe64(out: Uint8Array, at: number, value: number): void {
+export function putBe64(out: Uint8Array, at: number, value: number): void {
   putBe32(out, at, Math.floor(value / TWO_32));
   putBe32(out, at + 4, value % TWO_32);
 }
 
-function putBe32(out: Uint8Array, at: number, value: number): void {
+/** Writes a big-endian 32-bit value. */
+export function putBe32(out: Uint8Array, at: number, value: number): void {
   out[at] = value >>> 24;
   out[at + 1] = (value >>> 16) & 0xff;
   out[at + 2] = (value >>> 8) & 0xff;
   out[at + 3] = value & 0xff;
 }
 
-function putBe16(out: Uint8Array, at: number, value: number): void {
+/** Writes a big-endian 16-bit value. */
+export function putBe16(out: Uint8Array, at: number, value: number): void {
   out[at] = value >>> 8;
   out[at + 1] = value & 0xff;
 }

@@ -19,6 +19,8 @@ import {
   encodeReqPagesId,
   type Advise,
   type RamDiscard,
+  putBe32,
+  putBe64,
 } from '../wire.js';
 import {
   assertNever,
@@ -33,22 +35,9 @@ import {
 } from './items.js';
 
 const FORMAT = 'QEMU migration stream';
-const TWO_32 = 0x1_0000_0000;
 const MAX_U32 = 0xffff_ffff;
 const END_MARK_HI = Number(RECV_BITMAP_END_MARK >> 32n);
 const END_MARK_LO = Number(RECV_BITMAP_END_MARK & 0xffff_ffffn);
-
-function putBe32(out: Uint8Array, at: number, value: number): void {
-  out[at] = value >>> 24;
-  out[at + 1] = (value >>> 16) & 0xff;
-  out[at + 2] = (value >>> 8) & 0xff;
-  out[at + 3] = value & 0xff;
-}
-
-function putBe64(out: Uint8Array, at: number, value: number): void {
-  putBe32(out, at, Math.floor(value / TWO_32));
-  putBe32(out, at + 4, value % TWO_32);
-}
 
 function checkU32(what: string, value: number): void {
   if (!(Number.isInteger(value) && value >= 0 && value <= MAX_U32)) throw new EncodeError(FORMAT, `${what} ${String(value)} is not a 32-bit unsigned integer`);
