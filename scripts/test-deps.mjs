@@ -6,6 +6,8 @@
 //   chromium   CHROME_PATH, else chromium / chromium-browser / google-chrome / google-chrome-stable on PATH
 //   qemu       QEMU_SYSTEM_X86, else qemu-system-x86_64 on PATH
 //   as, ld     binutils, which build the guest (scripts/build-guest.mjs)
+//   qemu10     QEMU 10.0 from Debian's bookworm-backports, unpacked into .cache/ (scripts/qemu-backports.mjs)
+//              beside the system's 7.2; QEMU_10_SYSTEM_X86 (with QEMU_10_DATA_DIRS, ':'-separated) overrides it
 //
 // If the build skipped the guest for want of binutils, it is built here once they are installed.
 // Missing ones: as root with apt-get, `apt-get update` once and then one `apt-get install` of the
@@ -15,6 +17,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, closeSync, existsSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureQemuBackports } from './qemu-backports.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -114,7 +117,25 @@ try {
   accelReason = `/dev/kvm cannot be opened read-write (${err.code ?? err.message}): QEMU runs under TCG (-accel tcg,thread=multi)`;
 }
 
-const result = { chromium: found.chromium, qemu: found.qemu, qemuVersion, accel, accelReason, as: found.as, ld: found.ld };
+// QEMU 10.0, the newer peer (SWITCHOVER_START on the wire): unpacked once, never installed.
+let qemu10;
+if (process.env.QEMU_10_SYSTEM_X86) {
+  if (!executable(process.env.QEMU_10_SYSTEM_X86)) {
+    console.error(`test-deps: QEMU_10_SYSTEM_X86=${process.env.QEMU_10_SYSTEM_X86} is not an executable file; fix or unset it`);
+    process.exit(1);
+  }
+  const v = execFileSync(process.env.QEMU_10_SYSTEM_X86, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
+  qemu10 = { qemu: process.env.QEMU_10_SYSTEM_X86, dataDirs: (process.env.QEMU_10_DATA_DIRS ?? '').split(':').filter(Boolean), version: v.replace(/^QEMU emulator version\s*/, '').trim() };
+} else {
+  try {
+    qemu10 = ensureQemuBackports(undefined, (line) => console.log(`test-deps: ${line.replace(/^qemu-backports: /, '')}`));
+  } catch (err) {
+    console.error(`test-deps: ${err.message}; or point QEMU_10_SYSTEM_X86 (and QEMU_10_DATA_DIRS) at a QEMU 10 and run npm test again`);
+    process.exit(1);
+  }
+}
+
+const result = { chromium: found.chromium, qemu: found.qemu, qemuVersion, qemu10: { qemu: qemu10.qemu, dataDirs: qemu10.dataDirs, version: qemu10.version }, accel, accelReason, as: found.as, ld: found.ld };
 mkdirSync(join(root, 'test-output'), { recursive: true });
 writeFileSync(join(root, 'test-output', 'test-deps.json'), `${JSON.stringify(result, null, 2)}\n`);
-console.log(`test-deps: chromium ${result.chromium}, qemu ${result.qemu} (${qemuVersion}), accel ${accel}: ${accelReason}`);
+console.log(`test-deps: chromium ${result.chromium}, qemu ${result.qemu} (${qemuVersion}), qemu 10 ${qemu10.qemu} (${qemu10.version}), accel ${accel}: ${accelReason}`);

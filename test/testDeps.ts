@@ -12,6 +12,8 @@ export interface TestDeps {
   qemu: string;
   /** What `qemu --version` says after "QEMU emulator version", e.g. "7.2.22 (Debian …)". */
   qemuVersion: string;
+  /** QEMU 10.0 from Debian's bookworm-backports, unpacked beside 7.2 (scripts/qemu-backports.mjs): run with `-L` each data dir. */
+  qemu10: { qemu: string; dataDirs: string[]; version: string };
   /** kvm only when /dev/kvm opens read-write. */
   accel: 'kvm' | 'tcg';
   /** Why that accelerator, in words (printed once by the QEMU tests). */
@@ -38,6 +40,9 @@ export function testDeps(): TestDeps {
     if (typeof d[key] !== 'string') {
       throw new Error(`${TEST_DEPS_FILE} has no '${key}': run npm test, whose pretest finds the dependencies (or node scripts/test-deps.mjs)`);
     }
+  }
+  if (typeof d.qemu10?.qemu !== 'string' || !Array.isArray(d.qemu10.dataDirs)) {
+    throw new Error(`${TEST_DEPS_FILE} has no 'qemu10': run npm test, whose pretest unpacks QEMU 10.0 (or node scripts/test-deps.mjs)`);
   }
   if (d.accel !== 'kvm' && d.accel !== 'tcg') throw new Error(`${TEST_DEPS_FILE}: accel is '${d.accel}', expected kvm or tcg`);
   cached = d as TestDeps;

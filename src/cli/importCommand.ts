@@ -1,6 +1,8 @@
 import { PostcopyError } from '../errors.js';
 import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
+import { rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { onInterrupt } from './interrupt.js';
 import { createProgress } from './progress.js';
 import { setCurrentJournal } from './lastResort.js';
 import { refuseOutputIsInput } from './outputs.js';
@@ -34,6 +36,23 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
     return failure(err, opts.json);
   }
   setCurrentJournal(opts.output);
+  // An import cut short would pass for a whole one: Ctrl-C removes it, as an error does.
+  // Only what this run wrote: an older journal that --force has not yet replaced stays.
+  const identity = (): string | null => {
+    try {
+      const st = statSync(opts.output);
+      return `${st.ino}:${st.mtimeMs}`;
+    } catch {
+      return null;
+    }
+  };
+  const before = identity();
+  onInterrupt(() => {
+    const now = identity();
+    if (now === null || now === before) return;
+    for (const suffix of ['', '-wal', '-shm']) rmSync(opts.output + suffix, { force: true });
+    return `the partial journal ${opts.output} was removed`;
+  });
   const progress = createProgress('import-qemu', { enabled: !opts.json && !opts.quiet, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
   let summary: ImportSummary;
   try {

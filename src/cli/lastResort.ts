@@ -36,6 +36,11 @@ export function setCurrentCommand(name: string): void {
   command = name;
 }
 
+/** The command that runs, '' before one is chosen. */
+export function commandName(): string {
+  return command;
+}
+
 /** The journal the running command reads or writes (the last-resort line says where it is). */
 export function setCurrentJournal(path: string | null): void {
   journal = path;

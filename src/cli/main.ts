@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { PostcopyError } from '../errors.js';
+import { installInterruptHandler } from './interrupt.js';
 import { EXIT_CODES_HELP, ExitCode, injectInternalError, installLastResort, reportInternalError, setCurrentCommand, setCurrentJournal } from './lastResort.js';
 import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_PREFETCH_PAGES } from './options.js';
@@ -26,6 +27,7 @@ program
     injectInternalError();
   });
 installLastResort();
+installInterruptHandler();
 
 /** `--prefetch`, shared by migrate, start and simulate. */
 function prefetchOption(): Option {

@@ -17,7 +17,7 @@ export function drawsBar(isTTY: boolean | undefined, term: string | undefined): 
 /**
  * Creates a progress reporter on stderr. On a terminal it draws a bar (cli-progress) that
  * never runs backwards and restores the cursor and line wrap on every exit path (stop, exit,
- * Ctrl-C); on TERM=dumb or a pipe it prints a plain line at most every `plainEveryMs` and
+ * Ctrl-C through cli/interrupt.ts, which exits); on TERM=dumb or a pipe it prints a plain line at most every `plainEveryMs` and
  * the finished line once, so logs stay short.
  */
 export function createProgress(label: string, opts: { format?: string; plainEveryMs?: number; enabled?: boolean } = {}): Progress {
@@ -38,17 +38,11 @@ export function createProgress(label: string, opts: { format?: string; plainEver
     const restore = (): void => {
       if (process.stderr.isTTY) process.stderr.write(RESTORE_TERMINAL);
     };
-    const onSigint = (): void => {
-      stop();
-      process.stderr.write('\n');
-      process.exit(130);
-    };
     const stop = (): void => {
       if (stopped) return;
       stopped = true;
       if (started) bar.stop();
       restore();
-      process.removeListener('SIGINT', onSigint);
       process.removeListener('exit', restore);
     };
     return {
@@ -57,7 +51,6 @@ export function createProgress(label: string, opts: { format?: string; plainEver
         // Never backwards: a total that grows does not pull the bar back.
         shown = Math.max(shown, total > 0 ? done / total : 0);
         if (!started) {
-          process.once('SIGINT', onSigint);
           process.once('exit', restore);
           bar.start(total, done, fields);
           started = true;

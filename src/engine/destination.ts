@@ -111,7 +111,19 @@ export interface DestinationConfig {
   vcpus?: number;
   /** The postcopy-preempt capability: a second channel for urgent pages. */
   preempt: boolean;
+  /**
+   * When postcopy may end with preempt on (default 'channel-eos').
+   * - 'channel-eos': after the preempt channel's own EOS and no request outstanding. This
+   *   project's source sends unrequested (prefetched) pages there, which must be read before
+   *   the blocks are unregistered.
+   * - 'main-eos': QEMU's cleanup. At the main stream's end the preempt thread is told to QUIT
+   *   and stops once no request is outstanding, whether its channel ended or not. Right for
+   *   QEMU sources, which send only requested pages there; QEMU 10.0 never ends that channel.
+   */
+  preemptEnd?: PreemptEnd;
 }
+
+export type PreemptEnd = 'channel-eos' | 'main-eos';
 
 /** Counters for progress displays and summaries; derived from records, kept for speed. */
 export interface EngineStats {
@@ -589,6 +601,11 @@ export class Destination {
       }
       if (this.recovering()) throw new WrongStateError('migration', 'EOS', this.life.stateName(MachineId.MIGRATION));
       const state = this.life.postcopyState();
+      if (this.config.preempt && this.config.preemptEnd === 'main-eos' && state >= PostcopyState.LISTENING && state < PostcopyState.END) {
+        // QEMU's cleanup: the preempt thread quits once no request is outstanding.
+        this.performIfAccepted(MachineId.PREEMPT_THREAD, { type: 'QUIT', outstanding: this.requested.size }, t);
+        this.preemptDraining = this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
+      }
       if (this.config.preempt && state >= PostcopyState.LISTENING && state < PostcopyState.END && this.preemptStillDelivering()) {
         // Pages sent on the preempt channel before its own EOS may not have been read yet:
         // unregistering now would lose them (the vCPUs would read zeros). Postcopy ends
@@ -603,6 +620,8 @@ export class Destination {
 
   /** Whether pages may still come on the preempt channel: its stream has not ended, or the thread drains requests. */
   private preemptStillDelivering(): boolean {
+    // 'main-eos': the thread was told to QUIT at the main stream's end; only its drain is awaited.
+    if (this.config.preemptEnd === 'main-eos') return this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
     if (this.preemptStreamOpen) return true;
     return this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.loading') || this.life.is(MachineId.PREEMPT_THREAD, 'CREATED.draining');
   }

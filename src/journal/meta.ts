@@ -1,3 +1,4 @@
+import type { PreemptEnd } from '../engine/destination.js';
 import type { RamBlockConfig } from '../engine/ramBlock.js';
 import { JournalFormatError } from '../errors.js';
 
@@ -25,6 +26,8 @@ export interface JournalMeta {
   vcpuTids: number[];
   /** 'preempt' when the postcopy-preempt capability is on. */
   capabilities: string[];
+  /** With preempt, when postcopy may end (DestinationConfig.preemptEnd); absent: 'channel-eos'. */
+  preemptEnd?: PreemptEnd;
   /** Which blocktime figures the run reports: both modes are always derivable from the events. */
   blocktimeMode: 'qemu' | 'exact' | 'both';
   /** Free-form description of the run (role, workload, seed, command line...). */
@@ -67,6 +70,7 @@ export function validateMeta(file: string, raw: Record<string, unknown>): Journa
   if ((raw.vcpuTids as unknown[]).length > 4096) bad('vcpuTids', `${(raw.vcpuTids as unknown[]).length} vCPUs (at most 4096)`);
   if (raw.capabilities === undefined) raw.capabilities = [];
   if (!(Array.isArray(raw.capabilities) && raw.capabilities.every((c) => typeof c === 'string'))) bad('capabilities', `must be an array of strings, got ${show(raw.capabilities)}`);
+  if (raw.preemptEnd !== undefined && raw.preemptEnd !== 'channel-eos' && raw.preemptEnd !== 'main-eos') bad('preemptEnd', `must be 'channel-eos' or 'main-eos', got ${show(raw.preemptEnd)}`);
   if (raw.blocktimeMode === undefined) raw.blocktimeMode = 'both';
   if (!['qemu', 'exact', 'both'].includes(raw.blocktimeMode as string)) bad('blocktimeMode', `must be 'qemu', 'exact' or 'both', got ${show(raw.blocktimeMode)}`);
   if (raw.timeOriginNs !== undefined && !isNum(raw.timeOriginNs)) bad('timeOriginNs', `must be a number, got ${show(raw.timeOriginNs)}`);

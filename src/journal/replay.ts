@@ -202,7 +202,7 @@ function engineFor(meta: JournalMeta, rec: RecordedStream, sink: VerifyingSink):
     },
   };
   return new Destination(
-    { blocks: meta.blocks, vcpuTids: meta.vcpuTids, preempt: meta.capabilities.includes('preempt') },
+    { blocks: meta.blocks, vcpuTids: meta.vcpuTids, preempt: meta.capabilities.includes('preempt'), ...(meta.preemptEnd ? { preemptEnd: meta.preemptEnd } : {}) },
     backend,
     returnPath,
     sink,

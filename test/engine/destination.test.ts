@@ -306,6 +306,37 @@ test('regression: a main EOS while the preempt thread drains waits for the last 
   t.is(other.engine.stateOf(MachineId.MIGRATION), 'completed', 'an engine restored from the snapshot ends the same way');
 });
 
+test("preemptEnd 'main-eos' (QEMU's cleanup): the main EOS ends postcopy once no request is outstanding, though the preempt channel never ended", (t) => {
+  // QEMU 10.0 never sends EOS on the preempt channel; its own destination quits that thread at cleanup.
+  const r = rig({ preempt: true, preemptEnd: 'main-eos' });
+  advise(r);
+  listen(r);
+  r.engine.channelConnected(1, 4);
+  run(r, 5);
+  r.engine.fault(BASE + 0x2000, 73001, 6);
+  r.engine.endOfStream(0, 7);
+  t.is(r.engine.stateOf(MachineId.PREEMPT_THREAD), 'CREATED.draining', 'told to QUIT, it drains the outstanding request');
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'postcopy-active', 'postcopy waits for the requested page');
+  r.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 8);
+  t.is(r.engine.stateOf(MachineId.MIGRATION), 'completed', 'the last requested page ends it: no preempt EOS needed');
+  t.is(r.engine.postcopyState, 5);
+  r.engine.endOfStream(1, 9); // a 7.2 source does end the channel: harmless after END
+  t.is(r.engine.stats.errors, 0);
+
+  const idle = rig({ preempt: true, preemptEnd: 'main-eos' });
+  advise(idle);
+  listen(idle);
+  idle.engine.channelConnected(1, 4);
+  run(idle, 5);
+  idle.engine.endOfStream(0, 6);
+  t.is(idle.engine.stateOf(MachineId.MIGRATION), 'completed', 'with nothing outstanding the main EOS ends postcopy at once');
+
+  const ours = preemptRunningWithOneRequest(); // the default, 'channel-eos', still waits for the channel's EOS
+  ours.engine.page(1, 0, 0x2000, false, pageData(0x2000), 0, 7);
+  ours.engine.endOfStream(0, 8);
+  t.is(ours.engine.stateOf(MachineId.MIGRATION), 'postcopy-active', "'channel-eos' waits for the preempt channel's own EOS");
+});
+
 test('a break while the preempt thread drains: the thread quits, yet the new preempt connection of the recovery is read to its end', (t) => {
   const r = preemptRunningWithOneRequest();
   r.engine.endOfStream(1, 7);

@@ -22,7 +22,7 @@ export function rig(config: Partial<DestinationConfig> = {}, backendOptions: Moc
   const sent: Array<[number, Uint8Array]> = [];
   const link = { up: true };
   const engine = new Destination(
-    { blocks, vcpuTids: config.vcpuTids ?? [73001, 73002], preempt: config.preempt ?? false },
+    { blocks, vcpuTids: config.vcpuTids ?? [73001, 73002], preempt: config.preempt ?? false, ...(config.preemptEnd ? { preemptEnd: config.preemptEnd } : {}) },
     backend,
     { send: (type, payload) => (link.up ? (sent.push([type, payload.slice()]), true) : false) },
     sink,

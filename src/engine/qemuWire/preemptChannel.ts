@@ -3,7 +3,7 @@
  * the source with no header and no section framing, only PAGE and ZERO records (with their
  * block name or CONTINUE), the answers to urgent page requests. In every 7.2 capture the
  * source closes the channel with one EOS record (8 bytes, flags 0x10), which the reference
- * does not mention: it is accepted as the channel's last item.
+ * does not mention: it is accepted as the channel's last item. QEMU 10.0 sends no EOS there.
  */
 import { RamFlag, type PreemptItem, type RamBlockInfo } from './items.js';
 import { be32, hex, NOT_A_PAGE, StreamDecoder } from './streamDecoder.js';

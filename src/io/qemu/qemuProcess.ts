@@ -92,6 +92,8 @@ export interface QemuOptions {
   incoming?: boolean;
   /** The executable (default: findQemu()). */
   qemuPath?: string;
+  /** Firmware and ROM folders, each passed as `-L` (a QEMU unpacked outside /usr needs its own share/qemu). */
+  dataDirs?: string[];
   /** Force an accelerator (default: chooseAccel()). */
   accel?: Accel;
   /** Raw boot image (default: DEFAULT_GUEST_IMAGE). */
@@ -175,6 +177,7 @@ export async function launchQemu(options: QemuOptions = {}): Promise<QemuProcess
     '-serial', `file:${serialFile}`,
     '-qmp', `unix:${qmpSocket},server=on,wait=off`,
     '-drive', `file=${GUEST_FILE},format=raw,if=ide`,
+    ...(options.dataDirs ?? []).flatMap((d) => ['-L', d]),
     ...(options.incoming ? ['-incoming', 'defer'] : []),
     ...(options.extraArgs ?? []),
   ];

@@ -95,7 +95,8 @@ export interface ReceiveResult {
   /** Requests outstanding at the end (a paused run: the pages the vCPUs still wait for). */
   outstanding: number;
   outstandingPages: Array<{ block: string; offset: number }>;
-  connections: { main: number; preempt: number; resumes: number; refused: number };
+  /** `silent`: connections in the preempt slot that sent nothing (QEMU's preempt channel when no request was answered on it). */
+  connections: { main: number; preempt: number; resumes: number; refused: number; silent: number };
   pauses: number;
   durationsMs: { total: number; precopy: number | null; postcopy: number | null };
   savedMemory?: Array<{ block: string; file: string; bytes: number }>;
@@ -139,8 +140,10 @@ export function memoryFileName(block: string): string {
 
 interface Conn {
   sock: Socket;
-  role: 'pending' | 'main' | 'preempt' | 'refused';
+  role: 'pending' | 'candidate' | 'main' | 'preempt' | 'refused';
   id: number;
+  /** A candidate's bytes so far, until they show whether it is the preempt channel. */
+  early?: Buffer[];
   /** The number of pauses before it connected: a connection from before the last pause is stale. */
   epoch: number;
 }
@@ -248,6 +251,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       blocks,
       vcpuTids: [],
       capabilities: o.preempt ? ['preempt'] : [],
+      // QEMU sends only requested pages on the preempt channel, and 10.0 never ends it.
+      preemptEnd: 'main-eos',
       blocktimeMode: 'both',
       run,
     }, { overwrite: true, autoCheckpoint: false });
@@ -282,7 +287,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       blocks: layouts.map((l) => ({ name: l.name, usedLength: l.length })),
       outstanding: engine ? engine.requested.size : 0,
       outstandingPages,
-      connections,
+      connections: { ...connections, silent: candidates.size },
       pauses,
       durationsMs: {
         total: performance.now() - startedAt,
@@ -343,7 +348,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       // An engine without blocks records the refusal as an input (a stream error before
       // postcopy: the migration fails), so the journal still replays.
       if (!engine) {
-        engine = new Destination({ blocks: [], vcpuTids: [], vcpus: o.vcpus, preempt: o.preempt }, new MockBackend([]), returnPath, writer);
+        engine = new Destination({ blocks: [], vcpuTids: [], vcpus: o.vcpus, preempt: o.preempt, preemptEnd: 'main-eos' }, new MockBackend([]), returnPath, writer);
       }
       apply(() => engine!.streamError(0, refusal.message, now()));
     } catch (journalErr) {
@@ -415,7 +420,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     }
     const b = backend;
     writer = createJournal(layouts.map((l, i) => ({ ...l, hostAddress: b.hostAddress(i) })));
-    engine = new Destination({ blocks: layouts, vcpuTids: [], vcpus: o.vcpus, preempt: o.preempt }, backend, returnPath, writer);
+    engine = new Destination({ blocks: layouts, vcpuTids: [], vcpus: o.vcpus, preempt: o.preempt, preemptEnd: 'main-eos' }, backend, returnPath, writer);
     engine.faultTimeOriginNs = t0;
     const e = engine;
     const w = writer;
@@ -682,6 +687,20 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     }
   };
 
+  /** Connections in the preempt slot that have not yet shown what they are. */
+  const candidates = new Set<Conn>();
+
+  /** Whether bytes begin the preempt channel: a RAM record of a known block (a trial decode), a reason why not, or too few bytes yet. */
+  const preemptVerdict = (bytes: Buffer): 'preempt' | 'undecided' | string => {
+    const trial = new PreemptChannelDecoder({ blocks: layouts.map((l) => ({ name: l.name, usedLength: l.length })) });
+    try {
+      return trial.push(bytes).length > 0 ? 'preempt' : 'undecided';
+    } catch (err) {
+      if (!(err instanceof PostcopyError)) throw err;
+      return err.message;
+    }
+  };
+
   const startPreempt = (c: Conn): void => {
     c.role = 'preempt';
     preempt = c;
@@ -736,7 +755,11 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (main === null && connections.main === 0) {
       startMain(c, false);
     } else if (!paused && main !== null && preemptSlotOpen && preempt === null) {
-      startPreempt(c);
+      // Connections carry no name: the preempt channel is known by its first RAM record, which
+      // may come late (QEMU 10.0 connects it at the switch and sends only answers to requests).
+      c.role = 'candidate';
+      c.early = [];
+      candidates.add(c);
     } else if (!paused) {
       refuseConnection(c, o.preempt ? 'this migration already has its main and preempt connections' : 'this migration already has its main connection (is postcopy-preempt on at the source? then run receive with --preempt)');
       return;
@@ -758,12 +781,28 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
           return;
         }
       }
+      if (c.role === 'candidate') {
+        c.early!.push(chunk);
+        const verdict = preemptVerdict(Buffer.concat(c.early!));
+        if (verdict === 'undecided') return;
+        candidates.delete(c);
+        if (verdict !== 'preempt' || preempt !== null || finished) {
+          refuseConnection(c, verdict !== 'preempt' ? `its first bytes are not the preempt channel's: ${verdict}` : 'this migration already has its preempt connection');
+          return;
+        }
+        const early = c.early!;
+        delete c.early;
+        startPreempt(c);
+        for (const b of early) pushPreempt(c, b);
+        return;
+      }
       if (c.role === 'main') pushMain(c, chunk);
       else if (c.role === 'preempt') pushPreempt(c, chunk);
     });
     sock.on('close', () => {
       pending.delete(c);
-      if (c.role === 'pending') o.log(`connection #${c.id} closed before sending anything`);
+      candidates.delete(c);
+      if (c.role === 'pending' || c.role === 'candidate') o.log(`connection #${c.id} closed before sending anything`);
     });
   };
 
