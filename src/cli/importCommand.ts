@@ -12,6 +12,7 @@ export interface ImportCommandOptions {
   src?: string;
   stderr?: string;
   threads?: string;
+  queryMigrate?: string;
   output: string;
   force?: boolean;
   json?: boolean;
@@ -31,6 +32,7 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
       { what: 'the destination trace', path: trace },
       { what: 'the --src trace', path: opts.src },
       { what: 'the --threads file', path: opts.threads ?? join(dirname(trace), 'threads.json') },
+      { what: 'the --query-migrate file', path: opts.queryMigrate ?? join(dirname(trace), 'query-migrate-dst.json') },
     ]);
   } catch (err) {
     return failure(err, opts.json);
@@ -61,6 +63,7 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
       ...(opts.src !== undefined ? { srcTrace: opts.src } : {}),
       ...(opts.stderr !== undefined ? { stderr: opts.stderr } : {}),
       ...(opts.threads !== undefined ? { threadsPath: opts.threads } : {}),
+      ...(opts.queryMigrate !== undefined ? { queryMigratePath: opts.queryMigrate } : {}),
       out: opts.output,
       overwrite: opts.force ?? false,
       // Two passes over the file: the survey (often stopped early), then the import.

@@ -174,12 +174,18 @@ function blocktimeSection(a: Analysis): string[] {
     const s = e.stillBlocked.find((b) => b.vcpu === v);
     return s === undefined ? '' : `still blocked at the end (since ${at(s.sinceMs)})`;
   };
+  // Imported with query-migrate: QEMU's own figures first, then the replay of its trace.
+  const r = q.reported;
+  const said = (ms: number | null | undefined): string[] => (r === undefined ? [] : [ms === null || ms === undefined ? '—' : qemuMs(ms)]);
   const rows = [
-    ['', 'qemu (QEMU 7.2)', 'exact', 'faults', ''],
-    ['all vCPUs blocked', qemuMs(q.totalMs), formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
-    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, qemuMs(q.perVcpuMs[v] ?? 0), formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
+    ['', ...(r ? ['QEMU said (query-migrate)'] : []), r ? 'qemu (trace replay)' : 'qemu (QEMU 7.2)', 'exact', 'faults', ''],
+    ['all vCPUs blocked', ...said(r?.totalMs), qemuMs(q.totalMs), formatMs(e.totalMs), '', e.stillBlocked.length === a.vcpus && a.vcpus > 0 ? 'still all blocked at the end' : ''],
+    ...e.perVcpuMs.map((ms, v) => [`vCPU ${v}`, ...said(r?.perVcpuMs?.[v]), qemuMs(q.perVcpuMs[v] ?? 0), formatMs(ms), count(e.perVcpuFaults[v] ?? 0), still(v)]),
   ];
-  const lines = ['Blocktime', ...columns(rows, [false, true, true, true, false])];
+  const lines = ['Blocktime', ...columns(rows, [false, ...(r ? [true] : []), true, true, true, false])];
+  if (r !== undefined && r.perVcpuMs !== null && r.perVcpuMs.some((ms, v) => ms !== q.perVcpuMs[v])) {
+    lines.push(`  The trace replay differs from query-migrate by up to ${Math.max(...r.perVcpuMs.map((ms, v) => Math.abs(ms - (q.perVcpuMs[v] ?? 0))))} ms per vCPU: the trace has no time on QEMU's end lines, so their millisecond is rebuilt from the trace clock.`);
+  }
   const why = blocktimeDifference(a);
   if (why !== null) lines.push(`  ${why}`);
   const c = q.check;

@@ -132,6 +132,7 @@ program
   .option('--src <src-trace>', "the source's trace log, merged in by time as notes")
   .option('--stderr <file>', "QEMU's stderr on the destination (error_report lines such as 'Detected IO failure'), merged in by time as notes")
   .option('--threads <threads.json>', 'TID -> thread names (default: threads.json beside the trace, if any)')
+  .option('--query-migrate <file>', "the destination's query-migrate answer (JSON) after the run: QEMU's own blocktime figures, shown beside the trace's replay (default: query-migrate-dst.json beside the trace, if any)")
   .requiredOption('-o, --output <journal>', 'journal file to write')
   .option('--force', 'replace an existing journal')
   .option('--json', 'print the import summary as JSON')

@@ -688,7 +688,9 @@ class JournalAnalyzer {
   private qemuFigures(): Analysis['blocktime']['qemu'] {
     if (this.replay !== null) {
       const r = this.replay.finish();
+      const q = this.meta.run?.queryMigrate as { file: string; blocktimeMs: number | null; perVcpuBlocktimeMs: number[] | null } | null | undefined;
       return {
+        ...(q ? { reported: { file: q.file, totalMs: q.blocktimeMs, perVcpuMs: q.perVcpuBlocktimeMs } } : {}),
         totalMs: r.qemu.totalMs,
         perVcpuMs: r.qemu.perVcpuMs.slice(0, this.vcpus),
         check: {

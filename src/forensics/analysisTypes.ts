@@ -70,6 +70,12 @@ export interface Analysis {
         /** Begin lines of a vCPU the journal's meta does not count (left out of the replay). */
         unknownVcpuBegins: number;
       };
+      /**
+       * Imported with the destination's query-migrate answer: QEMU's own figures (ms). The
+       * replay of the trace rebuilds each end's millisecond from the trace clock, so its
+       * per-vCPU figures may differ from these by 1 ms.
+       */
+      reported?: { file: string; totalMs: number | null; perVcpuMs: number[] | null };
     };
     /**
      * Race-free truth: every fault's wait from the fault to its placement; a wait still open
@@ -268,4 +274,14 @@ export function phasesOf(a: Analysis): { precopyMs: number | null; postcopyMs: n
 /** Pure: the channel names a person reads: 'main 61 184, preempt 33'. */
 export function channelCounts(byChannel: Record<string, number>): string {
   return Object.entries(byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${n.toLocaleString('en-US')}`).join(', ');
+}
+
+/** QEMU's blocktime as QEMU said it (query-migrate, when imported with it), else as its algorithm counts it: per vCPU and all vCPUs. */
+export function qemuBlocktimeSaid(a: Analysis): { totalMs: number; perVcpuMs: number[] } {
+  const q = a.blocktime.qemu;
+  const r = q.reported;
+  return {
+    totalMs: r?.totalMs ?? q.totalMs,
+    perVcpuMs: q.perVcpuMs.map((ms, v) => r?.perVcpuMs?.[v] ?? ms),
+  };
 }

@@ -1,4 +1,4 @@
-import { qemuMs, type Analysis } from '../forensics/analysisTypes.js';
+import { qemuBlocktimeSaid, qemuMs, type Analysis } from '../forensics/analysisTypes.js';
 import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
 import { groupDigits, formatMs, shortCount } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
@@ -55,7 +55,7 @@ function vcpuList(a: Analysis): number[] {
 function laneLabel(a: Analysis, vcpu: number, y: number): string {
   const exact = a.blocktime.exact.perVcpuMs[vcpu];
   const faults = a.blocktime.exact.perVcpuFaults[vcpu];
-  const qemu = a.blocktime.qemu.perVcpuMs[vcpu];
+  const qemu = qemuBlocktimeSaid(a).perVcpuMs[vcpu];
   const right = TIME_LEFT - 10;
   let out = text(right, y + BAR_TOP + 4, `vCPU ${vcpu}`, { class: 'lane-label strong', 'text-anchor': 'end' });
   const still = a.blocktime.exact.stillBlocked.some((s) => s.vcpu === vcpu);

@@ -1,4 +1,4 @@
-import { qemuMs, splitErrors, stateInWords, type Analysis } from '../forensics/analysisTypes.js';
+import { qemuBlocktimeSaid, qemuMs, splitErrors, stateInWords, type Analysis } from '../forensics/analysisTypes.js';
 import { esc } from './escape.js';
 import { groupDigits, formatMs } from '../text.js';
 
@@ -26,8 +26,8 @@ export function summaryCards(a: Analysis): string {
     card('Postcopy state', esc(a.postcopyState), `${stateInWords('postcopy', a.postcopyState)} · ${a.pauses.length} pause${a.pauses.length === 1 ? '' : 's'}${a.pauses.some((p) => p.endMs === null) ? ' (still paused)' : ''}`, a.postcopyState === 'END' ? 'good' : 'plain', 'postcopy-state'),
     card('Duration', esc(formatMs(a.durationMs)), `the journal, 0 to its last event · ${groupDigits(a.journal.events)} events`, 'plain', 'duration'),
     card('Blocktime',
-      `<span class="pair"><small>QEMU</small> ${esc(qemuMs(a.blocktime.qemu.totalMs))}</span><span class="pair"><small>exact</small> ${esc(formatMs(a.blocktime.exact.totalMs))}</span>`,
-      `per vCPU: QEMU ${a.blocktime.qemu.perVcpuMs.map(qemuMs).join(' · ')}; exact ${perVcpu(a.blocktime.exact.perVcpuMs)}${a.blocktime.exact.stillBlocked.length ? ' (waits still open run to the end)' : ''}`, 'plain', 'blocktime'),
+      `<span class="pair"><small>QEMU</small> ${esc(qemuMs(qemuBlocktimeSaid(a).totalMs))}</span><span class="pair"><small>exact</small> ${esc(formatMs(a.blocktime.exact.totalMs))}</span>`,
+      `per vCPU: QEMU ${qemuBlocktimeSaid(a).perVcpuMs.map(qemuMs).join(' · ')}${a.blocktime.qemu.reported ? ' (its query-migrate)' : ''}; exact ${perVcpu(a.blocktime.exact.perVcpuMs)}${a.blocktime.exact.stillBlocked.length ? ' (waits still open run to the end)' : ''}`, 'plain', 'blocktime'),
     card('Fault latency',
       `<span class="pair"><small>p50</small> ${esc(formatMs(a.faults.p50Ms))}</span><span class="pair"><small>p99</small> ${esc(formatMs(a.faults.p99Ms))}</span><span class="pair"><small>max</small> ${esc(formatMs(a.faults.maxMs))}</span>`,
       `${groupDigits(a.faults.timed)} faults timed${a.faults.unanswered ? ` (${groupDigits(a.faults.unanswered)} still waiting, at their age)` : ''} · p90 ${formatMs(a.faults.p90Ms)}`, 'plain', 'faults'),

@@ -22,7 +22,7 @@ import { gunzipSync } from 'node:zlib';
 import { assertRegularFile } from '../../regularFile.js';
 import { dirname, join } from 'node:path';
 import { TARGET_PAGE_SIZE } from '../../engine/constants.js';
-import { JournalError } from '../../errors.js';
+import { JournalError, UsageError } from '../../errors.js';
 import type { JournalBlock, JournalMeta } from '../../journal/meta.js';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import { readTrace, traceEventBatches, type LineProblem, type TraceProgress, type TraceReadSummary } from './qemuTrace.js';
@@ -39,6 +39,11 @@ export interface ImportQemuOptions {
   stderr?: string;
   /** threads.json (TID → thread name). Undefined: the one beside the trace, if any; null: none. */
   threadsPath?: string | null;
+  /**
+   * The destination's `query-migrate` answer (JSON) after the run: QEMU's own blocktime figures,
+   * kept beside the replay of its trace. Undefined: query-migrate-dst.json beside the trace, if any; null: none.
+   */
+  queryMigratePath?: string | null;
   /** The journal to write. */
   out: string;
   /** Replace an existing journal at `out`. */
@@ -126,6 +131,45 @@ function threadsFileFor(opts: ImportQemuOptions): string | null {
   return existsSync(beside) ? beside : null;
 }
 
+/** query-migrate-dst.json to use: the option, else the one beside the trace when it exists. */
+function queryMigrateFileFor(opts: ImportQemuOptions): string | null {
+  if (opts.queryMigratePath !== undefined) return opts.queryMigratePath;
+  const beside = join(dirname(opts.dstTrace), 'query-migrate-dst.json');
+  return existsSync(beside) ? beside : null;
+}
+
+/** What the destination's query-migrate said: its status and blocktime figures (ms); refused with the file and key named. */
+export interface QueryMigrateFigures {
+  file: string;
+  status: string;
+  blocktimeMs: number | null;
+  perVcpuBlocktimeMs: number[] | null;
+}
+
+function readQueryMigrate(path: string): QueryMigrateFigures {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`${path}: not query-migrate's JSON answer (${(err as Error).message})`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`${path}: query-migrate's answer must be a JSON object`);
+  const o = raw as Record<string, unknown>;
+  if (typeof o.status !== 'string') throw new UsageError(`${path}: not query-migrate's answer (it always has a 'status' string)`);
+  const total = o['postcopy-blocktime'];
+  const perVcpu = o['postcopy-vcpu-blocktime'];
+  if (total !== undefined && !(typeof total === 'number' && Number.isFinite(total))) throw new UsageError(`${path}: postcopy-blocktime must be a number, got ${JSON.stringify(total)}`);
+  if (perVcpu !== undefined && !(Array.isArray(perVcpu) && perVcpu.every((v) => typeof v === 'number' && Number.isFinite(v)))) {
+    throw new UsageError(`${path}: postcopy-vcpu-blocktime must be a list of numbers, got ${JSON.stringify(perVcpu)}`);
+  }
+  return {
+    file: path,
+    status: o.status,
+    blocktimeMs: typeof total === 'number' ? total : null,
+    perVcpuBlocktimeMs: Array.isArray(perVcpu) ? (perVcpu as number[]) : null,
+  };
+}
+
 /** QEMU's stderr file (plain or .gz), parsed. */
 function readStderr(path: string): StderrLine[] {
   const raw = readFileSync(path);
@@ -159,7 +203,9 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
 
   // Inputs that are not regular files (a FIFO, /dev/zero, a directory) are refused at once.
   const threadsPath = threadsFileFor(opts);
-  for (const input of [opts.dstTrace, opts.srcTrace, threadsPath]) if (input !== undefined && input !== null) assertRegularFile(input);
+  const queryMigratePath = queryMigrateFileFor(opts);
+  for (const input of [opts.dstTrace, opts.srcTrace, threadsPath, queryMigratePath]) if (input !== undefined && input !== null) assertRegularFile(input);
+  const queryMigrate = queryMigratePath === null ? null : readQueryMigrate(queryMigratePath);
 
   // Pass 1: the survey.
   const survey = new TraceSurvey(threadsPath === null);
@@ -211,7 +257,7 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
       }
       if (importer === null) {
         originUs = dBatch.find((e) => e.timeUs !== NO_TIME)?.timeUs ?? sBatch.find((e) => e.timeUs !== NO_TIME)?.timeUs ?? 0;
-        writer = JournalWriter.create(opts.out, importMeta(opts, blocks, vcpus, capabilities, originUs, threadsPath), {
+        writer = JournalWriter.create(opts.out, importMeta(opts, blocks, vcpus, capabilities, originUs, threadsPath, queryMigrate), {
           overwrite: opts.overwrite ?? false,
           crashSafe: false,
         });
@@ -279,6 +325,7 @@ function importMeta(
   capabilities: string[],
   originUs: number,
   threadsPath: string | null,
+  queryMigrate: QueryMigrateFigures | null,
 ): JournalMeta {
   const usec = originUs % 1e6;
   return {
@@ -296,6 +343,7 @@ function importMeta(
       trace: opts.dstTrace,
       srcTrace: opts.srcTrace ?? null,
       threads: threadsPath,
+      queryMigrate,
       vcpuSource: vcpus.source,
       vcpuDetail: vcpus.detail,
       // timeOriginNs loses precision beyond 2^53 ns; this is the first line's exact timestamp.

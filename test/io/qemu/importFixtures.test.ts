@@ -195,6 +195,19 @@ test('without threads.json the vCPUs are inferred from the faults and give the s
   t.deepEqual(inferred.analysis.blocktime, withThreads.analysis.blocktime);
 });
 
+test("query-migrate-dst.json beside the trace is kept: QEMU's own figures, exactly, beside the replay (which may differ by 1 ms)", async (t) => {
+  const q = queryMigrate('plain');
+  const { analysis: a } = await importRun('plain');
+  t.deepEqual(a.blocktime.qemu.reported?.perVcpuMs, q['postcopy-vcpu-blocktime']);
+  t.is(a.blocktime.qemu.reported?.totalMs, q['postcopy-blocktime']);
+  t.regex(a.blocktime.qemu.reported?.file ?? '', /query-migrate-dst\.json$/);
+  const without = await importRun('plain', { queryMigratePath: null });
+  t.is(without.analysis.blocktime.qemu.reported, undefined, 'null: no query-migrate');
+  t.deepEqual(without.analysis.blocktime.qemu.perVcpuMs, a.blocktime.qemu.perVcpuMs, 'the replay does not depend on it');
+  await t.throwsAsync(importRun('plain', { queryMigratePath: fixture('plain', 'threads.json') }), { message: /threads\.json: not query-migrate's answer \(it always has a 'status' string\)/ });
+  await t.throwsAsync(importRun('plain', { queryMigratePath: fixture('plain', 'cmdline-dst.sh') }), { message: /cmdline-dst\.sh: not query-migrate's JSON answer/ });
+});
+
 test('a source trace is merged in by time as notes; the destination\'s analysis is unchanged', async (t) => {
   const alone = await importRun('fail');
   const merged = await importRun('fail', { srcTrace: fixture('fail', 'src-trace.log.gz') });
