@@ -41,6 +41,7 @@ import { JournalWriter } from '../../journal/journalWriter.js';
 import type { JournalMeta } from '../../journal/meta.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
+import { PACKAGE_VERSION } from '../../paths.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set';
 export const READ_WORKLOADS: readonly ReadWorkload[] = ['read-sequential', 'read-random', 'read-hot-set'];
@@ -153,7 +154,10 @@ interface Conn {
  * (3), failed (1) or refused (2). Never throws for anything the peer does.
  */
 export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
-  const t0 = Number(process.hrtime.bigint());
+  // t = 0 is the source's first connection (reset there), so the journal does not open on
+  // however long receive waited for it; the wall clock of the same moment is the journal's origin.
+  let t0 = Number(process.hrtime.bigint());
+  let originWallNs = Date.now() * 1e6;
   const now = (): number => Number(process.hrtime.bigint()) - t0;
   const startedAt = performance.now();
 
@@ -244,10 +248,10 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
 
   const createJournal = (blocks: JournalMeta['blocks']): JournalWriter => {
     const w = JournalWriter.create(o.journalPath, {
-      engineVersion: '0.1.0',
+      engineVersion: PACKAGE_VERSION,
       source: 'engine',
       created: new Date().toISOString(),
-      timeOriginNs: Date.now() * 1e6,
+      timeOriginNs: originWallNs,
       blocks,
       vcpuTids: [],
       capabilities: o.preempt ? ['preempt'] : [],
@@ -614,6 +618,10 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   };
 
   const startMain = (c: Conn, resumed: boolean): void => {
+    if (!resumed && connections.main === 0 && engine === null) {
+      t0 = Number(process.hrtime.bigint());
+      originWallNs = Date.now() * 1e6;
+    }
     c.role = 'main';
     main = c;
     preemptSlotOpen = o.preempt;
