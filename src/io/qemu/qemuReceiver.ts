@@ -316,7 +316,10 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     let saved: ReceiveResult['savedMemory'];
     if (status === 'completed') {
       // The vCPUs finish their walk over memory that is all there now.
-      await Promise.race([vcpuDone, new Promise((r) => setTimeout(r, 30_000))]);
+      // (The bound's timer is cleared: left running it kept the process alive 30 s after the end.)
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([vcpuDone, new Promise((r) => (bound = setTimeout(r, 30_000)))]);
+      clearTimeout(bound);
       if (o.saveMemoryDir && backend) {
         mkdirSync(o.saveMemoryDir, { recursive: true });
         saved = [];

@@ -167,6 +167,9 @@ async function completedRun(t: ExecutionContext, preempt: boolean, release: Qemu
   t.true(intruderClosed, 'the extra connection was closed');
   const doneAt = Date.now();
   const exit = await rcv.exited;
+  // A hang guard, not a speed figure: a forgotten 30 s timer once kept receive alive after the end.
+  const lingeredMs = Date.now() - doneAt;
+  t.true(lingeredMs < 15_000, `receive exits once the migration is over (it took ${lingeredMs} ms after the source completed)`);
   t.is(exit.code, 0, `receive exits 0: ${exit.stderr.slice(-2000)}`);
   const r = parseResult(exit.stdout);
   const s: MigrationInfo = infos.src!;
