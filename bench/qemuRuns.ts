@@ -6,7 +6,6 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -95,7 +94,7 @@ export async function runQemuMigration(o: QemuRunOptions): Promise<QemuRunResult
     } else {
       const dir = mkdtempSync(join(tmpdir(), 'postcopy-bench-receive-'));
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      const child = spawn(process.execPath, [CLI, 'receive', '--listen', `127.0.0.1:${port}`, '--journal', join(dir, 'receive.db'), '--quiet', ...(o.preempt ? ['--preempt'] : [])], {
+      const child = spawn(process.execPath, [CLI, 'receive', '--listen', `127.0.0.1:${port}`, '--journal', join(dir, 'receive.db'), ...(o.preempt ? ['--preempt'] : [])], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
@@ -104,15 +103,9 @@ export async function runQemuMigration(o: QemuRunOptions): Promise<QemuRunResult
         if (child.exitCode === null) child.kill('SIGKILL');
       });
       receiveExit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-      // It listens once the port accepts.
+      // It listens once it says so (a probe connection would be taken for the source's main stream).
       const deadline = Date.now() + 15_000;
-      for (;;) {
-        const up = await new Promise<boolean>((resolve) => {
-          const s = connect(port, '127.0.0.1');
-          s.once('connect', () => { s.destroy(); resolve(true); });
-          s.once('error', () => resolve(false));
-        });
-        if (up) break;
+      while (!/listening on/.test(stderr)) {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`receive did not listen: ${stderr}`);
         await sleep(20);
       }
