@@ -179,7 +179,8 @@ void VcpuWorkers::run(Worker& w) {
       }
       break;
     case Pattern::Bootblock: {
-      // `passes` passes, or with a duration whole passes until it is over (the guest loops forever).
+      // `passes` passes, or with a duration passes until it is over (the guest loops forever;
+      // the last pass may be cut short, as a guest stopped mid-walk).
       uint64_t i = 0;
       bool over = false;
       for (uint32_t pass = 0; !over && (deadline ? true : pass < c.passes); pass++) {

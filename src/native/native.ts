@@ -50,7 +50,7 @@ export interface VcpuOptions {
   passes?: number;
   /** 'random' / 'hot-set' / 'bootblock-random': accesses per vCPU. Default: one per page of the share. */
   iterations?: number;
-  /** 'random' / 'hot-set' / 'bootblock-random': run this long instead of a number of iterations; 'bootblock': whole passes until then (instead of `passes`). */
+  /** 'random' / 'hot-set' / 'bootblock-random': run this long instead of a number of iterations; 'bootblock': passes until then, the last one possibly cut short (instead of `passes`). */
   durationMs?: number;
   /** 'hot-set': pages in each vCPU's hot set (seeded choice). Default 64. */
   hotSetPages?: number;
