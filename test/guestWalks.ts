@@ -1,7 +1,8 @@
 /**
  * The walks of the guests in guest/ (bootblock.S and bootblock-random.S), written from
  * guest/README.md alone and independent of src/, so tests can hold the guests, the native
- * vCPU patterns and the simulated ones to the same description.
+ * vCPU patterns and the simulated ones to the same description (its first steps are checked
+ * against values computed apart, in test/io/backends/bootblockPatterns.test.ts).
  */
 
 /** 4 KiB pages of the 256 MiB guest, and each vCPU's half: [1 MiB, 120 MiB) and [120 MiB, 240 MiB). */
@@ -11,18 +12,22 @@ export const GUEST_HALVES = [
   { first: 30720, count: 30720, seed: 2 },
 ] as const;
 
+/** One LCG step: x * 1103515245 + 12345 mod 2^32 (Math.imul is the exact low 32 bits of the product). */
+export function lcgNext(x: number): number {
+  return (Math.imul(x, 1103515245) + 12345) >>> 0;
+}
+
 /**
  * The first `n` page indices (within a half of `count` pages) the random guest's vCPU with
  * LCG seed `seed` increments: x = x * 1103515245 + 12345 mod 2^32, stepped before each
- * access; page = (x >> 8) mod count. BigInt so that nothing here shares src/'s Math.imul.
+ * access; page = (x >> 8) mod count.
  */
 export function lcgPages(seed: number, count: number, n: number): number[] {
-  let x = BigInt(seed);
-  const c = BigInt(count);
+  let x = seed >>> 0;
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
-    x = (x * 1103515245n + 12345n) % 4294967296n;
-    out.push(Number((x >> 8n) % c));
+    x = lcgNext(x);
+    out.push((x >>> 8) % count);
   }
   return out;
 }

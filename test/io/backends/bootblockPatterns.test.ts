@@ -6,8 +6,16 @@ import test from 'ava';
 import { bootblockShare, expectedMemory, forEachPlannedAccess } from '../../../src/io/backends/accessPatterns.js';
 import { BackendError } from '../../../src/errors.js';
 import { MockBackend } from '../../../src/io/backends/mockBackend.js';
-import { firstTouches, GUEST_HALVES, GUEST_PAGES, lcgByte0, lcgPages } from '../../guestWalks.js';
+import { firstTouches, GUEST_HALVES, GUEST_PAGES, lcgByte0, lcgNext, lcgPages } from '../../guestWalks.js';
 import { faultsOf, listeningBackend, PAGE } from './helpers.js';
+
+test('the tests\' LCG reference gives the first steps computed apart (Python, arbitrary precision)', (t) => {
+  // x_(k+1) = (x_k * 1103515245 + 12345) mod 2^32 from x_0 = 1 and 2; pages (x >> 8) mod 30464 / 30720.
+  t.deepEqual(lcgPages(1, 30464, 5), [15230, 22960, 30180, 16795, 9183]);
+  t.deepEqual(lcgPages(2, 30720, 5), [19661, 4427, 12193, 21018, 11559]);
+  t.is(lcgNext(lcgNext(1)), 2524885223);
+  t.is(lcgNext(2), 2207042835);
+});
 
 test('bootblockShare gives the guest\'s halves for 256 MiB and 2 vCPUs, and 1/256 .. 240/256 cut evenly otherwise', (t) => {
   t.deepEqual([0, 1].map((i) => bootblockShare(GUEST_PAGES, 2, i)), GUEST_HALVES.map(({ first, count }) => ({ first, count })));
