@@ -48,7 +48,9 @@ Pattern parse_pattern(const std::string& name) {
   if (name == "read-sequential") return Pattern::SequentialIncrement;
   if (name == "read-random") return Pattern::Random;
   if (name == "read-hot-set") return Pattern::HotSet;
-  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random, hot-set, bootblock, bootblock-random, read-sequential, read-random or read-hot-set)");
+  if (name == "read-bootblock") return Pattern::Bootblock;
+  if (name == "read-bootblock-random") return Pattern::BootblockRandom;
+  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random, hot-set, bootblock, bootblock-random, read-sequential, read-random, read-hot-set, read-bootblock or read-bootblock-random)");
 }
 
 PageRange bootblock_share(size_t pages, int vcpus, int index) {

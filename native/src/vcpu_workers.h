@@ -63,7 +63,7 @@ PageRange bootblock_share(size_t pages, int vcpus, int index);
 // One step of the random guest's LCG: x = x * 1103515245 + 12345 (mod 2^32); the page is
 // (x >> 8) mod count. vCPU i starts at x = i + 1 (the guest's seeds 1 and 2).
 inline uint32_t bootblock_lcg_next(uint32_t x) { return x * 1103515245u + 12345u; }
-bool is_read_pattern(const std::string& name);   // read-sequential, read-random, read-hot-set
+bool is_read_pattern(const std::string& name);   // read-sequential, read-random, read-hot-set, read-bootblock(-random)
 
 class VcpuWorkers {
  public:

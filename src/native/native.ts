@@ -21,7 +21,8 @@ export interface RemovedRange {
  * The read-* patterns walk as their namesakes but only read (guest memory stays as placed).
  * bootblock and bootblock-random play the guests of guest/ (see accessPatterns.ts: each vCPU
  * on its part of [1/256, 240/256) of the region, byte 0 of each page, sequentially or at the
- * pages of the random guest's LCG with vCPU i seeded i + 1; `seed` is not used).
+ * pages of the random guest's LCG with vCPU i seeded i + 1; `seed` is not used); their read-*
+ * variants make the same walks reading byte 0 (for `receive`, whose guest is QEMU's).
  */
 export type VcpuPattern =
   | 'sequential-increment'
@@ -31,7 +32,9 @@ export type VcpuPattern =
   | 'bootblock-random'
   | 'read-sequential'
   | 'read-random'
-  | 'read-hot-set';
+  | 'read-hot-set'
+  | 'read-bootblock'
+  | 'read-bootblock-random';
 
 /** How the vCPU worker threads play the guest. */
 export interface VcpuOptions {

@@ -7,7 +7,7 @@ import { BackendError } from '../../src/errors.js';
 import type { VcpuOptions, VcpuReport } from '../../src/native/native.js';
 import { UffdBackend } from '../../src/io/backends/uffdBackend.js';
 import { firstTouches, GUEST_HALVES, GUEST_PAGES, lcgByte0, lcgPages } from '../guestWalks.js';
-import { PAGE, layout, startPager, uffdTest } from './helpers.js';
+import { PAGE, layout, seededBytes, startPager, uffdTest } from './helpers.js';
 
 /** Byte 0 of every page of block 0, and whether every other byte is still zero. */
 function byte0s(backend: UffdBackend, pages: number): { byte0: Uint8Array; restZero: boolean } {
@@ -98,6 +98,35 @@ uffdTest('bootblock-random faults the pages of the LCG in the order the referenc
   const expected = new Uint8Array(1024);
   for (const h of halves) expected.set(lcgByte0(h.seed, h.count, n), h.first);
   t.deepEqual(r.byte0, expected);
+});
+
+uffdTest('read-bootblock and read-bootblock-random fault the same pages in the same order and leave memory as placed', async (t) => {
+  const pages = 1024;
+  const source = seededBytes(pages * PAGE, 5);
+  const halves = [{ first: 4, count: 476, seed: 1 }, { first: 480, count: 480, seed: 2 }];
+  const n = 300;
+  const expectations: [VcpuOptions, number[][]][] = [
+    [{ pattern: 'read-bootblock', vcpus: 2 }, halves.map((h) => range(h.first, h.count))],
+    [{ pattern: 'read-bootblock-random', vcpus: 2, iterations: n }, halves.map((h) => firstTouches(lcgPages(h.seed, h.count, n)).map((p) => h.first + p))],
+  ];
+  for (const [options, expected] of expectations) {
+    const backend = new UffdBackend([layout('pc.ram', pages)]);
+    try {
+      const pager = startPager(backend, [source]);
+      backend.register(0);
+      const run = backend.startVcpus(options);
+      await run.done;
+      const base = backend.hostAddress(0);
+      t.deepEqual(run.tids.map((tid) => pager.faults.filter((f) => f.tid === tid).map((f) => Math.floor((f.address - base) / PAGE))), expected, options.pattern);
+      for (const p of expected.flat()) {
+        if (!Buffer.from(backend.read(0, p * PAGE, PAGE)).equals(Buffer.from(source.subarray(p * PAGE, (p + 1) * PAGE)))) {
+          t.fail(`${options.pattern}: page ${p} is not what was placed`);
+        }
+      }
+    } finally {
+      backend.close();
+    }
+  }
 });
 
 uffdTest('with durationMs both patterns run until then and end by themselves, bootblock cutting its last pass short', async (t) => {
