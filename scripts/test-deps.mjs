@@ -86,11 +86,12 @@ if (missing.length > 0) {
   }
 }
 
-// The build skips the guest when binutils is missing; now that it is here, build it.
-if (!existsSync(join(root, 'dist', 'guest', 'bootblock.bin'))) {
-  console.log('test-deps: building the guest now that binutils is here (node scripts/build-guest.mjs)');
+// The build skips the guests when binutils is missing; now that it is here, build them.
+const guestImages = ['bootblock.bin', 'bootblock-random.bin'].map((f) => join(root, 'dist', 'guest', f));
+if (!guestImages.every((f) => existsSync(f))) {
+  console.log('test-deps: building the guests now that binutils is here (node scripts/build-guest.mjs)');
   const built = spawnSync(process.execPath, [join(root, 'scripts', 'build-guest.mjs')], { stdio: 'inherit' });
-  if (built.status !== 0 || !existsSync(join(root, 'dist', 'guest', 'bootblock.bin'))) {
+  if (built.status !== 0 || !guestImages.every((f) => existsSync(f))) {
     console.error('test-deps: the guest did not build (node scripts/build-guest.mjs): see the lines above');
     process.exit(1);
   }

@@ -42,12 +42,32 @@ Pattern parse_pattern(const std::string& name) {
   if (name == "sequential-increment") return Pattern::SequentialIncrement;
   if (name == "random") return Pattern::Random;
   if (name == "hot-set") return Pattern::HotSet;
+  if (name == "bootblock") return Pattern::Bootblock;
+  if (name == "bootblock-random") return Pattern::BootblockRandom;
   // The read variants walk the same way but only read: guest memory stays what was placed.
   if (name == "read-sequential") return Pattern::SequentialIncrement;
   if (name == "read-random") return Pattern::Random;
   if (name == "read-hot-set") return Pattern::HotSet;
-  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random, hot-set, read-sequential, read-random or read-hot-set)");
+  if (name == "read-bootblock") return Pattern::Bootblock;
+  if (name == "read-bootblock-random") return Pattern::BootblockRandom;
+  throw Refusal("startVcpus", "unknown access pattern '" + name + "' (sequential-increment, random, hot-set, bootblock, bootblock-random, read-sequential, read-random, read-hot-set, read-bootblock or read-bootblock-random)");
 }
+
+PageRange bootblock_share(size_t pages, int vcpus, int index) {
+  // 128-bit products: pages * 240 * vcpus must not wrap whatever the region's size.
+  auto boundary = [&](int i) -> size_t {
+    if (i == 0) return pages / 256;
+    return static_cast<size_t>((static_cast<unsigned __int128>(pages) * 240u * static_cast<unsigned>(i)) /
+                               (256u * static_cast<unsigned>(vcpus)));
+  };
+  size_t first = boundary(index);
+  size_t end = boundary(index + 1);
+  return PageRange{first, end > first ? end - first : 0};
+}
+
+namespace {
+bool is_bootblock(Pattern p) { return p == Pattern::Bootblock || p == Pattern::BootblockRandom; }
+}  // namespace
 
 bool is_read_pattern(const std::string& name) {
   return name.rfind("read-", 0) == 0;
@@ -62,6 +82,14 @@ std::vector<pid_t> VcpuWorkers::start(const VcpuConfig& config, std::function<vo
   size_t pages = config.length / kPage;
   if (config.vcpus < 1 || static_cast<size_t>(config.vcpus) > pages) {
     throw Refusal("startVcpus", std::to_string(config.vcpus) + " vCPUs cannot share " + std::to_string(pages) + " pages");
+  }
+  if (is_bootblock(config.pattern)) {
+    for (int i = 0; i < config.vcpus; i++) {
+      if (bootblock_share(pages, config.vcpus, i).count == 0) {
+        throw Refusal("startVcpus", "the bootblock patterns give vCPU " + std::to_string(i) + " no page of [1/256, 240/256) of " +
+                                        std::to_string(pages) + " pages split " + std::to_string(config.vcpus) + " ways: use a larger region or fewer vCPUs");
+      }
+    }
   }
   config_ = config;
   on_all_done_ = std::move(on_all_done);
@@ -98,11 +126,17 @@ void VcpuWorkers::run(Worker& w) {
   }
   while (!go_.load()) std::this_thread::yield();
 
-  // This vCPU's share: consecutive 4 KiB pages, the last vCPU taking the remainder.
+  // This vCPU's share: consecutive 4 KiB pages, the last vCPU taking the remainder (the
+  // bootblock patterns: its part of [1/256, 240/256) of the region, as the guest's halves).
   size_t pages = c.length / kPage;
   size_t per = pages / static_cast<size_t>(c.vcpus);
   size_t first = per * static_cast<size_t>(w.index);
   size_t count = w.index == c.vcpus - 1 ? pages - first : per;
+  if (is_bootblock(c.pattern)) {
+    PageRange r = bootblock_share(pages, c.vcpus, w.index);
+    first = r.first;
+    count = r.count;
+  }
   uint8_t* share = c.base + first * kPage;
   w.latencies_ns.reserve(c.latency_samples);
 
@@ -146,6 +180,22 @@ void VcpuWorkers::run(Worker& w) {
         }
       }
       break;
+    case Pattern::Bootblock: {
+      // `passes` passes, or with a duration passes until it is over (the guest loops forever;
+      // the last pass may be cut short, as a guest stopped mid-walk).
+      uint64_t i = 0;
+      bool over = false;
+      for (uint32_t pass = 0; !over && (deadline ? true : pass < c.passes); pass++) {
+        for (size_t page = 0; page < count; page++, i++) {
+          if (should_stop(i)) {
+            over = true;
+            break;
+          }
+          touch(page);
+        }
+      }
+      break;
+    }
     case Pattern::Random:
       for (uint64_t i = 0; deadline ? true : i < limit; i++) {
         if (should_stop(i)) break;
@@ -160,6 +210,15 @@ void VcpuWorkers::run(Worker& w) {
       for (uint64_t i = 0; deadline ? true : i < limit; i++) {
         if (should_stop(i)) break;
         touch(rng.unit() < c.hot_fraction ? hot[rng.below(hot.size())] : rng.below(count));
+      }
+      break;
+    }
+    case Pattern::BootblockRandom: {
+      uint32_t x = static_cast<uint32_t>(w.index + 1);
+      for (uint64_t i = 0; deadline ? true : i < limit; i++) {
+        if (should_stop(i)) break;
+        x = bootblock_lcg_next(x);
+        touch((x >> 8) % count);
       }
       break;
     }

@@ -16,7 +16,10 @@
 
 namespace pc {
 
-enum class Pattern { SequentialIncrement, Random, HotSet };
+// Bootblock and BootblockRandom play guest/bootblock.S and guest/bootblock-random.S: each
+// vCPU works on its part of [1/256, 240/256) of the region (bootblock_share), one byte per
+// page, sequentially or at the pages of the guest's LCG (bootblock_lcg_next).
+enum class Pattern { SequentialIncrement, Random, HotSet, Bootblock, BootblockRandom };
 
 struct VcpuConfig {
   Pattern pattern = Pattern::SequentialIncrement;
@@ -24,9 +27,9 @@ struct VcpuConfig {
   uint64_t seed = 1;
   uint8_t* base = nullptr;   // first byte of the region (a RAM block)
   size_t length = 0;         // bytes; split into equal 4 KiB-page shares, one per vCPU
-  uint32_t passes = 1;       // sequential-increment: passes over the share
-  uint64_t iterations = 0;   // random / hot-set: accesses per vCPU (0: one per page of the share)
-  double duration_ms = 0;    // random / hot-set: stop after this long instead (0: use iterations)
+  uint32_t passes = 1;       // sequential-increment / bootblock: passes over the share
+  uint64_t iterations = 0;   // random / hot-set / bootblock-random: accesses per vCPU (0: one per page of the share)
+  double duration_ms = 0;    // random / hot-set / bootblock(-random): stop after this long instead (0: use passes / iterations)
   uint32_t hot_pages = 64;   // hot-set: size of each vCPU's hot set
   double hot_fraction = 0.9; // hot-set: share of accesses that go to the hot set
   std::vector<int> cpus;     // vCPU i is pinned to cpus[i % cpus.size()] (empty: not pinned)
@@ -46,7 +49,21 @@ struct VcpuReport {
 };
 
 Pattern parse_pattern(const std::string& name);  // throws Refusal on an unknown name
-bool is_read_pattern(const std::string& name);   // read-sequential, read-random, read-hot-set
+
+// vCPU `index`'s pages under the bootblock patterns, out of a region of `pages` 4 KiB pages
+// split among `vcpus`: boundaries b_0 = floor(pages / 256) and b_i = floor(pages * 240 * i /
+// (256 * vcpus)) for i >= 1; vCPU i takes [b_i, b_(i+1)). For 256 MiB and 2 vCPUs that is the
+// guest's [1 MiB, 120 MiB) and [120 MiB, 240 MiB). `count` may be 0 on a tiny region.
+struct PageRange {
+  size_t first = 0;
+  size_t count = 0;
+};
+PageRange bootblock_share(size_t pages, int vcpus, int index);
+
+// One step of the random guest's LCG: x = x * 1103515245 + 12345 (mod 2^32); the page is
+// (x >> 8) mod count. vCPU i starts at x = i + 1 (the guest's seeds 1 and 2).
+inline uint32_t bootblock_lcg_next(uint32_t x) { return x * 1103515245u + 12345u; }
+bool is_read_pattern(const std::string& name);   // read-sequential, read-random, read-hot-set, read-bootblock(-random)
 
 class VcpuWorkers {
  public:

@@ -17,8 +17,24 @@ export interface RemovedRange {
   length: number;
 }
 
-/** The read-* patterns walk as their namesakes but only read (guest memory stays as placed). */
-export type VcpuPattern = 'sequential-increment' | 'random' | 'hot-set' | 'read-sequential' | 'read-random' | 'read-hot-set';
+/**
+ * The read-* patterns walk as their namesakes but only read (guest memory stays as placed).
+ * bootblock and bootblock-random play the guests of guest/ (see accessPatterns.ts: each vCPU
+ * on its part of [1/256, 240/256) of the region, byte 0 of each page, sequentially or at the
+ * pages of the random guest's LCG with vCPU i seeded i + 1; `seed` is not used); their read-*
+ * variants make the same walks reading byte 0 (for `receive`, whose guest is QEMU's).
+ */
+export type VcpuPattern =
+  | 'sequential-increment'
+  | 'random'
+  | 'hot-set'
+  | 'bootblock'
+  | 'bootblock-random'
+  | 'read-sequential'
+  | 'read-random'
+  | 'read-hot-set'
+  | 'read-bootblock'
+  | 'read-bootblock-random';
 
 /** How the vCPU worker threads play the guest. */
 export interface VcpuOptions {
@@ -33,11 +49,11 @@ export interface VcpuOptions {
   /** Region within the block (4 KiB aligned). Default: the whole used length. */
   offset?: number;
   length?: number;
-  /** 'sequential-increment': passes over the share. Default 1, so that runs end. */
+  /** 'sequential-increment' / 'bootblock': passes over the share. Default 1, so that runs end. */
   passes?: number;
-  /** 'random' / 'hot-set': accesses per vCPU. Default: one per page of the share. */
+  /** 'random' / 'hot-set' / 'bootblock-random': accesses per vCPU. Default: one per page of the share. */
   iterations?: number;
-  /** 'random' / 'hot-set': run this long instead of a number of iterations. */
+  /** 'random' / 'hot-set' / 'bootblock-random': run this long instead of a number of iterations; 'bootblock': passes until then, the last one possibly cut short (instead of `passes`). */
   durationMs?: number;
   /** 'hot-set': pages in each vCPU's hot set (seeded choice). Default 64. */
   hotSetPages?: number;

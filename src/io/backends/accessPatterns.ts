@@ -12,10 +12,17 @@ import { BackendError } from '../../errors.js';
  * vCPU taking the remainder, and each vCPU walks its own share. Random and hot-set
  * accesses range over the whole block, and the hot set is common to all vCPUs (like a
  * guest kernel's hot data), so several vCPUs can block on one page, each faulting.
+ *
+ * Bootblock and bootblock-random play the guests of guest/ (bootblock.S and
+ * bootblock-random.S) over the block: each vCPU has its part of [1/256, 240/256) of the
+ * block (`bootblockShare`; for 256 MiB and 2 vCPUs the guest's halves [1 MiB, 120 MiB) and
+ * [120 MiB, 240 MiB)) and increments byte 0 of its pages, in order (bootblock) or at the
+ * pages of the guest's LCG (`bootblockLcgNext`, vCPU i seeded i + 1; the plan seed is not
+ * used, so the walk is the guest's). The native vCPU workers make the same accesses.
  */
 
-export type AccessPatternName = 'sequential-increment' | 'random' | 'hot-set';
-export const ACCESS_PATTERN_NAMES: readonly AccessPatternName[] = ['sequential-increment', 'random', 'hot-set'];
+export type AccessPatternName = 'sequential-increment' | 'random' | 'hot-set' | 'bootblock' | 'bootblock-random';
+export const ACCESS_PATTERN_NAMES: readonly AccessPatternName[] = ['sequential-increment', 'random', 'hot-set', 'bootblock', 'bootblock-random'];
 
 /** How a set of vCPUs walks one block. */
 export interface AccessPlan {
@@ -23,9 +30,9 @@ export interface AccessPlan {
   vcpus: number;
   /** Any safe integer; the same seed gives the same accesses. */
   seed: number;
-  /** sequential-increment: walks over the share (default 1). */
+  /** sequential-increment / bootblock: walks over the share (default 1). */
   passes?: number;
-  /** random / hot-set: accesses per vCPU (default: pages / vcpus). */
+  /** random / hot-set: accesses per vCPU (default: pages / vcpus); bootblock-random: default the pages of the vCPU's share. */
   accessesPerVcpu?: number;
   /** hot-set: pages in the hot set shared by all vCPUs (default 64, at most the block). */
   hotSetPages?: number;
@@ -34,7 +41,8 @@ export interface AccessPlan {
   /**
    * sequential-increment: the byte incremented in every page (default 0x80). The bootblock
    * touches byte 0; a byte inside the page makes fault addresses unaligned, as real fault
-   * addresses generally are, so the engine's rounding is exercised.
+   * addresses generally are, so the engine's rounding is exercised. bootblock /
+   * bootblock-random: default 0, as the guests. random / hot-set: default a seeded byte.
    */
   touchOffset?: number;
 }
@@ -56,6 +64,30 @@ export function vcpuShare(pages: number, vcpus: number, index: number): { first:
   return { first, count: index === vcpus - 1 ? pages - first : per };
 }
 
+/**
+ * First page and page count of vCPU `index`'s share under the bootblock patterns (pure):
+ * boundaries b_0 = floor(pages / 256) and b_i = floor(pages * 240 * i / (256 * vcpus)) for
+ * i >= 1, vCPU i taking [b_i, b_(i+1)). For 65 536 pages (256 MiB) and 2 vCPUs: pages
+ * [256, 30 720) and [30 720, 61 440), the guest's [1 MiB, 120 MiB) and [120 MiB, 240 MiB).
+ * The count is 0 when the block is too small for that many vCPUs (validateAccessPlan refuses).
+ */
+export function bootblockShare(pages: number, vcpus: number, index: number): { first: number; count: number } {
+  const boundary = (i: number): number =>
+    i === 0 ? Math.floor(pages / 256) : Number((BigInt(pages) * 240n * BigInt(i)) / (256n * BigInt(vcpus)));
+  const first = boundary(index);
+  return { first, count: Math.max(0, boundary(index + 1) - first) };
+}
+
+/** One step of the random guest's 32-bit LCG: x * 1103515245 + 12345 mod 2^32 (pure). */
+export function bootblockLcgNext(x: number): number {
+  return (Math.imul(x, 1103515245) + 12345) >>> 0;
+}
+
+/** The page, within a share of `count` pages, that LCG state `x` (already stepped) picks: (x >> 8) mod count (pure). */
+export function bootblockLcgPage(x: number, count: number): number {
+  return (x >>> 8) % count;
+}
+
 /** Checks a plan against a block of `usedLength` bytes; throws BackendError naming the bad field. */
 export function validateAccessPlan(plan: AccessPlan, usedLength: number): void {
   const bad = (what: string): never => {
@@ -68,6 +100,13 @@ export function validateAccessPlan(plan: AccessPlan, usedLength: number): void {
   if (!Number.isSafeInteger(plan.seed)) bad(`seed ${plan.seed} is not a safe integer`);
   const pages = Math.floor(usedLength / TARGET_PAGE_SIZE);
   if (pages < plan.vcpus) bad(`${plan.vcpus} vCPUs cannot share ${pages} pages`);
+  if (plan.pattern === 'bootblock' || plan.pattern === 'bootblock-random') {
+    for (let i = 0; i < plan.vcpus; i++) {
+      if (bootblockShare(pages, plan.vcpus, i).count === 0) {
+        bad(`the ${plan.pattern} pattern gives vCPU ${i} no page of [1/256, 240/256) of ${pages} pages split ${plan.vcpus} ways: use a larger block or fewer vCPUs`);
+      }
+    }
+  }
   const { passes, accessesPerVcpu, hotSetPages, hotFraction, touchOffset } = plan;
   if (passes !== undefined && !(Number.isSafeInteger(passes) && passes >= 0)) bad(`passes ${passes} is not a non-negative integer`);
   if (accessesPerVcpu !== undefined && !(Number.isSafeInteger(accessesPerVcpu) && accessesPerVcpu >= 0)) {
@@ -108,6 +147,14 @@ export function createAccessPattern(plan: AccessPlan, index: number, usedLength:
     const { first, count } = vcpuShare(pages, plan.vcpus, index);
     return sequentialPattern(first, count, plan.passes ?? 1, plan.touchOffset ?? DEFAULT_TOUCH_OFFSET);
   }
+  if (plan.pattern === 'bootblock') {
+    const { first, count } = bootblockShare(pages, plan.vcpus, index);
+    return sequentialPattern(first, count, plan.passes ?? 1, plan.touchOffset ?? 0);
+  }
+  if (plan.pattern === 'bootblock-random') {
+    const { first, count } = bootblockShare(pages, plan.vcpus, index);
+    return lcgPattern(first, count, index + 1, plan.accessesPerVcpu ?? count, plan.touchOffset ?? 0);
+  }
   const random = seededRandom(vcpuSeed(plan.seed, index));
   const limit = plan.accessesPerVcpu ?? Math.floor(pages / plan.vcpus);
   const anyPage = (): number => Math.floor(random() * pages);
@@ -138,6 +185,20 @@ function sequentialPattern(first: number, count: number, passes: number, touch: 
       }
       if (pass >= passes || count === 0) return -1;
       return (first + page++) * TARGET_PAGE_SIZE + touch;
+    },
+  };
+}
+
+/** `limit` accesses at the pages the random guest's LCG picks from seed `seed`, in a share of `count` pages from `first`. */
+function lcgPattern(first: number, count: number, seed: number, limit: number, touch: number): AccessPattern {
+  let x = seed >>> 0;
+  let done = 0;
+  return {
+    next(): number {
+      if (done >= limit || count === 0) return -1;
+      done++;
+      x = bootblockLcgNext(x);
+      return (first + bootblockLcgPage(x, count)) * TARGET_PAGE_SIZE + touch;
     },
   };
 }

@@ -57,6 +57,9 @@ const GUEST_FILE = 'bootblock.bin';
 /** The guest built by `npm run build` (scripts/build-guest.mjs). */
 export const DEFAULT_GUEST_IMAGE = fileURLToPath(new URL('../../../guest/bootblock.bin', import.meta.url));
 
+/** The random-access variant of the guest (guest/bootblock-random.S), built beside it: pass it as `guestImage`. */
+export const RANDOM_GUEST_IMAGE = fileURLToPath(new URL('../../../guest/bootblock-random.bin', import.meta.url));
+
 function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
