@@ -258,7 +258,9 @@ export function verdict(a: Analysis): { verdict: string; next: string; cause: st
   if (a.status === 'completed') {
     return { verdict: `completed: postcopy ${a.postcopyState}, every requested page placed${a.pauses.length ? ` after ${a.pauses.length} pause(s), all recovered` : ''}`, next: 'nothing to do; postcopy report <journal> -o report.html draws it', cause };
   }
-  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked` : '';
+  // A relay sees no vCPUs: a tap journal says nothing about blocked ones.
+  const blocked = a.journal.source === 'tap' ? '' : `, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked`;
+  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered${blocked}` : '';
   if (open !== undefined) {
     const lost = /closed by the peer|stream failed|IO failure|broken|EOF|reset/i.test(open.reason ?? '') || a.stderr.some((l) => /IO failure|footer failed/i.test(l.text));
     const how = a.journal.source !== 'engine' ? ' (QEMU: migrate-recover <uri> on the destination, then migrate resume=true on the source)' : '';
