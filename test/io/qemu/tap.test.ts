@@ -19,6 +19,8 @@ import { TapRecorder } from '../../../src/io/qemu/tapRecorder.js';
 import { JournalReader } from '../../../src/journal/journalReader.js';
 import { JournalWriter } from '../../../src/journal/journalWriter.js';
 import { replayTap } from '../../../src/journal/tapReplay.js';
+import { formatAnalysis } from '../../../src/cli/inspectCommand.js';
+import { renderReport } from '../../../src/report/renderReport.js';
 import { fixture } from '../../fixtures.js';
 import { scratchDir } from '../../scratchDir.js';
 
@@ -198,7 +200,9 @@ test('the plain 7.2 capture through the recorder: every request the source count
   t.is(tap.requests.served + tap.requests.alreadyInFlight + tap.requests.unanswered, tap.requests.count, 'every request is served, in flight, or unanswered');
   t.is(tap.requests.unanswered, 0, 'a completed migration leaves no request unanswered');
   t.is(a.requests.answeredBy.main.count, tap.requests.served);
-  t.true(a.requests.answeredBy.main.p50Ms > 1 && a.requests.answeredBy.main.p50Ms < 100, `served p50 ${a.requests.answeredBy.main.p50Ms} ms (the reference: 18.4 ms at this relay)`);
+  // qemu-wire.md, from an independent decoder of the same capture: served requests p50 18.4 ms, p99 30.1 ms.
+  t.true(Math.abs(a.requests.answeredBy.main.p50Ms - 18.4) < 0.5, `served p50 ${a.requests.answeredBy.main.p50Ms} ms (the reference: 18.4 ms)`);
+  t.true(Math.abs(a.requests.answeredBy.main.p99Ms - 30.1) < 0.5, `served p99 ${a.requests.answeredBy.main.p99Ms} ms (the reference: 30.1 ms)`);
   t.is(tap.pings, 4);
   t.is(tap.pongs, 4);
   t.deepEqual(tap.shut?.status, 0);
@@ -234,6 +238,14 @@ test('the recovery capture: the break pauses, the resumed main connection recove
   t.not(brk.pagesLost, null, 'the bitmaps tell which pages crossed the relay before the break and never arrived');
   t.is(a.tap!.resumeAcks, 1);
   t.is(a.status, 'completed');
+  const html = renderReport(a);
+  t.regex(html, /data-panel="tap-connections"/);
+  t.regex(html, /4\D?318 page requests crossed the relay/);
+  t.regex(html, /id="table-tap-breaks"/);
+  const text = formatAnalysis(a);
+  t.regex(text, /Connections through the tap: 4/);
+  t.regex(text, /Break 1 at [\d.]+ ms \(#\d+\): IN_CHANNEL_BROKEN/);
+  t.regex(text, new RegExp(`requests in flight at the break .*: ${brk.requestsInFlight}`));
   t.log(`break at ${brk.tMs.toFixed(1)} ms: ${brk.requestsInFlight} request(s) in flight, ${brk.pagesLost} page(s) lost; reason ${brk.reason}`);
   const replayed = replayTap(JournalReader.open(journal));
   t.true(replayed.ok, replayed.message);
