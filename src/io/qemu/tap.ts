@@ -6,7 +6,8 @@
  * other socket at once (TCP_NODELAY both ways; a socket whose peer does not take its bytes
  * is paused, so nothing is buffered beyond one read), and only then is a copy of the chunk
  * handed to the recorder, which decodes and journals in a worker thread (tapWorker.ts ->
- * tapRecorder.ts). When the worker falls more than `maxBacklogBytes` behind, the tap stops
+ * tapRecorder.ts), through a ring of shared memory (tapRing.ts). When the worker falls more
+ * than the ring holds (`maxBacklogBytes`) behind, the tap stops
  * handing it that direction's bytes and the journal says from which byte (TAP_UNDECODED);
  * the migration goes on untouched. Bytes the recorder cannot decode are forwarded all the
  * same: the tap never breaks a migration it does not understand.
@@ -23,6 +24,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import { TapRecorder, type DirectionValue, type TapSummary } from './tapRecorder.js';
+import { createRing, RecordType, RingWriter } from './tapRing.js';
 import type { Endpoint } from './qemuReceiver.js';
 
 export interface TapOptions {
@@ -70,14 +72,16 @@ export type TapMessage =
 
 /** What the recorder tells the relay. */
 export type TapReply =
-  | { type: 'ack'; bytes: number }
   | { type: 'migration'; status: string }
   | { type: 'done'; summary: TapSummary }
   | { type: 'failed'; message: string };
 
 /** The recorder's side, wherever it runs. */
 interface RecorderLink {
-  post(m: TapMessage): void;
+  /** Hands a message over; false when the recorder is too far behind to take it (data only). */
+  post(m: TapMessage): boolean;
+  /** Bytes handed over and not yet taken. */
+  backlog(): number;
   onReply(f: (r: TapReply) => void): void;
   close(): Promise<void>;
 }
@@ -97,13 +101,12 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     to: `${o.to.host}:${o.to.port}`,
     ...(o.resumeTo ? { resumeTo: `${o.resumeTo.host}:${o.resumeTo.port}` } : {}),
   };
-  const link = startRecorder(o.decode ?? 'worker', o.journalPath, o.overwrite ?? false, run, Date.now() * 1e6);
+  const link = startRecorder(o.decode ?? 'worker', o.journalPath, o.overwrite ?? false, run, Date.now() * 1e6, maxBacklog);
 
   let nextId = 0;
   let open = 0;
   let firstClosed = false;
   let migration = 'setup';
-  let backlog = 0;
   let ending = false;
   const forwarded = { toDestination: 0, toSource: 0 };
   const sockets = new Set<Socket>();
@@ -119,9 +122,6 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
 
   link.onReply((r) => {
     switch (r.type) {
-      case 'ack':
-        backlog -= r.bytes;
-        return;
       case 'migration':
         migration = r.status;
         log(`migration ${r.status}`);
@@ -165,15 +165,13 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     let closedSockets = 0;
     let failed = false;
 
+    /** After `chunk` went out: hands it to the recorder; when the recorder is too far behind, that direction is dropped from the record. */
     const hand = (dir: DirectionValue, chunk: Buffer, t: number): void => {
       if (dropped[dir]) return;
-      if (backlog + chunk.length > maxBacklog) {
+      if (!link.post({ type: 'data', id, dir, t, bytes: chunk })) {
         dropped[dir] = true;
-        link.post({ type: 'gap', id, dir, from: bytes[dir] - chunk.length, reason: `the recorder fell ${backlog} bytes behind (limit ${maxBacklog}): bytes from here on were forwarded but not decoded`, t });
-        return;
+        link.post({ type: 'gap', id, dir, from: bytes[dir] - chunk.length, reason: `the recorder fell ${link.backlog()} bytes behind (its ring holds ${maxBacklog}): bytes from here on were forwarded but not decoded`, t });
       }
-      backlog += chunk.length;
-      link.post({ type: 'data', id, dir, t, bytes: chunk });
     };
 
     client.on('data', (chunk: Buffer) => {
@@ -262,16 +260,49 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
 }
 
 /** The recorder in a worker thread, or on this thread between reads. */
-function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number): RecorderLink {
+function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number, maxBacklog: number): RecorderLink {
   if (mode === 'worker') {
-    const worker = new Worker(new URL('./tapWorker.js', import.meta.url), { workerData: { journalPath, overwrite, run, timeOriginNs } });
+    const ring = createRing(maxBacklog);
+    const writer = new RingWriter(ring);
+    const worker = new Worker(new URL('./tapWorker.js', import.meta.url), { workerData: { journalPath, overwrite, run, timeOriginNs, ring } });
     const handlers: Array<(r: TapReply) => void> = [];
     worker.on('message', (r: TapReply) => handlers.forEach((h) => h(r)));
     worker.on('error', (err) => handlers.forEach((h) => h({ type: 'failed', message: err.message })));
+    // Control records must get through even when data no longer fits: they wait for room.
+    const pending: TapMessage[] = [];
+    let retry: NodeJS.Timeout | null = null;
+    const putControl = (m: TapMessage): boolean => {
+      switch (m.type) {
+        case 'open':
+          return writer.put(RecordType.OPEN, m.id, 0, m.t, 0, `${m.client}\n${m.upstream}`);
+        case 'gap':
+          return writer.put(RecordType.GAP, m.id, m.dir, m.t, m.from, m.reason);
+        case 'close':
+          return writer.put(RecordType.CLOSE, m.id, m.dir, m.t, m.bytes, null);
+        case 'error':
+          return writer.put(RecordType.ERROR, m.id, m.side, m.t, 0, m.message);
+        case 'finish':
+          return writer.put(RecordType.FINISH, 0, 0, 0, 0, null);
+        case 'data':
+          return writer.put(RecordType.DATA, m.id, m.dir, m.t, 0, m.bytes);
+      }
+    };
+    const flushPending = (): void => {
+      retry = null;
+      while (pending.length > 0 && putControl(pending[0]!)) pending.shift();
+      if (pending.length > 0) retry = setTimeout(flushPending, 5);
+    };
     return {
-      post: (m) => worker.postMessage(m),
+      post: (m) => {
+        if (m.type === 'data') return pending.length === 0 && writer.put(RecordType.DATA, m.id, m.dir, m.t, 0, m.bytes);
+        pending.push(m);
+        if (retry === null) flushPending();
+        return true;
+      },
+      backlog: () => writer.backlog,
       onReply: (f) => handlers.push(f),
       close: async () => {
+        if (retry !== null) clearTimeout(retry);
         await worker.terminate();
       },
     };
@@ -293,12 +324,16 @@ class InlineRecorder implements RecorderLink {
   constructor(journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number, discard: boolean) {
     this.session = new RecorderSession(journalPath, overwrite, run, timeOriginNs, (r) => this.handlers.forEach((h) => h(r)), discard);
   }
-  post(m: TapMessage): void {
+  post(m: TapMessage): boolean {
     this.queue.push(m);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.drain());
     }
+    return true;
+  }
+  backlog(): number {
+    return 0;
   }
   onReply(f: (r: TapReply) => void): void {
     this.handlers.push(f);
@@ -307,7 +342,6 @@ class InlineRecorder implements RecorderLink {
   private drain(): void {
     this.scheduled = false;
     for (const m of this.queue.splice(0)) this.session.take(m);
-    this.session.ack();
   }
 }
 
@@ -315,7 +349,6 @@ class InlineRecorder implements RecorderLink {
 export class RecorderSession {
   private readonly writer: JournalWriter | null;
   private readonly recorder: TapRecorder | null;
-  private ackBytes = 0;
   private lastMigration = '';
   private readonly timer: NodeJS.Timeout | null;
 
@@ -326,6 +359,8 @@ export class RecorderSession {
     timeOriginNs: number,
     private readonly reply: (r: TapReply) => void,
     discard = false,
+    /** Commit on a timer (an event loop runs); the worker, which blocks on its ring, calls commit() itself. */
+    commitOnTimer = true,
   ) {
     if (discard) {
       this.writer = null;
@@ -337,12 +372,16 @@ export class RecorderSession {
     this.recorder = new TapRecorder(this.writer, run);
     // Commit now and then, so a tap killed mid-migration keeps most of its journal in SQLite (the crash tail keeps the rest).
     const w = this.writer;
-    this.timer = setInterval(() => w.flush(), 250);
+    this.timer = commitOnTimer ? setInterval(() => w.flush(), 250) : null;
+  }
+
+  /** Commits what was journaled so far. */
+  commit(): void {
+    this.writer?.flush();
   }
 
   take(m: TapMessage): void {
     const r = this.recorder;
-    if (m.type === 'data') this.ackBytes += m.bytes.length;
     if (r === null) {
       if (m.type === 'finish') this.reply({ type: 'done', summary: { connections: [], requests: 0, pages: { precopy: 0, main: 0, preempt: 0 }, migration: 'unknown', postcopy: 'unknown', breaks: 0 } });
       return;
@@ -376,12 +415,5 @@ export class RecorderSession {
       this.lastMigration = status;
       this.reply({ type: 'migration', status });
     }
-  }
-
-  /** Tells the relay how many bytes were decoded since the last ack. */
-  ack(): void {
-    if (this.ackBytes === 0) return;
-    this.reply({ type: 'ack', bytes: this.ackBytes });
-    this.ackBytes = 0;
   }
 }

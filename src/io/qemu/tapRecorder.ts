@@ -147,14 +147,14 @@ export class TapRecorder {
     this.emit(EventKind.TAP_CONN_OPEN, t, -1, 0, id, 0, pack({ client, upstream }));
   }
 
-  /** Bytes forwarded on connection `id` in `direction`, read at `t`. The chunk must stay unchanged. */
+  /** Bytes forwarded on connection `id` in `direction`, read at `t`. The chunk is read during the call only. */
   data(id: number, direction: DirectionValue, chunk: Uint8Array, t: number): void {
     const c = this.conns.get(id);
     if (c === undefined) return;
     c.bytes[direction] += chunk.length;
     if (c.stopped[direction]) return;
     if (c.role === null) {
-      c.held[direction].push(chunk);
+      c.held[direction].push(chunk.slice()); // a copy: the caller may reuse the memory after this call
       c.heldTimes[direction].push(t);
       if (direction === Direction.TO_DESTINATION) this.classify(c, false);
       return;
@@ -334,7 +334,8 @@ export class TapRecorder {
         if (this.migration === 'active') this.state(MachineId.MIGRATION, 'postcopy-active', 'POSTCOPY_START', t);
         return;
       case 'device-state':
-        this.run.deviceState = { bytes: item.bytes.length, sha256: createHash('sha256').update(item.bytes).digest('hex') };
+        // A copy: the bytes may be a view into shared memory, which hashing may refuse.
+        this.run.deviceState = { bytes: item.bytes.length, sha256: createHash('sha256').update(item.bytes.slice()).digest('hex') };
         this.sink.updateMeta({ run: this.run });
         return;
       case 'run':

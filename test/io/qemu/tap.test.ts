@@ -250,3 +250,33 @@ test('the recovery capture: the break pauses, the resumed main connection recove
   const replayed = replayTap(JournalReader.open(journal));
   t.true(replayed.ok, replayed.message);
 });
+
+test('a recorder that falls behind costs the migration nothing: the bytes are forwarded unchanged, and the journal says from which byte they were not decoded', async (t) => {
+  // The start of the plain capture's main stream, in its reads; a ring of 64 KiB cannot hold a
+  // 64 KiB read, so the recorder is "behind" at the first full read.
+  const reads = captureReads('plain', 'wire-main.gz').filter((r) => r.conn === 0 && r.dir === 0 && r.bytes.length > 0).slice(0, 200).map((r) => r.bytes);
+  const stream = Buffer.concat(reads);
+  const dest = await sink(() => Buffer.alloc(0), () => stream.length);
+  t.teardown(dest.close);
+  const journal = join(dir, 'behind.db');
+  const tap = await startTap({ listen: { host: '127.0.0.1', port: 0 }, to: { host: '127.0.0.1', port: dest.port }, journalPath: journal, maxBacklogBytes: 64 * 1024 });
+  // The first 4 KiB alone (they fit the ring: decoded), then the rest at once.
+  const s = connect({ host: '127.0.0.1', port: tap.listening.port, allowHalfOpen: true });
+  const closed = new Promise((r) => s.on('end', r));
+  s.on('data', () => {});
+  await new Promise((r) => s.once('connect', r));
+  s.write(stream.subarray(0, 4096));
+  await new Promise((r) => setTimeout(r, 200));
+  s.end(stream.subarray(4096));
+  await closed;
+  t.true(Buffer.concat(dest.received[0]!).equals(stream), 'every byte reached the destination unchanged');
+  await tap.stop();
+  const { events } = records(journal);
+  const gap = events.find((e) => e.kind === EventKind.TAP_UNDECODED);
+  t.truthy(gap, 'the journal says where decoding stopped');
+  t.is(gap!.b, 0, 'in the source → destination direction');
+  t.regex(String(unpack(gap!.payload!)), /the recorder fell \d+ bytes behind/);
+  t.true(gap!.offset >= 4096 && gap!.offset < stream.length, `from byte ${gap!.offset}`);
+  t.deepEqual(events.filter((e) => e.kind === EventKind.TAP_CONN_ROLE).map((e) => e.b), [TapRole.MAIN], 'what came before the gap was decoded: a main connection');
+  t.is(events.find((e) => e.kind === EventKind.TAP_CONN_CLOSE && e.b === 0)?.offset, stream.length, 'the byte count covers every forwarded byte');
+});
