@@ -13,14 +13,14 @@
  * same: the tap never breaks a migration it does not understand.
  *
  * Every connection the source opens is accepted and forwarded to `to` (main, preempt, an
- * unrelated client too: each journaled as its own connection). Once the first connection
- * (the main one) has closed, new connections go to `resumeTo` when given: the destination
- * recovers on another address (QEMU: migrate-recover URI).
+ * unrelated client too: each journaled as its own connection). Once the source ended the
+ * first connection (the main one), new connections go to `resumeTo` when given: the
+ * destination recovers on another address (QEMU: migrate-recover URI).
  *
  * The tap ends when every connection is closed and the migration completed or failed, or
  * on stop() (SIGINT in the CLI); it then commits the journal.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type NetConnectOpts, type Server, type Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import { TapRecorder, type DirectionValue, type TapSummary } from './tapRecorder.js';
@@ -37,7 +37,7 @@ export interface TapOptions {
   overwrite?: boolean;
   /** 'worker' (default): decode in a worker thread; 'inline': on this thread, between reads (tests, benches of the recorder itself). */
   decode?: 'worker' | 'inline' | 'none';
-  /** Bytes handed to the recorder and not yet decoded, beyond which a direction stops being decoded. Default 256 MiB. */
+  /** Bytes handed to the recorder and not yet decoded (the size of its ring, resident), beyond which a direction stops being decoded. Default 128 MiB. */
   maxBacklogBytes?: number;
   /** End by itself once every connection closed and the migration is over (default true). */
   endWhenDone?: boolean;
@@ -73,11 +73,14 @@ export type TapMessage =
 /** What the recorder tells the relay. */
 export type TapReply =
   | { type: 'migration'; status: string }
+  | { type: 'ready' }
   | { type: 'done'; summary: TapSummary }
   | { type: 'failed'; message: string };
 
 /** The recorder's side, wherever it runs. */
 interface RecorderLink {
+  /** Resolves once the recorder can take records. */
+  ready: Promise<void>;
   /** Hands a message over; false when the recorder is too far behind to take it (data only). */
   post(m: TapMessage): boolean;
   /** Bytes handed over and not yet taken. */
@@ -86,7 +89,9 @@ interface RecorderLink {
   close(): Promise<void>;
 }
 
-const DEFAULT_MAX_BACKLOG = 256 * 1024 * 1024;
+const DEFAULT_MAX_BACKLOG = 128 * 1024 * 1024;
+/** The most a socket read hands over (libuv's read size). */
+const ONE_READ = 64 * 1024;
 
 /** Starts the tap; resolves once it listens. */
 export async function startTap(o: TapOptions): Promise<TapHandle> {
@@ -127,6 +132,8 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
         log(`migration ${r.status}`);
         maybeEnd();
         return;
+      case 'ready':
+        return;
       case 'done':
         summary = r.summary;
         summaryArrived();
@@ -155,7 +162,8 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     const clientName = `${client.remoteAddress}:${client.remotePort}`;
     const upstreamName = `${target.host}:${target.port}`;
     client.setNoDelay(true);
-    const upstream = connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+    // (highWaterMark reaches the socket's stream options; @types/node does not list it for connect.)
+    const upstream = connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true, highWaterMark: ONE_READ } as NetConnectOpts);
     sockets.add(upstream);
     link.post({ type: 'open', id, t: now(), client: clientName, upstream: upstreamName });
     log(`connection ${id}: ${clientName} -> ${upstreamName}`);
@@ -192,6 +200,8 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     upstream.on('drain', () => client.resume());
     client.on('drain', () => upstream.resume());
     client.on('end', () => {
+      // The source left its first (main) connection: what it opens next is a resumption.
+      if (id === 0) firstClosed = true;
       link.post({ type: 'close', id, dir: 0, bytes: bytes[0], t: now() });
       upstream.end();
     });
@@ -200,6 +210,7 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
       client.end();
     });
     const onError = (side: DirectionValue) => (err: Error) => {
+      if (id === 0) firstClosed = true;
       if (!failed) {
         failed = true;
         link.post({ type: 'error', id, side, message: `${side === 0 ? 'source side' : 'destination side'}: ${err.message}`, t: now() });
@@ -223,7 +234,10 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
   };
 
   // pauseOnConnect: a client's bytes wait in the kernel until its upstream connection is up.
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConnection);
+  // highWaterMark of one read: a socket's write says "wait" only once more than one read is
+  // queued in it, so a read the kernel took in part does not pause its source every time.
+  await link.ready;
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: ONE_READ }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.listen.port, o.listen.host, () => {
@@ -266,8 +280,21 @@ function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, 
     const writer = new RingWriter(ring);
     const worker = new Worker(new URL('./tapWorker.js', import.meta.url), { workerData: { journalPath, overwrite, run, timeOriginNs, ring } });
     const handlers: Array<(r: TapReply) => void> = [];
-    worker.on('message', (r: TapReply) => handlers.forEach((h) => h(r)));
-    worker.on('error', (err) => handlers.forEach((h) => h({ type: 'failed', message: err.message })));
+    let isReady!: () => void;
+    let notReady!: (e: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      isReady = resolve;
+      notReady = reject;
+    });
+    worker.on('message', (r: TapReply) => {
+      if (r.type === 'ready') isReady();
+      else if (r.type === 'failed') notReady(new Error(`the tap's recorder failed: ${r.message}`));
+      handlers.forEach((h) => h(r));
+    });
+    worker.on('error', (err) => {
+      notReady(err);
+      handlers.forEach((h) => h({ type: 'failed', message: err.message }));
+    });
     // Control records must get through even when data no longer fits: they wait for room.
     const pending: TapMessage[] = [];
     let retry: NodeJS.Timeout | null = null;
@@ -293,6 +320,7 @@ function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, 
       if (pending.length > 0) retry = setTimeout(flushPending, 5);
     };
     return {
+      ready,
       post: (m) => {
         if (m.type === 'data') return pending.length === 0 && writer.put(RecordType.DATA, m.id, m.dir, m.t, 0, m.bytes);
         pending.push(m);
@@ -316,6 +344,7 @@ function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, 
  * batches, after the reads that brought them were forwarded.
  */
 class InlineRecorder implements RecorderLink {
+  readonly ready = Promise.resolve();
   private readonly queue: TapMessage[] = [];
   private scheduled = false;
   private readonly handlers: Array<(r: TapReply) => void> = [];

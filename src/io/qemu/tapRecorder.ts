@@ -405,7 +405,8 @@ export class TapRecorder {
 
   /** The stream of a connection stopped (EOF or error): a break, unless it had ended. Once per connection. */
   private streamStopped(c: TapConnection, reason: string, t: number): void {
-    if (c.broken || c.streamEnded || c.role === null || c.role === TapRole.OTHER) return;
+    // A stream no longer decoded (TAP_UNDECODED) may have ended fine or not: nothing is inferred.
+    if (c.broken || c.streamEnded || c.role === null || c.role === TapRole.OTHER || c.stopped[0]) return;
     c.broken = true;
     let why = reason;
     const decoder = c.main ?? c.preempt;

@@ -5,8 +5,6 @@
  * it commits the journal itself every 250 ms, and answers the relay with postMessage only
  * for the rare things: the migration's status when it changes, the summary at the end.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RecordType, RingReader, textOf, type RingRecord } from './tapRing.js';
 import { RecorderSession, type TapMessage, type TapReply } from './tap.js';
@@ -15,18 +13,6 @@ const port = parentPort!;
 const data = workerData as { journalPath: string; overwrite: boolean; run: Record<string, unknown>; timeOriginNs: number; ring: SharedArrayBuffer };
 const reply = (r: TapReply): void => port.postMessage(r);
 
-/**
- * The recorder runs below the forwarding thread's priority (nice +10): on a busy host the
- * thread that forwards wins the core, and the recorder catches up in between (it may fall
- * behind; the relay then stops handing it bytes rather than slow the migration down).
- * Linux names the calling thread in /proc/thread-self; elsewhere this is skipped.
- */
-try {
-  const tid = Number(/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1]);
-  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-} catch {
-  // No /proc, or not allowed: the recorder keeps the relay's priority.
-}
 
 function message(r: RingRecord): TapMessage {
   switch (r.type) {
@@ -44,16 +30,23 @@ function message(r: RingRecord): TapMessage {
       return { type: 'error', id: r.id, side: r.dir, message: textOf(r.payload), t: r.t };
     case RecordType.FINISH:
       return { type: 'finish' };
+    default:
+      throw new Error(`tap ring: a record of unknown type ${String(r.type)} at a record boundary (the ring is corrupt)`);
   }
 }
 
 try {
   const session = new RecorderSession(data.journalPath, data.overwrite, data.run, data.timeOriginNs, reply, false, false);
+  // Every page of the ring touched before the relay listens (it waits for 'ready'): first
+  // touches during a migration would cost the forwarding thread a page fault per 4 KiB.
+  new Uint8Array(data.ring).fill(0);
   const ring = new RingReader(data.ring);
+  reply({ type: 'ready' });
   let finished = false;
   let lastCommit = performance.now();
   while (!finished) {
-    ring.wait(250);
+    // Woken for connection events and a filling ring; otherwise it looks every 10 ms.
+    ring.wait(10);
     ring.drain((r) => {
       if (finished) return;
       session.take(message(r));
