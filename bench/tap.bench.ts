@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchQemu, type QemuProcess } from '../src/io/qemu/qemuProcess.js';
@@ -36,6 +36,8 @@ interface Tap {
   port: number;
   exited: Promise<number | null>;
   journal: string;
+  /** Everything it printed (the summary, with cpuMs, is the last line). */
+  out: () => string;
 }
 
 async function startTap(toPort: number, name: string): Promise<Tap> {
@@ -49,16 +51,19 @@ async function startTap(toPort: number, name: string): Promise<Tap> {
     if (child.exitCode !== null) throw new Error(`tap exited: ${out}`);
     await sleep(10);
   }
-  return { child, port: Number(/:(\d+)"/.exec(out)![1]), exited, journal };
+  return { child, port: Number(/:(\d+)"/.exec(out)![1]), exited, journal, out: () => out };
 }
 
-async function endTap(tap: Tap): Promise<void> {
+/** Waits for the tap to end (SIGINT after 20 s); returns the CPU it used, ms (user + system). */
+async function endTap(tap: Tap): Promise<number> {
   const done = await Promise.race([tap.exited, sleep(20_000).then(() => 'timeout' as const)]);
   if (done === 'timeout') {
     tap.child.kill('SIGINT');
     await tap.exited;
   }
   rmSync(tap.journal, { force: true });
+  const cpu = /"cpuMs":\{"user":(\d+),"system":(\d+)\}/.exec(tap.out());
+  return cpu === null ? NaN : Number(cpu[1]) + Number(cpu[2]);
 }
 
 /** A receiver that calls `onBytes` with each chunk's arrival time. */
@@ -117,6 +122,7 @@ async function latencyRound(reads: readonly Uint8Array[]): Promise<LatencyRound>
     const direct = await pingReads(port, reads, set);
     const tap = await startTap(port, 'latency');
     const tapped = await pingReads(tap.port, reads, set);
+    tap.child.kill('SIGINT'); // a stream that never reached its end: the tap ends on SIGINT
     await endTap(tap);
     return { direct, tapped };
   } finally {
@@ -160,8 +166,8 @@ async function measureLatency(): Promise<LatencyFigures> {
   return r;
 }
 
-/** One QEMU → QEMU postcopy migration, through a tap or not: the source's total-time, ms. */
-async function qemuMigration(throughTap: boolean): Promise<number> {
+/** One QEMU → QEMU postcopy migration, through a tap or not: the source's total-time, ms (and the tap's CPU). */
+async function qemuMigration(throughTap: boolean): Promise<{ totalMs: number; tapCpuMs: number }> {
   const qemus: QemuProcess[] = [];
   let tap: Tap | null = null;
   try {
@@ -181,22 +187,34 @@ async function qemuMigration(throughTap: boolean): Promise<number> {
     const sides = [qemuSide('src', src.qmp), qemuSide('dst', dst.qmp)];
     await migrateAndSwitch({ src: src.qmp, uri: `tcp:127.0.0.1:${tap?.port ?? dstPort}`, sides });
     const infos = await waitCompleted(sides, 180_000);
-    return infos.src!['total-time'] ?? NaN;
+    const totalMs = infos.src!['total-time'] ?? NaN;
+    for (const q of qemus.splice(0)) await q.dispose();
+    const tapCpuMs = tap === null ? 0 : await endTap(tap);
+    tap = null;
+    return { totalMs, tapCpuMs };
   } finally {
     for (const q of qemus) await q.dispose();
     if (tap !== null) await endTap(tap);
   }
 }
 
-let qemuTotals: { direct: number[]; tapped: number[] } | null = null;
+let qemuTotals: { direct: number[]; tapped: number[]; tapCpu: number[] } | null = null;
 
-async function measureQemu(): Promise<{ direct: number[]; tapped: number[] }> {
+async function measureQemu(): Promise<{ direct: number[]; tapped: number[]; tapCpu: number[] }> {
   if (qemuTotals !== null) return qemuTotals;
-  const r = { direct: [] as number[], tapped: [] as number[] };
+  const r = { direct: [] as number[], tapped: [] as number[], tapCpu: [] as number[] };
   for (let i = 0; i < QEMU_PAIRS; i++) {
     // Alternating, the order flipped each pair: neither side always runs on a warmer machine.
     const order = i % 2 === 0 ? [false, true] : [true, false];
-    for (const through of order) (through ? r.tapped : r.direct).push(await qemuMigration(through));
+    for (const through of order) {
+      const m = await qemuMigration(through);
+      if (through) {
+        r.tapped.push(m.totalMs);
+        r.tapCpu.push(m.tapCpuMs);
+      } else {
+        r.direct.push(m.totalMs);
+      }
+    }
   }
   qemuTotals = r;
   return r;
@@ -216,7 +234,7 @@ export const benchmarks: Benchmark[] = [
         runs: ROUNDS,
         higherIsBetter: false,
         baseline: { name: 'the direct path\'s own p50 (sender → receiver, no tap)', median: median(r.direct50), source: 'measured' },
-        notes: `${r.reads} reads per round (the plain capture's main stream in its reads, then 2 000 single 4 KiB pages and 2 000 12-byte writes); added p50 per round ${us(r.p50)} µs; for the small writes alone ${us(r.small50)} µs; goal ≤ 20 µs`,
+        notes: `load average ${loadavg()[0]!.toFixed(1)}; ${r.reads} reads per round (the plain capture's main stream in its reads, then 2 000 single 4 KiB pages and 2 000 12-byte writes); added p50 per round ${us(r.p50)} µs; for the small writes alone ${us(r.small50)} µs; goal ≤ 20 µs`,
       };
     },
   },
@@ -246,7 +264,7 @@ export const benchmarks: Benchmark[] = [
         runs: QEMU_PAIRS,
         higherIsBetter: false,
         baseline: { name: 'the same migration without the tap', median: median(r.direct), source: 'measured' },
-        notes: `source total-time through the tap ${r.tapped.join(', ')} ms; direct ${r.direct.join(', ')} ms; goal ≤ 1.05 ×`,
+        notes: `source total-time through the tap ${r.tapped.join(', ')} ms; direct ${r.direct.join(', ')} ms; CPU the tap used per migration (both threads) ${r.tapCpu.join(', ')} ms; load average before ${loadavg()[0]!.toFixed(1)}; goal ≤ 1.05 ×`,
       };
     },
   },

@@ -46,7 +46,9 @@ export async function tapCommand(o: TapCommandOptions): Promise<number> {
   process.off('SIGTERM', onSignal);
   const s = result.summary;
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ journal: result.journalPath, ...s, forwarded: result.forwarded, durationMs: Math.round(result.durationMs) })}\n`);
+    // CPU the tap used (both threads): what recording a migration costs the host.
+    const cpu = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ journal: result.journalPath, ...s, forwarded: result.forwarded, durationMs: Math.round(result.durationMs), cpuMs: { user: Math.round(cpu.user / 1000), system: Math.round(cpu.system / 1000) } })}\n`);
   } else {
     process.stdout.write(
       `${result.journalPath}: migration ${s.migration} (postcopy ${s.postcopy}), ${s.connections.length} connection(s) (${s.connections.map((c) => c.role).join(', ')}), ` +
