@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { startTap, type TapResult } from '../io/qemu/tap.js';
 import { parseEndpoint } from './options.js';
@@ -19,7 +19,7 @@ export interface TapCommandOptions {
  * relays a QEMU migration and journals it (io/qemu/tap.ts). Runs until the migration is
  * over and every connection closed, or until SIGINT / SIGTERM; commits the journal and
  * exits 0. Exit 2: bad options, an existing journal without --force, or the listening
- * address refused.
+ * address refused. Exit 4: the recorder failed (forwarding went on to the end regardless).
  */
 export async function tapCommand(o: TapCommandOptions): Promise<number> {
   const listen = parseEndpoint(o.listen, '--listen');
@@ -27,6 +27,7 @@ export async function tapCommand(o: TapCommandOptions): Promise<number> {
   const resumeTo = o.resumeTo === undefined ? undefined : parseEndpoint(o.resumeTo, '--resume-to');
   const journalPath = resolve(o.journal);
   if (existsSync(journalPath) && !o.force) throw new UsageError(`${o.journal} exists: choose another --journal or pass --force to replace it`);
+  if (!existsSync(dirname(journalPath))) throw new UsageError(`--journal ${o.journal}: the folder ${dirname(journalPath)} does not exist`);
   const log = o.quiet ? () => {} : (line: string) => process.stderr.write(`tap: ${line}\n`);
   let handle;
   try {
@@ -45,6 +46,11 @@ export async function tapCommand(o: TapCommandOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   const s = result.summary;
+  if (s === null) {
+    // The migration was forwarded to its end; only the record is incomplete.
+    process.stderr.write(`postcopy tap: the recorder failed, forwarding went on to the end: ${result.recorderError ?? 'unknown error'}; ${result.journalPath} holds what was committed before\n`);
+    return 4;
+  }
   if (o.json) {
     // CPU the tap used (both threads): what recording a migration costs the host.
     const cpu = process.cpuUsage();

@@ -46,7 +46,9 @@ export interface TapOptions {
 
 export interface TapResult {
   journalPath: string;
-  summary: TapSummary;
+  /** Null when the recorder failed (`recorderError`): the journal holds what it committed before. */
+  summary: TapSummary | null;
+  recorderError?: string;
   /** Bytes forwarded in all, per direction. */
   forwarded: { toDestination: number; toSource: number };
   durationMs: number;
@@ -122,6 +124,7 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     fail = reject;
   });
   let summary: TapSummary | null = null;
+  let recorderError: string | undefined;
   let summaryArrived!: () => void;
   const summaryPromise = new Promise<void>((r) => (summaryArrived = r));
 
@@ -139,8 +142,10 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
         summaryArrived();
         return;
       case 'failed':
-        log(`recorder failed: ${r.message}`);
-        fail(new Error(`the tap's recorder failed: ${r.message}`));
+        // Forwarding goes on: a recorder that broke must not break the migration it records.
+        log(`recorder failed (forwarding goes on, the journal stops here): ${r.message}`);
+        recorderError ??= r.message;
+        summaryArrived();
         return;
     }
   });
@@ -261,8 +266,8 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
       link.post({ type: 'finish' });
       await Promise.race([summaryPromise, done.then(() => undefined)]);
       await link.close();
-      const result: TapResult = { journalPath: o.journalPath, summary: summary!, forwarded, durationMs: performance.now() - started };
-      log(`journal committed: ${summary!.requests} page requests, pages ${summary!.pages.precopy} precopy + ${summary!.pages.main} main + ${summary!.pages.preempt} preempt, migration ${summary!.migration}`);
+      const result: TapResult = { journalPath: o.journalPath, summary, forwarded, durationMs: performance.now() - started, ...(recorderError === undefined ? {} : { recorderError }) };
+      if (summary !== null) log(`journal committed: ${summary.requests} page requests, pages ${summary.pages.precopy} precopy + ${summary.pages.main} main + ${summary.pages.preempt} preempt, migration ${summary.migration}`);
       settle(result);
       return result;
     })();

@@ -58,5 +58,5 @@ try {
     }
   }
 } catch (err) {
-  reply({ type: 'failed', message: (err as Error).stack ?? String(err) });
+  reply({ type: 'failed', message: err instanceof Error ? err.message : String(err) });
 }

@@ -6,10 +6,12 @@
  * channel, the break and the resume, inspect's figures on the result).
  */
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { unpack } from 'msgpackr';
 import { EventKind, TapRole, type EventRecord } from '../../../src/engine/events.js';
@@ -279,4 +281,23 @@ test('a recorder that falls behind costs the migration nothing: the bytes are fo
   t.true(gap!.offset >= 4096 && gap!.offset < stream.length, `from byte ${gap!.offset}`);
   t.deepEqual(events.filter((e) => e.kind === EventKind.TAP_CONN_ROLE).map((e) => e.b), [TapRole.MAIN], 'what came before the gap was decoded: a main connection');
   t.is(events.find((e) => e.kind === EventKind.TAP_CONN_CLOSE && e.b === 0)?.offset, stream.length, 'the byte count covers every forwarded byte');
+});
+
+test('postcopy tap refuses bad options and an existing journal with exit 2 and one line naming the option', (t) => {
+  const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'tap', ...args], { encoding: 'utf8' });
+  const bad = run(['--listen', 'nowhere', '--to', '127.0.0.1:1', '--journal', join(dir, 'x.db')]);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /postcopy tap: --listen must be HOST:PORT/);
+  const existing = join(dir, 'existing.db');
+  writeFileSync(existing, '');
+  const taken = run(['--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--journal', existing]);
+  t.is(taken.status, 2);
+  t.regex(taken.stderr, /exists: choose another --journal or pass --force/);
+  const nowhere = run(['--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--journal', join(dir, 'no', 'such', 'x.db')]);
+  t.is(nowhere.status, 2);
+  t.regex(nowhere.stderr, /--journal .*: the folder .* does not exist/);
+  t.is(nowhere.stderr.trim().split('\n').length, 1, 'one line');
+  const missing = run(['--listen', '127.0.0.1:0']);
+  t.is(missing.status, 2, 'without --to');
 });
