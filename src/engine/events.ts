@@ -64,7 +64,7 @@ export const EventKind = {
   /** The fault was for a vCPU: a = vCPU index (-1 not a vCPU), b = FaultDisposition; block, offset = host page. */
   FX_FAULT_SEEN: 46,
 
-  // ---- observations (imported QEMU traces only; an engine never writes them)
+  // ---- observations (imported QEMU traces, and `postcopy tap` below; an engine never writes them)
   /** QEMU's mark_postcopy_blocktime_begin: offset = fault address, a = vCPU, b = already_received. */
   TR_BLOCKTIME_BEGIN: 64,
   /** QEMU's mark_postcopy_blocktime_end: offset = placed host address, a = affected vCPU count, b = QEMU's running total (ms). */
