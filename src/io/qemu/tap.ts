@@ -241,15 +241,25 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
   // pauseOnConnect: a client's bytes wait in the kernel until its upstream connection is up.
   // highWaterMark of one read: a socket's write says "wait" only once more than one read is
   // queued in it, so a read the kernel took in part does not pause its source every time.
-  await link.ready;
+  try {
+    await link.ready;
+  } catch (err) {
+    await link.close();
+    throw err;
+  }
   const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: ONE_READ }, onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.listen.port, o.listen.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.listen.port, o.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await link.close(); // the recorder thread would keep the process alive
+    throw err;
+  }
   const address = server.address();
   const listening = { host: o.listen.host, port: typeof address === 'object' && address !== null ? address.port : o.listen.port };
   log(`listening on ${listening.host}:${listening.port}, forwarding to ${o.to.host}:${o.to.port}${o.resumeTo ? ` (after the first connection closed: ${o.resumeTo.host}:${o.resumeTo.port})` : ''}; journal ${o.journalPath}`);

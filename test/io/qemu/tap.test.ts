@@ -283,21 +283,27 @@ test('a recorder that falls behind costs the migration nothing: the bytes are fo
   t.is(events.find((e) => e.kind === EventKind.TAP_CONN_CLOSE && e.b === 0)?.offset, stream.length, 'the byte count covers every forwarded byte');
 });
 
-test('postcopy tap refuses bad options and an existing journal with exit 2 and one line naming the option', (t) => {
+test('postcopy tap refuses bad options, an existing journal and a taken address with exit 2 and one line naming the option', async (t) => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  t.teardown(() => taken.close());
   const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
-  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'tap', ...args], { encoding: 'utf8' });
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'tap', ...args], { encoding: 'utf8', timeout: 30_000 });
   const bad = run(['--listen', 'nowhere', '--to', '127.0.0.1:1', '--journal', join(dir, 'x.db')]);
   t.is(bad.status, 2);
   t.regex(bad.stderr, /postcopy tap: --listen must be HOST:PORT/);
   const existing = join(dir, 'existing.db');
   writeFileSync(existing, '');
-  const taken = run(['--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--journal', existing]);
-  t.is(taken.status, 2);
-  t.regex(taken.stderr, /exists: choose another --journal or pass --force/);
+  const exists = run(['--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--journal', existing]);
+  t.is(exists.status, 2);
+  t.regex(exists.stderr, /exists: choose another --journal or pass --force/);
   const nowhere = run(['--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--journal', join(dir, 'no', 'such', 'x.db')]);
   t.is(nowhere.status, 2);
   t.regex(nowhere.stderr, /--journal .*: the folder .* does not exist/);
   t.is(nowhere.stderr.trim().split('\n').length, 1, 'one line');
+  const busy = run(['--listen', `127.0.0.1:${(taken.address() as { port: number }).port}`, '--to', '127.0.0.1:1', '--journal', join(dir, 'busy.db')]);
+  t.is(busy.status, 2, 'the listening address is taken: refused, and the recorder thread does not keep the process alive');
+  t.regex(busy.stderr, /postcopy tap: --listen 127\.0\.0\.1:\d+: listen EADDRINUSE/);
   const missing = run(['--listen', '127.0.0.1:0']);
   t.is(missing.status, 2, 'without --to');
 });
