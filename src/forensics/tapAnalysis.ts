@@ -5,7 +5,9 @@
  * (served) from one whose page was already on its way (in flight), and which pages crossed
  * the relay before a break but never reached the destination.
  *
- * Memory: one Float64Array per RAM block, a slot per target page (16 MiB per 8 GiB of RAM).
+ * Memory: per RAM block that pages crossed for, a Float64Array with a slot per target page (16 MiB
+ * per 8 GiB of RAM), or a map of the pages seen for a block too large for that (a journal's meta
+ * may claim any length: nothing is allocated from the claim alone).
  */
 import { unpack } from 'msgpackr';
 import { TARGET_PAGE_SIZE } from '../engine/constants.js';
@@ -16,11 +18,37 @@ import type { JournalMeta } from '../journal/meta.js';
 
 /** How many requests and lost pages a break lists (the counts are whole). */
 const MAX_LISTED = 50;
+/** Blocks of more target pages than this keep their crossing times in a map (2^24 pages: 64 GiB). */
+const MAX_DENSE_PAGES = 1 << 24;
+
+/** When each target page of a block last crossed the relay (NaN: never). */
+class PageTimes {
+  private dense: Float64Array | null = null;
+  private sparse: Map<number, number> | null = null;
+  constructor(readonly pages: number) {}
+  set(page: number, t: number): void {
+    if (!(page >= 0 && page < this.pages)) return;
+    if (this.pages <= MAX_DENSE_PAGES) (this.dense ??= new Float64Array(this.pages).fill(NaN))[page] = t;
+    else (this.sparse ??= new Map()).set(page, t);
+  }
+  get(page: number): number {
+    if (this.dense !== null) return this.dense[page] ?? NaN;
+    return this.sparse?.get(page) ?? NaN;
+  }
+  /** Every page that crossed, with its time. */
+  *crossed(): Generator<[number, number]> {
+    if (this.dense !== null) {
+      for (let p = 0; p < this.dense.length; p++) if (!Number.isNaN(this.dense[p]!)) yield [p, this.dense[p]!];
+    } else if (this.sparse !== null) {
+      yield* this.sparse;
+    }
+  }
+}
 
 export class TapTracker {
   private readonly connections = new Map<number, TapFindings['connections'][number] & { ended: [boolean, boolean] }>();
-  /** Per block, per target page: when it last crossed the relay in postcopy (NaN: never). */
-  private readonly lastCrossed: Float64Array[];
+  /** Per block, per target page: when it last crossed the relay in postcopy. */
+  private readonly lastCrossed: PageTimes[];
   /** Time of the last break (requests are "in flight" only against pages that crossed after it). */
   private lastBreakT = -Infinity;
   private readonly breaks: TapFindings['breaks'] = [];
@@ -35,19 +63,18 @@ export class TapTracker {
   private resumeAcks = 0;
 
   constructor(private readonly meta: JournalMeta) {
-    this.lastCrossed = meta.blocks.map((b) => new Float64Array(Math.ceil(b.length / TARGET_PAGE_SIZE)).fill(NaN));
+    this.lastCrossed = meta.blocks.map((b) => new PageTimes(Math.ceil(b.length / TARGET_PAGE_SIZE)));
   }
 
   /** A page crossed the relay towards the destination in postcopy. */
   crossed(block: number, offset: number, t: number): void {
-    const pages = this.lastCrossed[block];
-    if (pages !== undefined) pages[Math.floor(offset / TARGET_PAGE_SIZE)] = t;
+    this.lastCrossed[block]?.set(Math.floor(offset / TARGET_PAGE_SIZE), t);
   }
 
   /** When the page at `offset` last crossed since the last break, or null: a request for it then is in flight. */
   inFlightSince(block: number, offset: number): number | null {
-    const t = this.lastCrossed[block]?.[Math.floor(offset / TARGET_PAGE_SIZE)];
-    return t !== undefined && !Number.isNaN(t) && t > this.lastBreakT ? t : null;
+    const t = this.lastCrossed[block]?.get(Math.floor(offset / TARGET_PAGE_SIZE)) ?? NaN;
+    return !Number.isNaN(t) && t > this.lastBreakT ? t : null;
   }
 
   /** A request whose page had crossed `leadNs` before it. */
@@ -130,17 +157,25 @@ export class TapTracker {
     const blk = this.meta.blocks[block];
     if (pages === undefined || blk === undefined || payload === null || payload.length < 16) return;
     const bitmap = payload.subarray(8, payload.length - 8);
-    const bit = (p: number): boolean => (p >> 3 < bitmap.length ? (bitmap[p >> 3]! >> (p & 7)) & 1 : 0) === 1;
+    const bit = (p: number): boolean => (Math.floor(p / 8) < bitmap.length ? (bitmap[Math.floor(p / 8)]! >> (p % 8)) & 1 : 0) === 1;
+    // The bits set, counted a byte at a time (the bitmap's own length bounds the work).
     let received = 0;
-    for (let p = 0; p < pages.length; p++) if (bit(p)) received++;
-    this.recvBitmaps.push({ tMs: t / 1e6, block: blk.name, receivedPages: received, pages: pages.length });
+    const bits = Math.min(pages.pages, bitmap.length * 8);
+    for (let i = 0; i < bitmap.length && i * 8 < bits; i++) {
+      let b = bitmap[i]!;
+      if ((i + 1) * 8 > bits) b &= (1 << (bits - i * 8)) - 1;
+      while (b !== 0) {
+        b &= b - 1;
+        received++;
+      }
+    }
+    this.recvBitmaps.push({ tMs: t / 1e6, block: blk.name, receivedPages: received, pages: pages.pages });
     const last = this.breaks[this.breaks.length - 1];
     if (last === undefined) return;
     const breakT = last.tMs * 1e6;
     let lost = 0;
-    for (let p = 0; p < pages.length; p++) {
-      const crossedAt = pages[p]!;
-      if (Number.isNaN(crossedAt) || crossedAt > breakT || bit(p)) continue;
+    for (const [p, crossedAt] of pages.crossed()) {
+      if (crossedAt > breakT || bit(p)) continue;
       lost++;
       if (last.lostPages.length < MAX_LISTED) last.lostPages.push({ block: blk.name, offset: p * TARGET_PAGE_SIZE, crossedAtMs: crossedAt / 1e6 });
     }

@@ -13,7 +13,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { unpack } from 'msgpackr';
+import { pack, unpack } from 'msgpackr';
 import { EventKind, TapRole, type EventRecord } from '../../../src/engine/events.js';
 import { analyzeJournal } from '../../../src/forensics/analysis.js';
 import { startTap } from '../../../src/io/qemu/tap.js';
@@ -306,4 +306,22 @@ test('postcopy tap refuses bad options, an existing journal and a taken address 
   t.regex(busy.stderr, /postcopy tap: --listen 127\.0\.0\.1:\d+: listen EADDRINUSE/);
   const missing = run(['--listen', '127.0.0.1:0']);
   t.is(missing.status, 2, 'without --to');
+});
+
+test('a tap journal whose meta claims a block of 2^50 bytes is analysed without allocating for the claim', (t) => {
+  const journal = join(dir, 'huge.db');
+  const meta = { ...TapRecorder.initialMeta({ kind: 'tap' }, 0), blocks: [{ name: 'pc.ram', length: 2 ** 50, hostPageSize: 4096, hostAddress: 0x7f00_0000_0000 }] };
+  const w = JournalWriter.create(journal, meta, { overwrite: true });
+  const state = (machine: number, from: string, to: string) => w.append(EventKind.FX_STATE, 1, -1, -1, 0, machine, 0, pack({ from, to, event: 'x' }));
+  state(0, 'NONE', 'LISTENING');
+  w.append(EventKind.IN_PAGE, 2, -1, 0, 2 ** 49, 0, 0, null);
+  w.append(EventKind.FX_REQUEST, 3, -1, 0, 2 ** 49, 4096, 0, null);
+  w.append(EventKind.FX_REQUEST, 4, -1, 0, 2 ** 48, 4096, 0, null);
+  w.close();
+  const r = JournalReader.open(journal);
+  const a = analyzeJournal(r);
+  r.close();
+  t.is(a.tap!.requests.count, 2);
+  t.is(a.tap!.requests.alreadyInFlight, 1, 'the page at 2^49 had crossed before its request');
+  t.deepEqual(a.requests.outstanding.map((o) => o.offset), [2 ** 48]);
 });
