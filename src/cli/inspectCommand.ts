@@ -1,6 +1,6 @@
 import { JournalError } from '../errors.js';
 import { analyzeJournal } from '../forensics/analysis.js';
-import { answeringChannels, blocktimeDifference, channelCounts, phasesOf, qemuMs, splitErrors, stateInWords, verdict, type Analysis } from '../forensics/analysisTypes.js';
+import { answeringChannels, blocktimeDifference, channelCounts, phasesOf, qemuMs, splitErrors, stateInWords, verdict, type Analysis, type TapFindings } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { createProgress } from './progress.js';
 import { formatMs } from '../text.js';
@@ -107,7 +107,7 @@ const edge = (ms: number): string => (ms >= 1000 ? `${+(ms / 1000).toFixed(3)} s
 export function formatAnalysis(a: Analysis): string {
   const out: string[] = [];
   const j = a.journal;
-  const what = j.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine journal';
+  const what = j.source === 'qemu-trace' ? 'imported QEMU trace' : j.source === 'tap' ? 'recorded by postcopy tap (a relay between QEMU source and destination)' : 'engine journal';
   out.push(`${j.path}: ${what}, ${count(j.events)} events, ${j.blocks.length} block(s), ${a.vcpus} vCPU(s)${j.capabilities.length ? `, ${j.capabilities.join(', ')}` : ''}`);
   out.push(`status ${a.status}   PostcopyState ${a.postcopyState}   journal ${formatMs(a.durationMs)} (every time below is since the journal's start; first event at ${at(a.firstEventMs)}, last at ${at(a.durationMs)})`);
   const v = verdict(a);
@@ -130,8 +130,9 @@ export function formatAnalysis(a: Analysis): string {
   out.push('', ...timelineSection(a));
   if (a.stderr.length > 0) out.push('', `QEMU's stderr (${a.stderr.length} line(s))`, ...columns(a.stderr.map((l) => [at(l.tMs), `#${l.seq}`, l.text]), [true, true, false]));
   out.push('', ...pausesSection(a));
-  out.push('', ...blocktimeSection(a));
-  out.push('', ...faultsSection(a));
+  if (a.tap !== undefined) out.push('', ...tapSection(a, a.tap));
+  // A relay sees no faults: no blocktime, no fault latencies.
+  if (a.tap === undefined) out.push('', ...blocktimeSection(a), '', ...faultsSection(a));
   if (ended) out.push('', ...outstandingSection(a));
   out.push('', ...pagesSection(a));
   out.push('', ...errorsSection(a));
@@ -140,12 +141,47 @@ export function formatAnalysis(a: Analysis): string {
 
 function outstandingSection(a: Analysis): string[] {
   const o = a.requests.outstanding;
-  const head = `Outstanding requests (requested, never placed): ${o.length}`;
+  const head = `Outstanding requests (requested, never ${a.tap === undefined ? 'placed' : 'answered by a page on the wire'}): ${o.length}`;
   if (o.length === 0) return [head];
   const shown = o.slice(0, 20);
   const rows = [['seq', 'block', 'offset', 'address', 'requested at', 'age'], ...shown.map((r) => [`#${r.seq}`, r.block, hex(r.offset), hex(r.address), at(r.requestedAtMs), formatMs(r.ageMs)])];
   const lines = [head, ...columns(rows, [false, false, true, true, true, true])];
   if (o.length > shown.length) lines.push(`  ... and ${o.length - shown.length} more (oldest first; --json lists all)`);
+  return lines;
+}
+
+/** A tap journal: the connections, requests served or already in flight, and each break. */
+function tapSection(a: Analysis, tap: TapFindings): string[] {
+  const r = tap.requests;
+  const lines = [`Connections through the tap: ${tap.connections.length}`];
+  const rows = [['id', 'role', 'opened', 'closed', 'to destination', 'to source', ''], ...tap.connections.map((c) => [
+    String(c.id),
+    c.role,
+    at(c.openedMs),
+    c.closedMs === null ? 'open at the end' : at(c.closedMs),
+    `${count(c.bytesToDestination)} B`,
+    `${count(c.bytesToSource)} B`,
+    [c.error === null ? '' : `error: ${c.error}`, ...c.undecoded.map((u) => `not decoded ${u.direction} from byte ${count(u.fromByte)}: ${u.reason}`)].filter((x) => x).join('; '),
+  ])];
+  lines.push(...columns(rows, [true, false, true, true, true, true, false]));
+  lines.push(`Requests seen on the return path: ${count(r.count)} (compare with the source's ram.postcopy-requests): ${count(r.served)} served (a page of it crossed the relay after it), ${count(r.alreadyInFlight)} already in flight (its page had crossed before it), ${count(r.unanswered)} never answered`);
+  for (const { name, answered: x } of [{ name: 'main', answered: a.requests.answeredBy.main }, { name: 'preempt', answered: a.requests.answeredBy.preempt }]) {
+    if (x.count > 0) lines.push(`  served on the ${name} channel: ${count(x.count)}, request → page on the wire p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
+  }
+  if (r.alreadyInFlight > 0) lines.push(`  already in flight: the page had crossed p50 ${formatMs(r.inFlightLead.p50Ms)}, p99 ${formatMs(r.inFlightLead.p99Ms)} before its request`);
+  lines.push(`PING ${tap.pings}, PONG ${tap.pongs}, SHUT ${tap.shut === null ? 'not seen' : `${tap.shut.status} at ${at(tap.shut.tMs)}`}, RESUME_ACK ${tap.resumeAcks}`);
+  for (const [n, b] of tap.breaks.entries()) {
+    lines.push(`Break ${n + 1} at ${at(b.tMs)} (#${b.seq}): ${b.reason}`);
+    lines.push(`  requests in flight at the break (crossed the relay, no page after them; the source may never have read them): ${count(b.requestsInFlight)}`);
+    if (b.requests.length > 0) {
+      lines.push(...columns([['block', 'offset', 'requested at', 'age at the break'], ...b.requests.map((q) => [q.block, hex(q.offset), at(q.requestedAtMs), formatMs(q.ageMs)])], [false, true, true, true], '    '));
+      if (b.requestsInFlight > b.requests.length) lines.push(`    ... and ${count(b.requestsInFlight - b.requests.length)} more (--json)`);
+    }
+    lines.push(b.pagesLost === null
+      ? '  pages lost in flight: unknown (no receive bitmaps after this break)'
+      : `  pages that crossed the relay before the break but never reached the destination (its receive bitmaps): ${count(b.pagesLost)}${b.lostPages.length ? `, last: ${b.lostPages.slice(0, 5).map((p) => `${p.block} ${hex(p.offset)} at ${at(p.crossedAtMs)}`).join(', ')}` : ''}`);
+  }
+  if (tap.recvBitmaps.length > 0) lines.push(`Receive bitmaps: ${tap.recvBitmaps.map((b) => `${b.block} ${count(b.receivedPages)}/${count(b.pages)}`).join(', ')}`);
   return lines;
 }
 
@@ -223,6 +259,12 @@ function pagesSection(a: Analysis): string[] {
   const ph = phasesOf(a);
   const phases = `Phases: precopy ${ph.precopyMs === null ? '—' : formatMs(ph.precopyMs)} (first event → LISTENING), postcopy ${ph.postcopyMs === null ? '—' : formatMs(ph.postcopyMs)} (LISTENING → ${ph.postcopyEnded ? 'END' : 'the end of the journal, never ended'}), journal ${formatMs(ph.journalMs)}`;
   const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${count(p.precopy)} precopy pages (re-sent dirty pages included)`;
+  if (a.tap !== undefined) {
+    return [
+      phases,
+      `Pages: ${count(p.placed)} crossed the relay in postcopy (${count(p.zero)} zero pages; by channel: ${channels}), ${count(p.precopy)} in precopy (re-sent dirty pages included)`,
+    ];
+  }
   const answered = answeringChannels(a).map(({ name, answered: x }) =>
     `  answered by the ${name}: ${count(x.count)}, request → placement p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}, max ${formatMs(x.maxMs)}`);
   return [

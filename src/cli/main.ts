@@ -114,6 +114,21 @@ program
   });
 
 program
+  .command('tap')
+  .description('Relay a live QEMU → QEMU migration and journal what crosses it: commands, pages per channel, requests, breaks and resumes (runs until the migration ends or SIGINT; exit 0 journal committed, 2 bad options)')
+  .requiredOption('--listen <host:port>', 'where the source connects (migrate uri=tcp:HOST:PORT); port 0 picks one (printed)')
+  .requiredOption('--to <host:port>', 'the destination QEMU (its -incoming tcp:HOST:PORT)')
+  .option('--resume-to <host:port>', 'where connections go once the first (main) connection closed: the destination\'s migrate-recover URI')
+  .option('--journal <path>', 'journal file', 'postcopy-tap.db')
+  .option('--force', 'replace the --journal file if it exists')
+  .option('--json', 'print the listening address and the summary as JSON lines')
+  .option('--quiet', 'no progress lines on stderr')
+  .action(async (o) => {
+    const { tapCommand } = await import('./tapCommand.js');
+    return exit(await tapCommand(o));
+  });
+
+program
   .command('replay')
   .description('Replay a journal through a fresh engine and report the first divergence (exit 0 match, 1 divergence, 2 unreadable); an imported QEMU trace is checked instead (its analysis and QEMU\'s blocktime replay)')
   .argument('<journal>', 'journal file')

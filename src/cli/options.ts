@@ -50,3 +50,12 @@ export function refuseGuestTooLarge(text: string, size: number, copies: number, 
     throw new UsageError(`--size ${text} (${formatBytes(size)}) is larger than the largest buffer Node can allocate (${formatBytes(bufferConstants.MAX_LENGTH)})`);
   }
 }
+
+/** HOST:PORT ('127.0.0.1:4444', '[::1]:4444') of an option, or a UsageError naming it. */
+export function parseEndpoint(text: string, option: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(text.trim());
+  if (!m || m[1] === '') throw new UsageError(`${option} must be HOST:PORT, e.g. 127.0.0.1:4444, got '${text}'`);
+  const port = Number(m[2]);
+  if (!(port >= 0 && port <= 65535)) throw new UsageError(`${option}: port ${m[2]} is not in 0..65535`);
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}

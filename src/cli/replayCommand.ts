@@ -3,6 +3,7 @@ import { analyzeJournal } from '../forensics/analysis.js';
 import { readableNote } from './inspectCommand.js';
 import { JournalReader } from '../journal/journalReader.js';
 import { replay } from '../journal/replay.js';
+import { replayTap, TAP_REPLAY_MEANING } from '../journal/tapReplay.js';
 import { EVENT_KIND_NAMES } from '../engine/events.js';
 import { createProgress } from './progress.js';
 import { describeRecord } from './describe.js';
@@ -27,6 +28,18 @@ export function replayCommand(path: string, opts: ReplayCommandOptions): number 
   if (journal.meta.source === 'qemu-trace') {
     try {
       return checkImported(journal, opts);
+    } catch (err) {
+      return unreadable(err, opts.json);
+    } finally {
+      journal.close();
+    }
+  }
+  if (journal.meta.source === 'tap') {
+    try {
+      const r = replayTap(journal);
+      if (opts.json) console.log(JSON.stringify({ ok: r.ok, source: 'tap', inputs: r.inputs, skipped: r.skipped, refused: r.refused, recorded: r.recorded, engine: r.engine, note: TAP_REPLAY_MEANING }, null, 2));
+      else console.log(`${journal.path}: ${TAP_REPLAY_MEANING}.\n  ${r.message}\nnext: postcopy inspect ${journal.path}`);
+      return r.ok ? 0 : 1;
     } catch (err) {
       return unreadable(err, opts.json);
     } finally {

@@ -64,13 +64,29 @@ export const EventKind = {
   /** The fault was for a vCPU: a = vCPU index (-1 not a vCPU), b = FaultDisposition; block, offset = host page. */
   FX_FAULT_SEEN: 46,
 
-  // ---- observations (imported QEMU traces only; an engine never writes them)
+  // ---- observations (imported QEMU traces, and `postcopy tap` below; an engine never writes them)
   /** QEMU's mark_postcopy_blocktime_begin: offset = fault address, a = vCPU, b = already_received. */
   TR_BLOCKTIME_BEGIN: 64,
   /** QEMU's mark_postcopy_blocktime_end: offset = placed host address, a = affected vCPU count, b = QEMU's running total (ms). */
   TR_BLOCKTIME_END: 65,
   /** Any other trace line worth keeping: payload = { event, line, tid, text }. */
   TR_NOTE: 66,
+
+  // ---- observations of `postcopy tap` (a relay between a QEMU source and destination; time = at the relay)
+  /** A connection accepted and forwarded. a = connection id (accept order from 0); payload = { client, upstream } (host:port). */
+  TAP_CONN_OPEN: 80,
+  /** What a connection turned out to be from its first bytes. a = connection id; b = TapRole. */
+  TAP_CONN_ROLE: 81,
+  /** One direction of a connection ended (EOF). a = connection id; b = direction (0 source → destination, 1 destination → source); offset = bytes forwarded that way. */
+  TAP_CONN_CLOSE: 82,
+  /** A socket error ended a connection. a = connection id; b = the side that failed (0 source side, 1 destination side); offset = bytes forwarded source → destination, then; payload = message (msgpack string). */
+  TAP_CONN_ERROR: 83,
+  /** The tap stopped decoding a direction (bytes it cannot decode, or it fell behind); forwarding went on. a = connection id; b = direction; offset = the byte from which nothing was decoded; payload = reason (msgpack string). */
+  TAP_UNDECODED: 84,
+  /** PONG on the return path. a = connection id; b = the value (answers the PING of that value). */
+  TAP_PONG: 85,
+  /** SHUT on the return path: the destination is done. a = connection id; b = status (0 fine). */
+  TAP_SHUT: 86,
 } as const;
 export type EventKindValue = (typeof EventKind)[keyof typeof EventKind];
 
@@ -103,6 +119,20 @@ export const MachineId = {
 } as const;
 export type MachineIdValue = (typeof MachineId)[keyof typeof MachineId];
 export const MACHINE_NAMES = ['postcopy', 'migration', 'faultThread', 'preemptThread'] as const;
+
+/** What a connection through `postcopy tap` carries (TAP_CONN_ROLE field b). */
+export const TapRole = {
+  /** A first main connection ("QEVM" header): migration stream and return path. */
+  MAIN: 0,
+  /** A preempt channel (RAM records from its first byte). */
+  PREEMPT: 1,
+  /** The main connection of a resumed migration (no header: RECV_BITMAP commands first). */
+  RESUMED_MAIN: 2,
+  /** Not a QEMU migration connection (forwarded all the same). */
+  OTHER: 3,
+} as const;
+export type TapRoleValue = (typeof TapRole)[keyof typeof TapRole];
+export const TAP_ROLE_NAMES = ['main', 'preempt', 'resumed main', 'not QEMU'] as const;
 
 /** FX_REQUEST flags (field b). */
 export const RequestFlag = {

@@ -15,7 +15,9 @@
  *   feeds it; an imported trace's TR_BLOCKTIME_* through the same replay that
  *   reproduces QEMU's figures from a trace file (io/qemuTraceBlocktime.ts);
  * - blocktime, `exact` mode, fault latencies, outstanding requests, page counts: faults
- *   and placements, for both sources. An imported trace's lines were written in file
+ *   and placements, for both sources;
+ * - a `postcopy tap` journal (no faults, no placements): requests against the pages that
+ *   crossed the relay after them (tapAnalysis.ts), its connections and breaks. An imported trace's lines were written in file
  *   order, which is not quite time order (threads write their lines late), so its events
  *   are taken in time order through a reorder window first.
  */
@@ -32,6 +34,7 @@ import type { Analysis, AnsweredRequests } from './analysisTypes.js';
 import type { JournalReader } from '../journal/journalReader.js';
 import type { JournalMeta } from '../journal/meta.js';
 import { payloadOf, type Segment } from '../journal/segment.js';
+import { TapTracker } from './tapAnalysis.js';
 
 export interface AnalyzeOptions {
   /** How many of the slowest faults to list. Default 20. */
@@ -188,6 +191,8 @@ class JournalAnalyzer {
   private receivedStride = 1;
   private receivedNext = 1;
   private receivedLastT = 0;
+  /** A tap journal's own findings (null for other journals). */
+  private readonly tap: TapTracker | null;
 
   constructor(
     private readonly path: string,
@@ -207,6 +212,7 @@ class JournalAnalyzer {
     this.blockedSince = new Float64Array(n).fill(NaN);
     this.intervals = Array.from({ length: n }, () => []);
     this.replay = imported ? new TraceBlocktimeReplay(clockOffsetUs === null ? { vcpuCount: n } : { vcpuCount: n, clockOffsetUs }) : null;
+    this.tap = meta.source === 'tap' ? new TapTracker(meta) : null;
   }
 
   /** Takes a segment's events in journal order; an impossible event is recorded as an anomaly and skipped. */
@@ -303,6 +309,28 @@ class JournalAnalyzer {
   // Events
 
   private apply(kind: number, t: number, seq: number, cause: number, block: number, offset: number, a: number, b: number, payload: Uint8Array | null): void {
+    if (this.tap !== null) {
+      switch (kind) {
+        case EventKind.IN_PAGE:
+          this.page(t, seq, block, offset, a, b);
+          return this.tapPage(t, block, offset, a, b);
+        case EventKind.FX_REQUEST:
+          return this.tapRequest(t, seq, block, offset, a);
+        case EventKind.FX_RECV_BITMAP:
+        case EventKind.FX_RESUME_ACK:
+        case EventKind.TAP_CONN_OPEN:
+        case EventKind.TAP_CONN_ROLE:
+        case EventKind.TAP_CONN_CLOSE:
+        case EventKind.TAP_CONN_ERROR:
+        case EventKind.TAP_UNDECODED:
+        case EventKind.TAP_PONG:
+        case EventKind.TAP_SHUT:
+          return this.tap.observe(kind, t, block, offset, a, b, payload);
+        case EventKind.IN_COMMAND:
+          if (a === MigCommand.PING) this.tap.observe(kind, t, block, offset, a, b, payload);
+          break;
+      }
+    }
     switch (kind) {
       case EventKind.IN_PAGE:
         return this.page(t, seq, block, offset, a, b);
@@ -372,6 +400,42 @@ class JournalAnalyzer {
     }
   }
 
+  /** Tap journal: a page crossed the relay; in postcopy it answers the request outstanding for it. */
+  private tapPage(t: number, block: number, offset: number, channel: number, zero: number): void {
+    if (block < 0 || POSTCOPY_STATE_NAMES.indexOf(this.states[MachineId.POSTCOPY] as never) < 3) return;
+    const hps = this.meta.blocks[block]!.hostPageSize ?? TARGET_PAGE_SIZE;
+    const hostOffset = offset - (offset % hps);
+    this.tap!.crossed(block, offset, t);
+    this.placed++;
+    if (zero === 1) this.zero++;
+    if (channel === 0 || channel === 1) this.byChannel[channel]!++;
+    this.countReceived(t, 1);
+    const key = this.key(block, hostOffset);
+    const request = this.outstanding.get(key);
+    if (request?.requested !== true) return;
+    this.answered[channel === 0 || channel === 1 ? channel + 1 : 0]!.record(t - request.t);
+    this.tap!.served++;
+    this.outstanding.delete(key);
+  }
+
+  /** Tap journal: a request seen on the return path; its page may have crossed the relay already (in flight). */
+  private tapRequest(t: number, seq: number, block: number, offset: number, length: number): void {
+    this.requests++;
+    this.tap!.requestCount++;
+    if (block < 0) return;
+    const hps = this.meta.blocks[block]!.hostPageSize ?? TARGET_PAGE_SIZE;
+    const end = offset + Math.max(length, 1);
+    for (let at = offset - (offset % hps); at < end; at += hps) {
+      const crossedAt = this.tap!.inFlightSince(block, at);
+      if (crossedAt !== null) {
+        this.tap!.inFlight(t - crossedAt);
+        continue;
+      }
+      const key = this.key(block, at);
+      if (!this.outstanding.has(key)) this.outstanding.set(key, { block, offset: at, t, seq, requested: true });
+    }
+  }
+
   private faultSeen(t: number, cause: number, block: number, offset: number, vcpu: number, disposition: number): void {
     if (block < 0 || block >= this.meta.blocks.length) return;
     const v = vcpu >= 0 && vcpu < this.vcpus ? vcpu : -1;
@@ -431,6 +495,7 @@ class JournalAnalyzer {
     if (to === 'postcopy-paused' && open === null) {
       const pause: Analysis['pauses'][number] = { startSeq: seq, startMs: t / 1e6, endMs: null, durationMs: null };
       if (why !== null) Object.assign(pause, { causeSeq: why.seq, reason: why.text });
+      if (this.tap !== null) this.tap.broke(seq, t, why?.text ?? '', [...this.outstanding.values()].filter((o) => o.requested));
       if (this.sourceLast !== null) pause.sourceLast = { ...this.sourceLast };
       this.pauses.push(pause);
     } else if (to === 'failed' && this.errors.length < MAX_ERRORS) {
@@ -615,7 +680,8 @@ class JournalAnalyzer {
       .map((o) => ({
         block: m.blocks[o.block]!.name,
         offset: o.offset,
-        address: Number.isFinite(m.blocks[o.block]!.hostAddress) ? m.blocks[o.block]!.hostAddress + o.offset : null,
+        // A relay sees no host addresses (a tap journal's are made up for replay's engine).
+        address: this.tap === null && Number.isFinite(m.blocks[o.block]!.hostAddress) ? m.blocks[o.block]!.hostAddress + o.offset : null,
         requestedAtMs: o.t / 1e6,
         ageMs: (endT - o.t) / 1e6,
         seq: o.seq,
@@ -673,6 +739,7 @@ class JournalAnalyzer {
         byChannel: { '0': this.byChannel[0]!, '1': this.byChannel[1]! },
         discardedRanges: this.discardedRanges,
       },
+      ...(this.tap === null ? {} : { tap: this.tap.findings(outstanding.length) }),
       errors: this.errors,
       sourceLast: this.sourceLast,
       stderr: this.stderr,
@@ -745,7 +812,16 @@ class JournalAnalyzer {
 
 /** Whether the analysis reads this kind's payload (others are never decoded). */
 function needsPayload(kind: number): boolean {
-  return kind === EventKind.FX_STATE || kind === EventKind.FX_ERROR || kind === EventKind.IN_CHANNEL_BROKEN || kind === EventKind.IN_STREAM_ERROR;
+  return (
+    kind === EventKind.FX_STATE ||
+    kind === EventKind.FX_ERROR ||
+    kind === EventKind.IN_CHANNEL_BROKEN ||
+    kind === EventKind.IN_STREAM_ERROR ||
+    kind === EventKind.FX_RECV_BITMAP ||
+    kind === EventKind.TAP_CONN_OPEN ||
+    kind === EventKind.TAP_CONN_ERROR ||
+    kind === EventKind.TAP_UNDECODED
+  );
 }
 
 /** Pure: an input as a person names it, e.g. 'IN_COMMAND POSTCOPY_LISTEN'. */

@@ -1,3 +1,5 @@
+import type { JournalSource } from '../journal/meta.js';
+
 /**
  * What `analyzeJournal` finds in a journal (an engine run or an imported QEMU trace):
  * the data behind `postcopy inspect` (text and --json) and `postcopy report` (HTML).
@@ -6,7 +8,7 @@
 export interface Analysis {
   journal: {
     path: string;
-    source: 'engine' | 'qemu-trace';
+    source: JournalSource;
     events: number;
     created: string;
     engineVersion: string;
@@ -131,6 +133,8 @@ export interface Analysis {
    * cause that is not an earlier event. Skipped by the analysis; `first` holds the first 100.
    */
   anomalies: { count: number; first: Array<{ seq: number; reason: string }> };
+  /** A journal of `postcopy tap` only: what crossed the relay (see TapFindings). */
+  tap?: TapFindings;
   /** For plots. Bounded in size whatever the journal length (downsampled). */
   series: {
     /** [tMs, pages received so far]. */
@@ -140,6 +144,63 @@ export interface Analysis {
     /** Latency CDF: [ms, fraction of faults at or below]. */
     latencyCdf: Array<[number, number]>;
   };
+}
+
+/**
+ * What a `postcopy tap` journal adds: the connections, and the requests as the relay saw
+ * them. For a tap journal `requests.outstanding` lists the requests no page answered on the
+ * wire, `requests.answeredBy` holds request → page-on-the-wire latencies of served requests
+ * by the channel that carried the page, and `pages.placed` / `byChannel` count the pages that
+ * crossed the relay in postcopy (the relay places nothing).
+ */
+export interface TapFindings {
+  connections: Array<{
+    id: number;
+    role: string;
+    client: string;
+    upstream: string;
+    openedMs: number;
+    /** When its last direction ended (null: still open at the end of the journal). */
+    closedMs: number | null;
+    bytesToDestination: number;
+    bytesToSource: number;
+    error: string | null;
+    /** Where the tap stopped decoding a direction (bytes it could not decode, or it fell behind); forwarding went on. */
+    undecoded: Array<{ direction: 'to destination' | 'to source'; fromByte: number; reason: string }>;
+  }>;
+  requests: {
+    /** REQ_PAGES and REQ_PAGES_ID seen on the return paths (to compare with the source's ram.postcopy-requests). */
+    count: number;
+    /** A page of the request crossed the relay after the request did. */
+    served: number;
+    /** Its page had already crossed the relay towards the destination (in postcopy, since the last break) when it was requested: it was in flight. */
+    alreadyInFlight: number;
+    /** How long before the request those pages had crossed, ms. */
+    inFlightLead: AnsweredRequests;
+    /** Never answered by a page on the wire (`requests.outstanding` lists them with their ages). */
+    unanswered: number;
+  };
+  /**
+   * Each break (postcopy paused): the requests that had crossed the relay and had no page
+   * after them then — in flight when the connection broke, possibly never read by the source —
+   * and, once the destination sent its receive bitmaps, the pages that had crossed the relay
+   * but never reached the destination.
+   */
+  breaks: Array<{
+    seq: number;
+    tMs: number;
+    reason: string;
+    requestsInFlight: number;
+    requests: Array<{ block: string; offset: number; requestedAtMs: number; ageMs: number }>;
+    /** Null until receive bitmaps came after this break. */
+    pagesLost: number | null;
+    lostPages: Array<{ block: string; offset: number; crossedAtMs: number }>;
+  }>;
+  pings: number;
+  pongs: number;
+  shut: { tMs: number; status: number } | null;
+  recvBitmaps: Array<{ tMs: number; block: string; receivedPages: number; pages: number }>;
+  resumeAcks: number;
 }
 
 /** One line of the source's trace (kept as a note in an imported journal). */
@@ -203,10 +264,12 @@ export function verdict(a: Analysis): { verdict: string; next: string; cause: st
   if (a.status === 'completed') {
     return { verdict: `completed: postcopy ${a.postcopyState}, every requested page placed${a.pauses.length ? ` after ${a.pauses.length} pause(s), all recovered` : ''}`, next: 'nothing to do; postcopy report <journal> -o report.html draws it', cause };
   }
-  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked` : '';
+  // A relay sees no vCPUs: a tap journal says nothing about blocked ones.
+  const blocked = a.journal.source === 'tap' ? '' : `, ${a.blocktime.exact.stillBlocked.length} vCPU(s) still blocked`;
+  const waiting = n > 0 ? `, ${n} page request${n === 1 ? '' : 's'} never answered${blocked}` : '';
   if (open !== undefined) {
     const lost = /closed by the peer|stream failed|IO failure|broken|EOF|reset/i.test(open.reason ?? '') || a.stderr.some((l) => /IO failure|footer failed/i.test(l.text));
-    const how = a.journal.source === 'qemu-trace' ? ' (QEMU: migrate-recover <uri> on the destination, then migrate resume=true on the source)' : '';
+    const how = a.journal.source !== 'engine' ? ' (QEMU: migrate-recover <uri> on the destination, then migrate resume=true on the source)' : '';
     const next = sourceGone || lost
       ? `recover if the source still runs: reconnect it and resume postcopy${how}; if the source is gone the guest cannot continue: ${n > 0 ? `the pages it waits for exist only on the source` : 'pages not yet received exist only on the source'}, so restart the guest from the source's last good state`
       : `recover: reconnect the source and resume postcopy${how}`;

@@ -8,6 +8,9 @@ export interface JournalBlock extends RamBlockConfig {
   hostAddress: number;
 }
 
+export type JournalSource = 'engine' | 'qemu-trace' | 'tap';
+const SOURCES: readonly JournalSource[] = ['engine', 'qemu-trace', 'tap'];
+
 /**
  * What a journal says about itself (the `meta` table, one JSON value per key).
  * Everything replay needs to rebuild the engine is here.
@@ -16,8 +19,12 @@ export interface JournalMeta {
   /** Written by the writer; a reader refuses versions it does not know. */
   formatVersion?: number;
   engineVersion: string;
-  /** 'engine': recorded by this engine (replayable); 'qemu-trace': imported from a QEMU trace log. */
-  source: 'engine' | 'qemu-trace';
+  /**
+   * 'engine': recorded by this engine (replayable); 'qemu-trace': imported from a QEMU trace log;
+   * 'tap': recorded by `postcopy tap` between a QEMU source and destination (its inputs replay
+   * through a fresh engine as a consistency check).
+   */
+  source: JournalSource;
   /** ISO time the journal was created. */
   created: string;
   /** Wall-clock ns of t = 0 (event times are ns relative to it). */
@@ -46,7 +53,7 @@ export function validateMeta(file: string, raw: Record<string, unknown>): Journa
   const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   for (const k of ['source', 'blocks', 'vcpuTids']) if (!(k in raw)) bad(k, 'missing');
-  if (raw.source !== 'engine' && raw.source !== 'qemu-trace') bad('source', `must be 'engine' or 'qemu-trace', got ${show(raw.source)}`);
+  if (!SOURCES.includes(raw.source as JournalSource)) bad('source', `must be 'engine', 'qemu-trace' or 'tap', got ${show(raw.source)}`);
   if (!Array.isArray(raw.blocks)) bad('blocks', `must be an array of blocks, got ${show(raw.blocks)}`);
   const blocks = raw.blocks as unknown[];
   if (blocks.length > 32767) bad('blocks', `${blocks.length} blocks (the journal's block column holds at most 32767)`);

@@ -213,7 +213,7 @@ function engineFor(meta: JournalMeta, rec: RecordedStream, sink: VerifyingSink):
  * Applies one recorded input to the engine (pure dispatch: the exhaustive switch means a
  * new input kind cannot be forgotten here). Typed refusals are part of the recording.
  */
-function applyInput(engine: Destination, seg: Segment, i: number): void {
+export function applyInput(engine: Destination, seg: Segment, i: number): void {
   const kind = seg.kind[i]! as EventKindValue;
   if (!isInput(kind)) throw new Error(`record ${seg.firstSeq + i} (${EVENT_KIND_NAMES[kind]}) is not an input`);
   const t = seg.t[i]!;

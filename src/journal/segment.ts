@@ -96,6 +96,13 @@ export function kindRole(kind: EventKindValue): 'input' | 'effect' | 'observatio
     case EventKind.TR_BLOCKTIME_BEGIN:
     case EventKind.TR_BLOCKTIME_END:
     case EventKind.TR_NOTE:
+    case EventKind.TAP_CONN_OPEN:
+    case EventKind.TAP_CONN_ROLE:
+    case EventKind.TAP_CONN_CLOSE:
+    case EventKind.TAP_CONN_ERROR:
+    case EventKind.TAP_UNDECODED:
+    case EventKind.TAP_PONG:
+    case EventKind.TAP_SHUT:
       return 'observation';
     default:
       return assertNever(kind, 'event kind');

@@ -6,7 +6,7 @@ import { groupDigits, formatMs } from '../text.js';
 import { receivedPlot } from './receivedPlot.js';
 import { REPORT_CSS } from './style.js';
 import { summaryCards } from './summaryCards.js';
-import { answeredByTable, blocksTable, errorsTable, outstandingTable, slowestFaultsTable } from './tables.js';
+import { answeredByTable, blocksTable, errorsTable, outstandingTable, slowestFaultsTable, tapBreaksTable, tapConnectionsTable } from './tables.js';
 import { timelinePlot } from './timelinePlot.js';
 import { postcopyWindow } from './timeAxis.js';
 
@@ -57,6 +57,7 @@ ${panel('Fault latency', esc(latencyCaption(a)), latencyHistogramPlot(a), '', 'l
 ${panel('Fault latency, cumulative', 'Fraction of faults whose page was placed within a given time.', latencyCdfPlot(a), '', 'latency-cdf')}
 </div>
 ${stuck ? '' : outstanding}
+${tapPanel(a)}
 ${panel('Who answered the page requests', `Request → placement by the channel whose page answered it (${groupDigits(a.requests.count)} requests). A page asked for while already on its way arrives on the main channel; the urgent path is the preempt channel.`, answeredByTable(a), '', 'answered')}
 ${panel('Slowest faults', 'The slowest faults, slowest first.', slowestFaultsTable(a), '', 'slowest')}
 ${panel('Failures and refused inputs', 'Failures: why the migration stopped, as the journal reports them. Refused inputs: inputs the engine refused, by sequence number; each changed nothing else.' + (a.status !== 'completed' && a.errors.length === 0 ? ' None here: the migration stopped for the cause in the banner above (a lost connection is not a refused input).' : ''), errorsTable(a), a.errors.length ? 'alert' : '', 'errors')}
@@ -110,7 +111,7 @@ function latencyCaption(a: Analysis): string {
 
 function describeJournal(a: Analysis): string {
   const j = a.journal;
-  const source = j.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine run';
+  const source = j.source === 'qemu-trace' ? 'imported QEMU trace' : j.source === 'tap' ? 'recorded by postcopy tap' : 'engine run';
   const caps = j.capabilities.length ? `, capabilities: ${j.capabilities.join(', ')}` : '';
   return `${j.path} · ${source} · created ${j.created} · engine ${j.engineVersion} · ${groupDigits(j.events)} events${caps}`;
 }
@@ -119,6 +120,19 @@ function pagesLine(a: Analysis): string {
   const channels = channelCounts(a.pages.byChannel);
   const precopy = a.journal.source === 'qemu-trace' ? 'precopy pages not traced by QEMU 7.2' : `${groupDigits(a.pages.precopy)} precopy pages (re-sent dirty pages included)`;
   return `${groupDigits(a.pages.placed)} host pages placed in postcopy (${groupDigits(a.pages.zero)} zero-filled locally${channels ? `; by channel: ${channels}` : ''}), ${precopy}, ${groupDigits(a.pages.discardedRanges)} discarded ranges, ${groupDigits(a.requests.count)} page requests (${groupDigits(a.requests.resent)} re-sent).`;
+}
+
+/** Pure: a tap journal's connections, its requests as the relay saw them, and each break; '' for other journals. */
+function tapPanel(a: Analysis): string {
+  const tap = a.tap;
+  if (tap === undefined) return '';
+  const r = tap.requests;
+  const served = [['main', a.requests.answeredBy.main], ['preempt', a.requests.answeredBy.preempt]] as const;
+  const latency = served.filter(([, x]) => x.count > 0).map(([name, x]) => `served on the ${name} channel: ${groupDigits(x.count)}, request → page on the wire p50 ${formatMs(x.p50Ms)}, p99 ${formatMs(x.p99Ms)}`).join('; ');
+  const breaks = tap.breaks.map((b, n) => `break ${n + 1} at ${formatMs(b.tMs)}: ${groupDigits(b.requestsInFlight)} request(s) in flight, ${b.pagesLost === null ? 'pages lost in flight unknown (no receive bitmaps after it)' : `${groupDigits(b.pagesLost)} page(s) crossed the relay and never reached the destination`}`).join('; ');
+  const caption = `${groupDigits(r.count)} page requests crossed the relay (the source's ram.postcopy-requests counts the same): ${groupDigits(r.served)} served (a page of it crossed after it), ${groupDigits(r.alreadyInFlight)} already in flight (its page had crossed before), ${groupDigits(r.unanswered)} never answered. ${latency ? `${latency}. ` : ''}${breaks ? `${breaks}. ` : ''}PING ${tap.pings}, PONG ${tap.pongs}, SHUT ${tap.shut === null ? 'not seen' : tap.shut.status}.`;
+  return `${panel('Through the tap: connections', esc(caption), tapConnectionsTable(a), '', 'tap-connections')}
+${panel('Requests in flight at each break', 'Requests that had crossed the relay with no page after them when the connection broke: the source may never have read them.', tapBreaksTable(a), '', 'tap-breaks')}`;
 }
 
 function baseName(path: string): string {

@@ -22,7 +22,7 @@ export function summaryCards(a: Analysis): string {
   const perVcpu = (ms: number[]) => ms.map((v) => formatMs(v)).join(' · ');
   const { failures: failed, refused } = splitErrors(a);
   const cards = [
-    card('Status', esc(a.status), `${a.journal.source === 'qemu-trace' ? 'imported QEMU trace' : 'engine run'} · ${a.vcpus} vCPU${a.vcpus === 1 ? '' : 's'}`, statusTone(a.status), 'status'),
+    card('Status', esc(a.status), `${a.journal.source === 'qemu-trace' ? 'imported QEMU trace' : a.journal.source === 'tap' ? 'recorded by postcopy tap' : 'engine run'} · ${a.vcpus} vCPU${a.vcpus === 1 ? '' : 's'}`, statusTone(a.status), 'status'),
     card('Postcopy state', esc(a.postcopyState), `${stateInWords('postcopy', a.postcopyState)} · ${a.pauses.length} pause${a.pauses.length === 1 ? '' : 's'}${a.pauses.some((p) => p.endMs === null) ? ' (still paused)' : ''}`, a.postcopyState === 'END' ? 'good' : 'plain', 'postcopy-state'),
     card('Duration', esc(formatMs(a.durationMs)), `the journal, 0 to its last event · ${groupDigits(a.journal.events)} events`, 'plain', 'duration'),
     card('Blocktime',

@@ -72,3 +72,28 @@ export function answeredByTable(a: Analysis): string {
     { head: 'max', cell: (r) => formatMs(r.answered.maxMs), numeric: true },
   ], answeringChannels(a), 'No page request was answered.');
 }
+
+/** Pure: a tap journal's connections: role, times, bytes each way, errors and where decoding stopped. */
+export function tapConnectionsTable(a: Analysis): string {
+  return table('table-tap-connections', [
+    { head: 'id', cell: (r) => String(r.id), numeric: true },
+    { head: 'role', cell: (r) => r.role },
+    { head: 'opened', cell: (r) => formatMs(r.openedMs), numeric: true },
+    { head: 'closed', cell: (r) => (r.closedMs === null ? 'open at the end' : formatMs(r.closedMs)), numeric: true },
+    { head: 'to destination', cell: (r) => `${groupDigits(r.bytesToDestination)} B`, numeric: true },
+    { head: 'to source', cell: (r) => `${groupDigits(r.bytesToSource)} B`, numeric: true },
+    { head: 'notes', cell: (r) => [r.error === null ? '' : `error: ${r.error}`, ...r.undecoded.map((u) => `not decoded ${u.direction} from byte ${groupDigits(u.fromByte)}: ${u.reason}`)].filter((x) => x).join('; ') },
+  ], a.tap?.connections ?? [], 'No connection.');
+}
+
+/** Pure: a tap journal's requests in flight at each break (requested, no page after them then), oldest first. */
+export function tapBreaksTable(a: Analysis): string {
+  const rows = (a.tap?.breaks ?? []).flatMap((b, n) => b.requests.map((q) => ({ n: n + 1, breakMs: b.tMs, ...q })));
+  return table('table-tap-breaks', [
+    { head: 'break', cell: (r) => `${r.n} at ${formatMs(r.breakMs)}`, numeric: true },
+    { head: 'block', cell: (r) => r.block },
+    { head: 'offset', cell: (r) => hex(r.offset), numeric: true },
+    { head: 'requested at', cell: (r) => formatMs(r.requestedAtMs), numeric: true },
+    { head: 'age at the break', cell: (r) => formatMs(r.ageMs), numeric: true },
+  ], rows, a.tap?.breaks.length ? 'No request was in flight at the break(s).' : 'No break.');
+}
