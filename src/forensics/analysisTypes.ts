@@ -269,3 +269,14 @@ export function phasesOf(a: Analysis): { precopyMs: number | null; postcopyMs: n
 export function channelCounts(byChannel: Record<string, number>): string {
   return Object.entries(byChannel).map(([c, n]) => `${c === '0' ? 'main' : c === '1' ? 'preempt' : `channel ${c}`} ${n.toLocaleString('en-US')}`).join(', ');
 }
+
+/** How a migration ended, in one word (the branches of `verdict`): for grouping many migrations. */
+export type Outcome = 'completed' | 'paused' | 'failed' | 'unfinished';
+
+/** Pure: the migration's outcome as `verdict` decides it: completed, left paused, failed (or cancelled), or unfinished. */
+export function outcomeOf(a: Analysis): Outcome {
+  if (a.status === 'completed') return 'completed';
+  if (a.pauses.some((p) => p.endMs === null)) return 'paused';
+  if (/fail|cancel/.test(a.status)) return 'failed';
+  return 'unfinished';
+}
