@@ -144,23 +144,40 @@ export async function exportToParquet(args: readonly string[], outDir: string, o
   return summary;
 }
 
+/**
+ * One set of staging tables (`staged_<table>_<n>`) and their appenders. The writer has two:
+ * while DuckDB writes one set's rows to Parquet (on its own threads), the journals are read
+ * into the other.
+ */
+interface StageSet {
+  n: number;
+  appenders: Map<FleetTable, DuckDBAppender>;
+  staged: StagedEvents;
+  /** Rows staged per small table since the set was last written. */
+  pending: Map<FleetTable, number>;
+}
+
 class ParquetWriter {
-  private readonly appenders = new Map<FleetTable, DuckDBAppender>();
-  private staged!: StagedEvents;
+  private readonly sets: StageSet[] = [];
+  /** The set journals are read into. */
+  private set!: StageSet;
   private ids!: DuckDBAppender;
+  /** The part being written from the other set, if any (its failure surfaces at the next wait). */
+  private writing: Promise<void> | null = null;
   /** Ordinal of the next journal (the staged events' `mid`). */
   private mid = 0;
   private part = 0;
   /** This export's part files are named part-<runId>-<n>. */
   private readonly runId = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly rowsPerPart: number;
-  /** Rows staged per small table since the last part. */
-  private readonly pending = new Map<FleetTable, number>();
   private readonly written = new Set<FleetTable>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
+    /** Staging: the appenders' connection. */
     private readonly db: DuckDBConnection,
+    /** Writing parts (COPY), concurrently with staging. */
+    private readonly copier: DuckDBConnection,
     private readonly out: string,
     private readonly summary: ExportSummary,
     opts: ExportOptions,
@@ -170,21 +187,24 @@ class ParquetWriter {
 
   static async open(out: string, summary: ExportSummary, opts: ExportOptions): Promise<ParquetWriter> {
     const instance = await DuckDBInstance.create(':memory:', { memory_limit: opts.memoryLimit ?? '1GB', threads: String(opts.threads ?? 2) });
-    const db = await instance.connect();
-    const w = new ParquetWriter(instance, db, out, summary, opts);
+    const w = new ParquetWriter(instance, await instance.connect(), await instance.connect(), out, summary, opts);
     await w.createTables();
     return w;
   }
 
   private async createTables(): Promise<void> {
     const cols = (c: ColumnDef[]): string => c.map((x) => `${ident(x.name)} ${x.type}`).join(', ');
-    for (const [table, columns] of ROW_TABLES) {
-      await this.db.run(`CREATE TABLE ${ident(`staged_${table}`)} (${cols(columns)})`);
-      this.appenders.set(table, await this.db.createAppender(`staged_${table}`));
+    for (const n of [0, 1]) {
+      const appenders = new Map<FleetTable, DuckDBAppender>();
+      for (const [table, columns] of ROW_TABLES) {
+        await this.db.run(`CREATE TABLE ${ident(`staged_${table}_${n}`)} (${cols(columns)})`);
+        appenders.set(table, await this.db.createAppender(`staged_${table}_${n}`));
+      }
+      await this.db.run(`CREATE TABLE staged_events_${n} (${cols(STAGED_EVENT_COLUMNS)})`);
+      this.sets.push({ n, appenders, staged: new StagedEvents(await this.db.createAppender(`staged_events_${n}`)), pending: new Map() });
     }
-    await this.db.run(`CREATE TABLE staged_events (${cols(STAGED_EVENT_COLUMNS)})`);
+    this.set = this.sets[0]!;
     await this.db.run('CREATE TABLE staged_ids (mid INTEGER, migration_id BIGINT)');
-    this.staged = new StagedEvents(await this.db.createAppender('staged_events'));
     this.ids = await this.db.createAppender('staged_ids');
   }
 
@@ -211,10 +231,10 @@ class ParquetWriter {
       try {
         for (const seg of reader.segments()) {
           analysis.segment(seg);
-          this.staged.add(mid, seg);
+          this.set.staged.add(mid, seg);
           this.stageStates(id, seg);
           events += seg.count;
-          if (this.staged.rows >= this.rowsPerPart) await this.writeParts();
+          if (this.set.staged.rows >= this.rowsPerPart) await this.writeParts();
         }
       } catch (err) {
         if (!(err instanceof JournalError)) throw err;
@@ -228,12 +248,12 @@ class ParquetWriter {
     } finally {
       reader.close();
     }
-    if (this.staged.rows >= this.rowsPerPart || (this.pending.get('migrations') ?? 0) >= 100_000) await this.writeParts();
+    if (this.set.staged.rows >= this.rowsPerPart || (this.set.pending.get('migrations') ?? 0) >= 100_000) await this.writeParts();
   }
 
   /** FX_STATE events: the state_changes rows. */
   private stageStates(id: bigint, seg: Segment): void {
-    const app = this.appenders.get('state_changes')!;
+    const app = this.set.appenders.get('state_changes')!;
     for (let i = 0; i < seg.count; i++) {
       if (seg.kind[i] !== EventKind.FX_STATE) continue;
       const p = payloadOf(seg, i);
@@ -268,7 +288,7 @@ class ParquetWriter {
     } else {
       appendRow(app, columns, values);
     }
-    this.pending.set(table, (this.pending.get(table) ?? 0) + 1);
+    this.set.pending.set(table, (this.set.pending.get(table) ?? 0) + 1);
   }
 
   private stageMigration(id: bigint, path: string, meta: JournalMeta, a: Analysis, served: AnsweredRequests): void {
@@ -282,7 +302,7 @@ class ParquetWriter {
     const closedPauses = a.pauses.filter((p) => p.durationMs !== null);
     const firstPause = a.pauses[0];
     const caps = [...a.journal.capabilities].sort();
-    const m = this.appenders.get('migrations')!;
+    const m = this.set.appenders.get('migrations')!;
     const row: RowValue[] = [
       SCHEMA_VERSION,
       0, // migration_id (appended as a bigint)
@@ -357,11 +377,11 @@ class ParquetWriter {
     m.appendInteger(SCHEMA_VERSION);
     m.appendBigInt(id);
     appendRow(m, MIGRATION_COLUMNS.slice(2), row.slice(2));
-    this.pending.set('migrations', (this.pending.get('migrations') ?? 0) + 1);
+    this.set.pending.set('migrations', (this.set.pending.get('migrations') ?? 0) + 1);
 
-    const blocks = this.appenders.get('blocks')!;
+    const blocks = this.set.appenders.get('blocks')!;
     a.journal.blocks.forEach((b, i) => this.appendTo('blocks', blocks, BLOCK_COLUMNS, [0, i, b.name, b.length, b.hostPageSize], id));
-    const pauses = this.appenders.get('pauses')!;
+    const pauses = this.set.appenders.get('pauses')!;
     a.pauses.forEach((p, i) =>
       this.appendTo('pauses', pauses, PAUSE_COLUMNS, [
         0,
@@ -377,54 +397,76 @@ class ParquetWriter {
         p.sourceLast?.tMs ?? null,
       ], id),
     );
-    const errors = this.appenders.get('errors')!;
+    const errors = this.set.appenders.get('errors')!;
     const failed = new Set(failures);
     for (const e of a.errors) {
       this.appendTo('errors', errors, ERROR_COLUMNS, [0, e.seq, e.tMs, e.code, failed.has(e), e.message, e.causeSeq ?? null, e.input ?? null], id);
     }
   }
 
-  /** Writes the staged rows as one part file per table, then empties the staging tables. */
-  async writeParts(final = false): Promise<void> {
-    this.staged.flush();
-    for (const app of this.appenders.values()) app.flushSync();
-    const part = `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
-    const copy = async (table: FleetTable, select: string): Promise<void> => {
-      const file = join(this.out, table, part);
-      const r = await this.db.run(`COPY (${select}) TO ${literal(file)} (FORMAT parquet, COMPRESSION zstd, KV_METADATA {${literal(SCHEMA_VERSION_KEY)}: ${literal(String(SCHEMA_VERSION))}})`);
-      const rows = Number(r.rowsChanged);
-      this.summary.rows[table] += rows;
-      this.summary.files++;
-      this.written.add(table);
-    };
-    const eventRows = this.staged.taken();
+  /**
+   * Hands the current set's rows to DuckDB to write as one part file per table (on its
+   * own threads, while the next journals are staged into the other set, which is empty by
+   * then: at most one part is being written at a time, so memory holds at most two parts).
+   */
+  async writeParts(): Promise<void> {
+    const set = this.set;
+    set.staged.flush();
+    for (const app of set.appenders.values()) app.flushSync();
+    await this.writing; // the other set is written and empty
+    this.writing = this.writeSet(set, `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`);
+    this.writing.catch(() => {}); // awaited at the next part or at finish, which throw it; never an unhandled rejection
+    this.set = this.sets[1 - set.n]!;
+  }
+
+  private async writeSet(set: StageSet, part: string): Promise<void> {
+    const eventRows = set.staged.taken();
     for (const [table, { kinds, select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { kinds: number[]; select: string }]>) {
-      if (eventRows === 0 && !(final && !this.written.has(table))) continue;
-      await copy(table, `SELECT ${select} FROM staged_events JOIN staged_ids USING (mid) WHERE kind IN (${kinds.join(', ')})`); // staged in (mid, seq) order, which DuckDB keeps
+      if (eventRows > 0) await this.copy(table, part, `SELECT ${select} FROM staged_events_${set.n} JOIN staged_ids USING (mid) WHERE kind IN (${kinds.join(', ')})`); // staged in (mid, seq) order, which DuckDB keeps
     }
-    await this.db.run('DELETE FROM staged_events');
+    if (eventRows > 0) await this.copier.run(`DELETE FROM staged_events_${set.n}`);
     for (const [table] of ROW_TABLES) {
-      if ((this.pending.get(table) ?? 0) === 0 && !(final && !this.written.has(table))) continue;
-      await copy(table, `SELECT * FROM ${ident(`staged_${table}`)}`);
-      await this.db.run(`DELETE FROM ${ident(`staged_${table}`)}`);
-      this.pending.set(table, 0);
+      if ((set.pending.get(table) ?? 0) === 0) continue;
+      await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_${set.n}`)}`);
+      await this.copier.run(`DELETE FROM ${ident(`staged_${table}_${set.n}`)}`);
+      set.pending.set(table, 0);
     }
   }
 
-  /** Writes what is staged; every table gets at least one file, so its schema is always there. */
+  private async copy(table: FleetTable, part: string, select: string): Promise<void> {
+    const file = join(this.out, table, part);
+    const r = await this.copier.run(`COPY (${select}) TO ${literal(file)} (FORMAT parquet, COMPRESSION zstd, KV_METADATA {${literal(SCHEMA_VERSION_KEY)}: ${literal(String(SCHEMA_VERSION))}})`);
+    this.summary.rows[table] += Number(r.rowsChanged);
+    this.summary.files++;
+    this.written.add(table);
+  }
+
+  /** Writes what is staged and waits; a table with no row yet gets an empty file, so its schema is always there. */
   async finish(): Promise<void> {
-    await this.writeParts(true);
+    await this.writeParts();
+    await this.writing;
+    this.writing = null;
+    const part = `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
+    for (const [table, { select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { select: string }]>) {
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT ${select} FROM staged_events_0 JOIN staged_ids USING (mid)`);
+    }
+    for (const [table] of ROW_TABLES) {
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_0`)}`);
+    }
   }
 
   close(): void {
     try {
-      this.staged.close();
+      for (const set of this.sets) {
+        set.staged.close();
+        for (const app of set.appenders.values()) app.closeSync();
+      }
       this.ids.closeSync();
-      for (const app of this.appenders.values()) app.closeSync();
     } catch {
-      // closing after a failure: the connection goes anyway
+      // closing after a failure: the connections go anyway
     }
     this.db.closeSync();
+    this.copier.closeSync();
     this.instance.closeSync();
   }
 }
