@@ -215,7 +215,7 @@ class ParquetWriter {
       reader = JournalReader.open(path);
     } catch (err) {
       if (!(err instanceof JournalError)) throw err;
-      this.summary.skipped.push({ path, reason: err.message });
+      this.summary.skipped.push({ path, reason: err.reason });
       return;
     }
     const mid = this.mid++;
@@ -244,7 +244,7 @@ class ParquetWriter {
       this.stageMigration(id, path, reader.meta, a, analysis.served());
       this.summary.events += events;
       this.summary.exported++;
-      if (unreadable !== null) this.summary.damaged.push({ path, reason: unreadable.message, unreadableFrom: unreadable.seq });
+      if (unreadable !== null) this.summary.damaged.push({ path, reason: unreadable.reason, unreadableFrom: unreadable.seq });
     } finally {
       reader.close();
     }
