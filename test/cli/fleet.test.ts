@@ -8,9 +8,12 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EventKind } from '../../src/engine/events.js';
+import { JournalWriter } from '../../src/journal/journalWriter.js';
+import { TAIL_SUFFIX } from '../../src/journal/schema.js';
 import { fixture } from '../fixtures.js';
 import { scratchDir } from '../scratchDir.js';
 
@@ -255,4 +258,33 @@ test('fleet --sql: views named like the tables; a query DuckDB refuses is exit 2
   const missing = cli('fleet', join(dir, 'journals'));
   t.is(missing.status, 2);
   t.regex(missing.stderr, /^postcopy fleet: .* holds no export \(no migrations\/\*\.parquet\)/m);
+});
+
+test('a journal damaged part-way is exported up to the damage and listed; the rest of the folder is exported', (t) => {
+  const folder = join(dir, 'damaged');
+  mkdirSync(folder);
+  // As a killed writer leaves it: 120 events, those past the last whole segment in the crash tail, whose event 110 is then of an unknown kind.
+  const live = join(dir, 'live.db');
+  const w = JournalWriter.create(live, {
+    engineVersion: 'test', source: 'engine', created: new Date(0).toISOString(), timeOriginNs: 0,
+    blocks: [{ name: 'pc.ram', length: 1 << 20, hostPageSize: 4096, hostAddress: 0 }], vcpuTids: [1], capabilities: [], blocktimeMode: 'both',
+  }, { segmentEvents: 50 });
+  for (let i = 0; i < 120; i++) w.append(EventKind.IN_FAULT, i, -1, -1, 4096 * (i % 200), 1, 0, null);
+  const path = join(folder, 'damaged.db');
+  for (const s of ['', '-wal', TAIL_SUFFIX]) if (existsSync(live + s)) copyFileSync(live + s, path + s);
+  w.close();
+  const tail = readFileSync(path + TAIL_SUFFIX);
+  tail[64 + 10] = 201;
+  writeFileSync(path + TAIL_SUFFIX, tail);
+  copyFileSync(join(journals, 'sim', 'complete.db'), join(folder, 'complete.db'));
+
+  const pq = join(dir, 'parquet-damaged');
+  const r = cli('export', folder, '--parquet', pq, '--quiet');
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stderr, /^postcopy export: .*damaged\.db is damaged from #110: exported the 110 event\(s\) before it \(.*event 110 has unknown kind 201\)/m);
+  t.regex(r.stdout, /exported 2 of 2 journal\(s\)/);
+  const rows = sql('SELECT journal_file, events, unreadable_from, faults FROM migrations ORDER BY journal_file', pq).rows;
+  t.deepEqual(rows.map((x) => [x.journal_file, x.unreadable_from]), [['complete.db', null], ['damaged.db', 110]]);
+  t.is(rows[1]!.events, 110);
+  t.is(rows[1]!.faults, 110);
 });
