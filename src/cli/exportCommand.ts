@@ -8,6 +8,7 @@ export interface ExportCommandOptions {
   json?: boolean;
   quiet?: boolean;
   rowsPerPart?: string;
+  jobs?: string;
 }
 
 /**
@@ -23,11 +24,14 @@ export async function exportCommand(inputs: string[], opts: ExportCommandOptions
   if (rowsPerPart !== undefined && !(Number.isSafeInteger(rowsPerPart) && rowsPerPart >= 1000)) {
     throw new UsageError(`--rows-per-part must be a whole number >= 1000, got '${opts.rowsPerPart}'`);
   }
+  const jobs = opts.jobs === undefined ? 1 : Number(opts.jobs);
+  if (!(Number.isSafeInteger(jobs) && jobs >= 1 && jobs <= 64)) throw new UsageError(`--jobs must be a whole number from 1 to 64, got '${opts.jobs}'`);
   const progress = createProgress('export', { format: 'export [{bar}] {value}/{total} journals', enabled: !opts.json && !opts.quiet });
   let s: ExportSummary;
   try {
     s = await exportToParquet(inputs, opts.parquet, {
       replace: !!opts.force,
+      jobs,
       ...(rowsPerPart !== undefined ? { rowsPerPart } : {}),
       onJournal: (done, total) => progress.update(done, total),
     });

@@ -180,7 +180,8 @@ program
   .argument('<journals...>', 'journal files and folders of journals')
   .requiredOption('--parquet <folder>', 'folder to write: one sub-folder of part-*.parquet files per table')
   .option('--force', 'replace the Parquet files of an earlier export in that folder')
-  .option('--rows-per-part <n>', 'event rows held in memory before a part file is written (the memory bound)', '1000000')
+  .option('--rows-per-part <n>', 'event rows held in memory before a part file is written (the memory bound)', '500000')
+  .option('--jobs <n>', 'processes that export at once, each with a share of the journals (its own memory bound)', '1')
   .option('--json', 'print the export summary as JSON')
   .option('--quiet', 'no progress bar or progress lines')
   .action(async (paths: string[], o) => {

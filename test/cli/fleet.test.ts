@@ -175,6 +175,17 @@ test('a small part size writes more files with the same rows (the export streams
   t.deepEqual(b, a);
 });
 
+test('--jobs 2: two processes share the journals out and write the same rows', (t) => {
+  const two = join(dir, 'parquet-jobs');
+  const s = json<typeof exportSummary & { processes: unknown[] }>('export', journals, '--parquet', two, '--jobs', '2', '--json', '--quiet');
+  t.is(s.processes.length, 2);
+  t.is(s.exported, JOURNALS.length);
+  t.is(s.skipped.length, 1);
+  t.deepEqual(s.rows, exportSummary.rows);
+  const q = 'SELECT journal_file, events, status, blocktime_exact_ms, served_p99_ms FROM migrations ORDER BY journal_file';
+  t.deepEqual(sql(q, two).rows, sql(q).rows);
+});
+
 test('export refuses a folder that already holds an export unless --force, and a bad option, exit 2', (t) => {
   const r = cli('export', journals, '--parquet', out, '--quiet');
   t.is(r.status, 2);

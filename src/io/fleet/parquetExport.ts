@@ -11,7 +11,9 @@
  * holds stops the export.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { basename, join, resolve } from 'node:path';
 import { unpack } from 'msgpackr';
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
@@ -43,7 +45,7 @@ import {
 } from './parquetSchema.js';
 
 export interface ExportOptions {
-  /** Event rows held before a part is written (default 1 000 000): the memory bound. */
+  /** Event rows held before a part is written (default 500 000): the memory bound. */
   rowsPerPart?: number;
   /** Remove the part files of an earlier export in the output folder first (otherwise refused). */
   replace?: boolean;
@@ -51,6 +53,12 @@ export interface ExportOptions {
   memoryLimit?: string;
   /** DuckDB threads (default 2). */
   threads?: number;
+  /**
+   * Processes that export at once (default 1): the journals are shared out among `jobs`
+   * child processes (src/io/fleet/exportWorker.ts), each writing its own part files into
+   * the same folder. Each holds its own parts in memory.
+   */
+  jobs?: number;
   /** Called after each journal. */
   onJournal?: (done: number, total: number, path: string) => void;
 }
@@ -73,6 +81,8 @@ export interface ExportSummary {
   /** Parquet files written. */
   files: number;
   seconds: number;
+  /** Per exporting process: journals, events, its CPU time since it started (user + system) and its peak RSS (getrusage's high-water mark), KiB. */
+  processes: Array<{ journals: number; events: number; cpuSeconds: number; maxRssKiB: number }>;
 }
 
 /** Small tables staged with their final columns. */
@@ -118,17 +128,28 @@ export async function exportToParquet(args: readonly string[], outDir: string, o
   const out = resolve(outDir);
   prepareOut(out, !!opts.replace);
   const { journals, missing } = listJournals(args);
+  const jobs = Math.max(1, Math.min(opts.jobs ?? 1, journals.length));
+  const summary = jobs > 1 ? await exportInProcesses(journals, out, jobs, opts) : await exportJournals(journals, out, opts);
+  summary.skipped.unshift(...missing);
+  summary.seconds = (performance.now() - t0) / 1000;
+  return summary;
+}
+
+/** Exports `journals` (paths) into a prepared folder, in this process. */
+export async function exportJournals(journals: readonly string[], out: string, opts: ExportOptions = {}): Promise<ExportSummary> {
+  const t0 = performance.now();
   const summary: ExportSummary = {
     out,
     schemaVersion: SCHEMA_VERSION,
     journals: journals.length,
     exported: 0,
-    skipped: [...missing],
+    skipped: [],
     damaged: [],
     events: 0,
     rows: Object.fromEntries(FLEET_TABLES.map((t) => [t, 0])) as Record<FleetTable, number>,
     files: 0,
     seconds: 0,
+    processes: [],
   };
   const writer = await ParquetWriter.open(out, summary, opts);
   try {
@@ -141,6 +162,62 @@ export async function exportToParquet(args: readonly string[], outDir: string, o
     writer.close();
   }
   summary.seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage();
+  summary.processes.push({ journals: journals.length, events: summary.events, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssKiB: process.resourceUsage().maxRSS });
+  return summary;
+}
+
+/** Message from an export worker: a journal done, or its summary at the end. */
+export type WorkerMessage = { journal: string } | { summary: ExportSummary } | { error: string };
+
+/**
+ * Shares the journals out among `jobs` child processes (largest first, each to the
+ * process with the fewest bytes so far) and merges their summaries.
+ */
+async function exportInProcesses(journals: readonly string[], out: string, jobs: number, opts: ExportOptions): Promise<ExportSummary> {
+  const size = (p: string): number => {
+    try {
+      return statSync(p).size;
+    } catch {
+      return 0;
+    }
+  };
+  const shares: Array<{ bytes: number; journals: string[] }> = Array.from({ length: jobs }, () => ({ bytes: 0, journals: [] }));
+  for (const j of [...journals].map((p) => ({ p, bytes: size(p) })).sort((a, b) => b.bytes - a.bytes)) {
+    const least = shares.reduce((m, x) => (x.bytes < m.bytes ? x : m));
+    least.journals.push(j.p);
+    least.bytes += j.bytes;
+  }
+  const worker = fileURLToPath(new URL('./exportWorker.js', import.meta.url));
+  let done = 0;
+  const parts = await Promise.all(
+    shares.map(
+      (share) =>
+        new Promise<ExportSummary>((resolveShare, reject) => {
+          const child = fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+          let result: ExportSummary | null = null;
+          child.on('message', (m: WorkerMessage) => {
+            if ('journal' in m) opts.onJournal?.(++done, journals.length, m.journal);
+            else if ('summary' in m) result = m.summary;
+            else reject(new Error(`an export process failed: ${m.error}`));
+          });
+          child.on('exit', (code) => (result !== null ? resolveShare(result) : reject(new Error(`an export process exited ${code} before its summary`))));
+          const { onJournal: _drop, ...plain } = opts;
+          child.send({ journals: share.journals, out, opts: { ...plain, jobs: 1 } });
+        }),
+    ),
+  );
+  const summary = parts[0]!;
+  summary.journals = journals.length;
+  for (const p of parts.slice(1)) {
+    summary.exported += p.exported;
+    summary.skipped.push(...p.skipped);
+    summary.damaged.push(...p.damaged);
+    summary.events += p.events;
+    summary.files += p.files;
+    summary.processes.push(...p.processes);
+    for (const t of FLEET_TABLES) summary.rows[t] += p.rows[t];
+  }
   return summary;
 }
 
@@ -182,7 +259,7 @@ class ParquetWriter {
     private readonly summary: ExportSummary,
     opts: ExportOptions,
   ) {
-    this.rowsPerPart = opts.rowsPerPart ?? 1_000_000;
+    this.rowsPerPart = opts.rowsPerPart ?? 500_000;
   }
 
   static async open(out: string, summary: ExportSummary, opts: ExportOptions): Promise<ParquetWriter> {
