@@ -94,4 +94,8 @@ test('a planted crossing is caught: the engine importing io, the journal importi
   ]);
   t.deepEqual(violationsOf('src/index.ts', "export * from './cli/main.js';\nexport * from '../machines/index.js';"), []);
   t.deepEqual(violationsOf('src/cli/main.ts', "import { x } from '../index.js';"), ['src/cli/main.ts (cli) imports src/index.ts (index), a later layer']);
+  // src/io/fleet (Parquet export, DuckDB queries) is io: it reads journals and the analysis, never the CLI or the report.
+  t.deepEqual(violationsOf('src/io/fleet/parquetExport.ts', "import { columns } from '../../cli/inspectCommand.js';\nimport { startAnalysis } from '../../forensics/analysis.js';"), [
+    'src/io/fleet/parquetExport.ts (io) imports src/cli/inspectCommand.ts (cli), a later layer',
+  ]);
 });

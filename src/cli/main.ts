@@ -192,6 +192,36 @@ program
     return exit(salvageCommand(path, o));
   });
 
+program
+  .command('export')
+  .description('Export journals (files, or folders searched for *.db) to Parquet tables for DuckDB, Spark or Trino (docs/parquet.md); an unreadable journal is listed and skipped (exit 0 written, 2 nothing exportable or refused)')
+  .argument('<journals...>', 'journal files and folders of journals')
+  .requiredOption('--parquet <folder>', 'folder to write: one sub-folder of part-*.parquet files per table')
+  .option('--force', 'replace the Parquet files of an earlier export in that folder')
+  .option('--rows-per-part <n>', 'event rows held in memory before a part file is written (the memory bound)', '500000')
+  .option('--jobs <n>', 'processes that export at once, each with a share of the journals (its own memory bound)', '1')
+  .option('--json', 'print the export summary as JSON')
+  .option('--quiet', 'no progress bar or progress lines')
+  .action(async (paths: string[], o) => {
+    const { exportCommand } = await import('./exportCommand.js');
+    return exit(await exportCommand(paths, o));
+  });
+
+program
+  .command('fleet')
+  .description('Answer questions about many migrations with DuckDB over an export\'s Parquet files: a summary, the worst, failures and pauses by cause, percentiles by a column, or your own SQL (exit 0 answered, 2 usage, no export or a refused query)')
+  .argument('<folder>', 'the folder postcopy export --parquet wrote')
+  .option('--worst <n>', 'the n worst migrations (by --by)')
+  .addOption(new Option('--by <figure>', 'what --worst ranks by: exact blocktime, or the served-request (request → placement) p99').choices(['blocktime', 'p99']))
+  .option('--causes', 'migrations that did not complete, and pauses, grouped by cause')
+  .option('--group-by <column>', 'percentiles of blocktime and latency across migrations, per value of a migrations column (e.g. capability_set, qemu_version, host, source)')
+  .option('--sql <query>', 'run a query; the views are named like the tables: migrations, blocks, state_changes, faults, requests, pages, pauses, errors')
+  .option('--json', 'print the answer as JSON: { folder, question, columns, rows }')
+  .action(async (folder: string, o) => {
+    const { fleetCommand } = await import('./fleetCommand.js');
+    return exit(await fleetCommand(folder, o));
+  });
+
 function exit(code: number): void {
   process.exitCode = code;
 }

@@ -77,9 +77,7 @@ interface Outstanding {
 
 /** Reads the whole journal (bounded memory) and explains it. JournalErrors past the start are reported in the result, not thrown. */
 export function analyzeJournal(reader: JournalReader, opts: AnalyzeOptions = {}): Analysis {
-  const imported = reader.meta.source === 'qemu-trace';
-  const clockOffsetUs = imported ? qemuClockOffsetUs(reader) : null;
-  const a = new JournalAnalyzer(reader.path, reader.meta, imported, clockOffsetUs, opts.slowest ?? 20);
+  const a = startAnalysis(reader, opts);
   const total = reader.eventCount();
   let unreadable: JournalError | null = null;
   try {
@@ -92,6 +90,32 @@ export function analyzeJournal(reader: JournalReader, opts: AnalyzeOptions = {})
     unreadable = err;
   }
   return a.finish(unreadable);
+}
+
+/** The analysis fed one segment at a time (analyzeJournal's loop, for a reader of the segments that does more with each). */
+export interface IncrementalAnalysis {
+  /** Takes the journal's next segment, in order. */
+  segment(seg: Segment): void;
+  /** The analysis of the segments taken; `unreadable`: the error that stopped reading, if any. */
+  finish(unreadable: JournalError | null): Analysis;
+  /**
+   * Request → placement over every answered request, whatever the channel (the Analysis
+   * has it per channel only, and percentiles do not merge): the fleet's served-request
+   * latency. Valid after finish.
+   */
+  served(): AnsweredRequests;
+}
+
+/**
+ * Starts an analysis whose caller walks `reader.segments()` itself and hands each segment
+ * over (e.g. the Parquet export, which writes every event once in the same pass):
+ * the same figures as analyzeJournal. An imported trace's first pass (QEMU's clock
+ * offset) runs here.
+ */
+export function startAnalysis(reader: JournalReader, opts: Pick<AnalyzeOptions, 'slowest'> = {}): IncrementalAnalysis {
+  const imported = reader.meta.source === 'qemu-trace';
+  const clockOffsetUs = imported ? qemuClockOffsetUs(reader) : null;
+  return new JournalAnalyzer(reader.path, reader.meta, imported, clockOffsetUs, opts.slowest ?? 20);
 }
 
 /**
@@ -169,6 +193,8 @@ class JournalAnalyzer {
   private readonly latency = new LatencyHistogram();
   /** Request → placement, by the channel that brought the page: [unknown, main, preempt]. */
   private readonly answered = [new LatencyHistogram(), new LatencyHistogram(), new LatencyHistogram()];
+  /** Request → placement, every channel together. */
+  private readonly answeredAll = new LatencyHistogram();
   private readonly histogram = new Float64Array(HISTOGRAM_EDGES_MS.length);
   private readonly slowest: Analysis['faults']['slowest'] = [];
   private readonly waiting = new Map<number, Waiter[]>();
@@ -468,7 +494,10 @@ class JournalAnalyzer {
     if (this.qemu !== null) this.qemu.end(b.hostAddress + offset, t);
     this.exactPlaced(key, t);
     const request = this.outstanding.get(key);
-    if (request?.requested === true) this.answered[channel + 1]!.record(t - request.t);
+    if (request?.requested === true) {
+      this.answered[channel + 1]!.record(t - request.t);
+      this.answeredAll.record(t - request.t);
+    }
     this.outstanding.delete(key);
     const list = this.waiting.get(key);
     if (list === undefined) return;
@@ -750,6 +779,10 @@ class JournalAnalyzer {
         latencyCdf: this.latencyCdf(),
       },
     };
+  }
+
+  served(): AnsweredRequests {
+    return answeredSummary(this.answeredAll);
   }
 
   private qemuFigures(): Analysis['blocktime']['qemu'] {

@@ -348,3 +348,14 @@ export function qemuBlocktimeSaid(a: Analysis): { totalMs: number; perVcpuMs: nu
     perVcpuMs: q.perVcpuMs.map((ms, v) => r?.perVcpuMs?.[v] ?? ms),
   };
 }
+
+/** How a migration ended, in one word (the branches of `verdict`): for grouping many migrations. */
+export type Outcome = 'completed' | 'paused' | 'failed' | 'unfinished';
+
+/** Pure: the migration's outcome as `verdict` decides it: completed, left paused, failed (or cancelled), or unfinished. */
+export function outcomeOf(a: Analysis): Outcome {
+  if (a.status === 'completed') return 'completed';
+  if (a.pauses.some((p) => p.endMs === null)) return 'paused';
+  if (/fail|cancel/.test(a.status)) return 'failed';
+  return 'unfinished';
+}
