@@ -325,3 +325,17 @@ test('a tap journal whose meta claims a block of 2^50 bytes is analysed without 
   t.is(a.tap!.requests.alreadyInFlight, 1, 'the page at 2^49 had crossed before its request');
   t.deepEqual(a.requests.outstanding.map((o) => o.offset), [2 ** 48]);
 });
+
+test('a tap journal exports to Parquet and answers in fleet like any other journal (source tap)', (t) => {
+  const journal = join(dir, 'fleet-plain.db');
+  record(journal, [['plain', 'wire-main.gz']]);
+  const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
+  const out = join(dir, 'parquet');
+  const exported = spawnSync(process.execPath, [cli, 'export', journal, '--parquet', out, '--quiet'], { encoding: 'utf8' });
+  t.is(exported.status, 0, exported.stderr);
+  const q = spawnSync(process.execPath, [cli, 'fleet', out, '--json', '--sql', 'select source, status, requests from migrations'], { encoding: 'utf8' });
+  t.is(q.status, 0, q.stderr);
+  const row = (JSON.parse(q.stdout) as { rows: Array<Record<string, unknown>> }).rows[0]!;
+  t.like(row, { source: 'tap', status: 'completed' });
+  t.is(Number(row.requests), 4418, 'the requests the relay saw');
+});
