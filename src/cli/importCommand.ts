@@ -1,6 +1,6 @@
 import { PostcopyError } from '../errors.js';
-import { importQemuTrace, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
-import { rmSync, statSync } from 'node:fs';
+import { importQemuTrace, partialJournalPath, removeJournalFiles, type ImportSummary, type TraceFileSummary } from '../io/qemu/qemuImport.js';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { onInterrupt } from './interrupt.js';
 import { createProgress } from './progress.js';
@@ -38,22 +38,13 @@ export async function importCommand(trace: string, opts: ImportCommandOptions): 
     return failure(err, opts.json);
   }
   setCurrentJournal(opts.output);
-  // An import cut short would pass for a whole one: Ctrl-C removes it, as an error does.
-  // Only what this run wrote: an older journal that --force has not yet replaced stays.
-  const identity = (): string | null => {
-    try {
-      const st = statSync(opts.output);
-      return `${st.ino}:${st.mtimeMs}`;
-    } catch {
-      return null;
-    }
-  };
-  const before = identity();
+  // An import cut short would pass for a whole one: it writes to a partial file, which Ctrl-C
+  // removes (an older journal at the path stays until an import is whole).
   onInterrupt(() => {
-    const now = identity();
-    if (now === null || now === before) return;
-    for (const suffix of ['', '-wal', '-shm']) rmSync(opts.output + suffix, { force: true });
-    return `the partial journal ${opts.output} was removed`;
+    const partial = partialJournalPath(opts.output);
+    if (!existsSync(partial)) return;
+    removeJournalFiles(partial);
+    return `the partial journal ${partial} was removed${existsSync(opts.output) ? `; ${opts.output} is as it was` : ''}`;
   });
   const progress = createProgress('import-qemu', { enabled: !opts.json && !opts.quiet, format: 'import-qemu [{bar}] {percentage}% | pass {pass}/2 | {lines} lines' });
   let summary: ImportSummary;

@@ -39,21 +39,23 @@ test.serial('Ctrl-C during import-qemu: exit 130, one line, the cursor restored,
   t.not(r.signalledAt, null, 'the import reached pass 2 and was interrupted there');
   t.is(r.exitCode, 130, r.output.slice(-400));
   const after = r.output.slice(r.signalledAt!);
-  t.regex(after, /postcopy import-qemu: interrupted \(SIGINT\): the partial journal .*plain\.db was removed/);
+  t.regex(after, /postcopy import-qemu: interrupted \(SIGINT\): the partial journal .*plain\.db\.importing was removed/);
   t.true(after.includes(RESTORED), 'the cursor and line wrap are restored after the last bar');
   t.false(/\[[^\]]*\] \d+%/.test(after.slice(after.lastIndexOf(RESTORED))), 'no bar is drawn after the restore');
   t.deepEqual(readdirSync(dir).filter((f) => f.startsWith('plain.db')), [], 'no journal, WAL or shared-memory file is left');
 });
 
-test.serial('Ctrl-C before import-qemu --force has replaced an older journal leaves that journal alone', async (t) => {
+test.serial('Ctrl-C during import-qemu --force over an older journal leaves that journal as it was', async (t) => {
   const dir = scratchDir('pcint-');
   const out = join(dir, 'plain.db');
   const first = await ttyRun('(?!)', ['import-qemu', fixture('preempt', 'dst-trace.log.gz'), '-o', out, '--quiet']);
   t.is(first.exitCode, 0);
   const before = readFileSync(out);
-  // Pass 1 reads the trace before the journal is opened: interrupt it there.
-  const r = await ttyRun('pass 1/2', ['import-qemu', fixture('plain', 'dst-trace.log.gz'), '-o', out, '--force']);
+  // Interrupted while it writes (pass 2): the older journal is replaced only by a whole import.
+  const r = await ttyRun('pass 2/2 \\| [1-9]', ['import-qemu', fixture('plain', 'dst-trace.log.gz'), '-o', out, '--force']);
   t.is(r.exitCode, 130);
+  t.regex(r.output.slice(r.signalledAt!), /plain\.db\.importing was removed; .*plain\.db is as it was/);
+  t.deepEqual(readdirSync(dir).sort(), ['plain.db'], 'no partial file is left');
   t.true(existsSync(out), 'the older journal is still there');
   t.true(readFileSync(out).equals(before), 'unchanged, byte for byte');
 });

@@ -17,7 +17,7 @@
  * Unknown events are counted by name, malformed lines reported with their line numbers,
  * and the import goes on; a file that is not a trace at all is refused (NotATraceError).
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { assertRegularFile } from '../../regularFile.js';
 import { dirname, join } from 'node:path';
@@ -122,6 +122,19 @@ function fileSummary(s: TraceReadSummary): TraceFileSummary {
     timed: s.timed,
     truncated: s.truncated,
   };
+}
+
+/**
+ * Where an import writes until it is whole (then renamed to the journal's path): an import cut
+ * short, by an error or Ctrl-C, never replaces an older journal nor passes for a whole one.
+ */
+export function partialJournalPath(out: string): string {
+  return `${out}.importing`;
+}
+
+/** Removes a journal and the files SQLite keeps beside it. */
+export function removeJournalFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true });
 }
 
 /** threads.json to use: the option, else the one beside the trace when it exists. */
@@ -257,8 +270,8 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
       }
       if (importer === null) {
         originUs = dBatch.find((e) => e.timeUs !== NO_TIME)?.timeUs ?? sBatch.find((e) => e.timeUs !== NO_TIME)?.timeUs ?? 0;
-        writer = JournalWriter.create(opts.out, importMeta(opts, blocks, vcpus, capabilities, originUs, threadsPath, queryMigrate), {
-          overwrite: opts.overwrite ?? false,
+        writer = JournalWriter.create(partialJournalPath(opts.out), importMeta(opts, blocks, vcpus, capabilities, originUs, threadsPath, queryMigrate), {
+          overwrite: true, // the partial file of an earlier import cut short
           crashSafe: false,
         });
         importer = new TraceImporter(writer, blocks, vcpus.tids, originUs);
@@ -290,12 +303,15 @@ export async function importQemuTrace(opts: ImportQemuOptions): Promise<ImportSu
       } catch {
         // the error being thrown says more than this one
       }
-      for (const suffix of ['', '-wal', '-shm']) rmSync(opts.out + suffix, { force: true });
+      removeJournalFiles(partialJournalPath(opts.out));
     }
     throw err;
   }
   const eventsWritten = writer!.nextSeq;
   writer!.close();
+  // Only a whole import takes the journal's name: an older journal stays until then.
+  removeJournalFiles(opts.out);
+  renameSync(partialJournalPath(opts.out), opts.out);
   const imp = importer!;
   if (!dstSummary!.timed) warnings.push('the trace has no timestamps (QEMU ran without -msg timestamp=on): every event is at t = 0, so blocktime and latencies cannot be derived');
   if (dstSummary!.truncated !== null) warnings.push(`the trace is truncated: ${dstSummary!.truncated}`);
