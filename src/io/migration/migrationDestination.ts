@@ -382,6 +382,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     backend.close();
     return 3;
   }
+  // SHUT (0: fine) tells the source this side is done, as QEMU's destination does at the end.
+  returnPath.shut(0);
   // The guest runs on: let the vCPUs finish their work, then take the memory's digest.
   const accesses = await vcpuDone;
   stopVcpus();
@@ -404,7 +406,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
       outstanding: engine.requested.size,
     },
   });
-  if (returnPath.shut(0)) current[0]!.end();
+  current[0]?.end();
   server.close();
   backend.close();
   return 0;

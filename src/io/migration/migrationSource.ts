@@ -109,6 +109,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   // rebuild the dirty bitmap, PONGs say how far the destination has read.
   let bitmapsReloaded = 0;
   let resumeAcked = false;
+  /** SHUT's status once the destination said it is done. */
+  let shutStatus: number | null = null;
   let lastPong = 0;
   let mainAcked = 0;
   const onReturnPath = (item: ReturnPathItem): void => {
@@ -130,6 +132,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
         resumeAcked = true;
         break;
       case 'shut':
+        shutStatus = item.status;
+        break;
       case 'switchover-ack':
         break;
     }
@@ -311,8 +315,12 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   phase = 'done';
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
   report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
-  // Wait for the destination to close the connection after its cleanup.
+  // As QEMU's source: the connection stays until the destination says it is done (SHUT)
+  // or closes it; then it ends.
+  const endBy = Date.now() + 10_000;
+  while (shutStatus === null && !main.destroyed && lost === null && Date.now() < endBy) await waitFor((w) => (wake = w), 100);
   await new Promise<void>((r) => {
+    if (main.destroyed) return r();
     main.once('close', () => r());
     main.end();
     setTimeout(r, 10_000).unref();
