@@ -134,8 +134,8 @@ interface AbRun {
 
 function cliMigrate(tree: string, args: string[], journal: string): Promise<{ blocktime: number; p99: number; wallMs: number }> {
   return new Promise((resolve, reject) => {
-    execFile('node', [join(tree, 'dist', 'src', 'cli', 'main.js'), 'migrate', ...args, '--journal', journal, '--force', '--json'], { maxBuffer: 16 << 20 }, (err, stdout) => {
-      if (err) return reject(new Error(`${tree}: migrate ${args.join(' ')}: ${err.message}`));
+    execFile('node', [join(tree, 'dist', 'src', 'cli', 'main.js'), 'migrate', ...args, '--journal', journal, '--force', '--json'], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${tree}: migrate ${args.join(' ')}: exit ${String(err.code)}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
       const r = JSON.parse(stdout) as { verified: boolean; wallMs: number; destination: { requestLatency: { p99Ms: number }; blocktime: { exact: { perVcpuBlockedMs: number[] } } } };
       if (!r.verified) return reject(new Error(`${tree}: migrate did not verify`));
       resolve({ blocktime: r.destination.blocktime.exact.perVcpuBlockedMs.reduce((a, b) => a + b, 0), p99: r.destination.requestLatency.p99Ms, wallMs: r.wallMs });
@@ -148,17 +148,24 @@ const SHAPES: Record<'served' | 'default', string[]> = {
   default: ['--size', '256M', '--vcpus', '2'],
 };
 
-let abCache: Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>>> | null = null;
-function abRuns(): Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>>> {
+let abCache: Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>> & { failures: string[] }> | null = null;
+function abRuns(): Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>> & { failures: string[] }> {
   abCache ??= (async () => {
-    const out = { base: { served: [] as AbRun[], default: [] as AbRun[] }, head: { served: [] as AbRun[], default: [] as AbRun[] } };
+    const out = { base: { served: [] as AbRun[], default: [] as AbRun[] }, head: { served: [] as AbRun[], default: [] as AbRun[] }, failures: [] as string[] };
+    const failures = out.failures;
     for (let round = 0; round < AB_ROUNDS; round++) {
       for (const shape of ['served', 'default'] as const) {
         // Alternate which tree goes first, so neither always runs on a warmer machine.
         const order = round % 2 === 0 ? (['base', 'head'] as const) : (['head', 'base'] as const);
         for (const tree of order) {
           const journal = join(tmpdir(), `bench-wire-${process.pid}-${tree}.journal`);
-          const m = await cliMigrate(tree === 'base' ? BASE_TREE! : HEAD_TREE, [...SHAPES[shape], '--seed', String(round + 1)], journal);
+          const args = [...SHAPES[shape], '--seed', String(round + 1)];
+          const treeDir = tree === 'base' ? BASE_TREE! : HEAD_TREE;
+          // A run that fails is said and run again once (a failure of either tree is a finding, not a figure).
+          const m = await cliMigrate(treeDir, args, journal).catch((err: Error) => {
+            failures.push(`${tree}: ${err.message}`);
+            return cliMigrate(treeDir, args, journal);
+          });
           const served = answeredBy(journal).preempt;
           rmSync(journal, { force: true });
           out[tree][shape].push({ servedP50: served.p50Ms, servedP99: served.p99Ms, served: served.count, ...m });
@@ -184,7 +191,7 @@ function abEntry(name: string, shape: 'served' | 'default', pick: keyof AbRun, d
         runs: head.length,
         higherIsBetter: false,
         baseline: { name: `the own framing with ACK frames (f638c04), alternating in this run`, median: median(base), source: 'measured' },
-        notes: `QEMU wire: ${head.map((v) => v.toFixed(3)).join(', ')}; own framing: ${base.map((v) => v.toFixed(3)).join(', ')}; served requests per run: wire ${r.head[shape].map((x) => x.served).join(', ')}, own ${r.base[shape].map((x) => x.served).join(', ')}; wall ms: wire ${r.head[shape].map((x) => x.wallMs).join(', ')}, own ${r.base[shape].map((x) => x.wallMs).join(', ')}`,
+        notes: `QEMU wire: ${head.map((v) => v.toFixed(3)).join(', ')}; own framing: ${base.map((v) => v.toFixed(3)).join(', ')}; served requests per run: wire ${r.head[shape].map((x) => x.served).join(', ')}, own ${r.base[shape].map((x) => x.served).join(', ')}; wall ms: wire ${r.head[shape].map((x) => x.wallMs).join(', ')}, own ${r.base[shape].map((x) => x.wallMs).join(', ')}; runs that failed and were run again: ${r.failures.length === 0 ? 'none' : r.failures.join('; ')}`,
       };
     },
   };

@@ -227,6 +227,7 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     // most requests are for pages that come later in the same read.
     const rp = current[0];
     rp?.cork();
+    let bad = false;
     try {
       if (channel === 0) for (const item of mainDecoder!.push(chunk)) onMainItem(item);
       else for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
@@ -238,10 +239,12 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
         current[channel] = null;
         apply(() => engine.streamError(channel, err.message, now()));
       }
-      sock.destroy();
+      bad = true;
     } finally {
       rp?.uncork();
     }
+    // After the uncork: what the read caused (a PONG) leaves before the connection closes.
+    if (bad) sock.destroy();
   };
 
   const watchClose = (channel: 0 | 1, sock: Socket): void => {
