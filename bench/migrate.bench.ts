@@ -135,7 +135,15 @@ interface AbRun {
 function cliMigrate(tree: string, args: string[], journal: string): Promise<{ blocktime: number; p99: number; wallMs: number }> {
   return new Promise((resolve, reject) => {
     execFile('node', [join(tree, 'dist', 'src', 'cli', 'main.js'), 'migrate', ...args, '--journal', journal, '--force', '--json'], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`${tree}: migrate ${args.join(' ')}: exit ${String(err.code)}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+      if (err) {
+        let said = stderr.trim().split('\n').slice(-3).join(' | ');
+        try {
+          said += ` ${(JSON.parse(stdout) as { message?: string }).message ?? ''}`;
+        } catch {
+          said += ` ${stdout.slice(0, 300)}`;
+        }
+        return reject(new Error(`${tree}: migrate ${args.join(' ')}: exit ${String(err.code)}: ${said}`));
+      }
       const r = JSON.parse(stdout) as { verified: boolean; wallMs: number; destination: { requestLatency: { p99Ms: number }; blocktime: { exact: { perVcpuBlockedMs: number[] } } } };
       if (!r.verified) return reject(new Error(`${tree}: migrate did not verify`));
       resolve({ blocktime: r.destination.blocktime.exact.perVcpuBlockedMs.reduce((a, b) => a + b, 0), p99: r.destination.requestLatency.p99Ms, wallMs: r.wallMs });
@@ -161,11 +169,14 @@ function abRuns(): Promise<Record<'base' | 'head', Record<'served' | 'default', 
           const journal = join(tmpdir(), `bench-wire-${process.pid}-${tree}.journal`);
           const args = [...SHAPES[shape], '--seed', String(round + 1)];
           const treeDir = tree === 'base' ? BASE_TREE! : HEAD_TREE;
-          // A run that fails is said and run again once (a failure of either tree is a finding, not a figure).
-          const m = await cliMigrate(treeDir, args, journal).catch((err: Error) => {
-            failures.push(`${tree}: ${err.message}`);
-            return cliMigrate(treeDir, args, journal);
-          });
+          // A run that fails is said and run again once; twice, it gives no figure (either way it is in the notes).
+          const attempt = (): Promise<Awaited<ReturnType<typeof cliMigrate>> | null> =>
+            cliMigrate(treeDir, args, journal).catch((err: Error) => {
+              failures.push(`${tree}: ${err.message}`);
+              return null;
+            });
+          const m = (await attempt()) ?? (await attempt());
+          if (m === null) continue; // failed twice: said in the notes, no figure
           const served = answeredBy(journal).preempt;
           rmSync(journal, { force: true });
           out[tree][shape].push({ servedP50: served.p50Ms, servedP99: served.p99Ms, served: served.count, ...m });
@@ -183,8 +194,10 @@ function abEntry(name: string, shape: 'served' | 'default', pick: keyof AbRun, d
     description,
     async run() {
       const r = await abRuns();
-      const head = r.head[shape].map((x) => x[pick]);
-      const base = r.base[shape].map((x) => x[pick]);
+      // A run without served requests has no served latency (not 0): it is left out of those figures.
+      const counts = (x: AbRun): boolean => !pick.startsWith('served') || x.served > 0;
+      const head = r.head[shape].filter(counts).map((x) => x[pick]);
+      const base = r.base[shape].filter(counts).map((x) => x[pick]);
       return {
         median: median(head),
         unit: 'ms',
