@@ -4,6 +4,7 @@
  * measured the way the fixtures measure (page request → placement of that page).
  * Baselines: QEMU 7.2's figures on this machine, from ../shared/fixtures/qemu-7.2/README.md.
  */
+import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,7 +109,117 @@ async function cappedBlocktime(): Promise<{ on: number[]; off: number[]; request
   return r;
 }
 
+/**
+ * The QEMU wire against the project's own framing, before and after in one run: set
+ * POSTCOPY_BENCH_BASE to a built tree of the commit before the change (its `migrate` still
+ * speaks the own framing with ACK frames); the same migrations then run alternately through
+ * that tree's CLI and this one's, and both journals are analysed here.
+ * - served: preempt, push capped at 100 MiB/s, --prefetch 0, so the preempt channel carries
+ *   only requested pages, each sent after its request: request → placement of those;
+ * - exact blocktime (summed over vCPUs) and all requests' p99, in that shape and in the
+ *   default one (plain, unlimited).
+ */
+const BASE_TREE = process.env.POSTCOPY_BENCH_BASE;
+const HEAD_TREE = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const AB_ROUNDS = Number(process.env.POSTCOPY_BENCH_AB_ROUNDS ?? 4);
+
+interface AbRun {
+  servedP50: number;
+  servedP99: number;
+  served: number;
+  blocktime: number;
+  p99: number;
+  wallMs: number;
+}
+
+function cliMigrate(tree: string, args: string[], journal: string): Promise<{ blocktime: number; p99: number; wallMs: number }> {
+  return new Promise((resolve, reject) => {
+    execFile('node', [join(tree, 'dist', 'src', 'cli', 'main.js'), 'migrate', ...args, '--journal', journal, '--force', '--json'], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) {
+        let said = stderr.trim().split('\n').slice(-3).join(' | ');
+        try {
+          said += ` ${(JSON.parse(stdout) as { message?: string }).message ?? ''}`;
+        } catch {
+          said += ` ${stdout.slice(0, 300)}`;
+        }
+        return reject(new Error(`${tree}: migrate ${args.join(' ')}: exit ${String(err.code)}: ${said}`));
+      }
+      const r = JSON.parse(stdout) as { verified: boolean; wallMs: number; destination: { requestLatency: { p99Ms: number }; blocktime: { exact: { perVcpuBlockedMs: number[] } } } };
+      if (!r.verified) return reject(new Error(`${tree}: migrate did not verify`));
+      resolve({ blocktime: r.destination.blocktime.exact.perVcpuBlockedMs.reduce((a, b) => a + b, 0), p99: r.destination.requestLatency.p99Ms, wallMs: r.wallMs });
+    });
+  });
+}
+
+const SHAPES: Record<'served' | 'default', string[]> = {
+  served: ['--size', '256M', '--vcpus', '2', '--preempt', '--bandwidth', '100M', '--prefetch', '0'],
+  default: ['--size', '256M', '--vcpus', '2'],
+};
+
+let abCache: Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>> & { failures: string[] }> | null = null;
+function abRuns(): Promise<Record<'base' | 'head', Record<'served' | 'default', AbRun[]>> & { failures: string[] }> {
+  abCache ??= (async () => {
+    const out = { base: { served: [] as AbRun[], default: [] as AbRun[] }, head: { served: [] as AbRun[], default: [] as AbRun[] }, failures: [] as string[] };
+    const failures = out.failures;
+    for (let round = 0; round < AB_ROUNDS; round++) {
+      for (const shape of ['served', 'default'] as const) {
+        // Alternate which tree goes first, so neither always runs on a warmer machine.
+        const order = round % 2 === 0 ? (['base', 'head'] as const) : (['head', 'base'] as const);
+        for (const tree of order) {
+          const journal = join(tmpdir(), `bench-wire-${process.pid}-${tree}.journal`);
+          const args = [...SHAPES[shape], '--seed', String(round + 1)];
+          const treeDir = tree === 'base' ? BASE_TREE! : HEAD_TREE;
+          // A run that fails is said and run again once; twice, it gives no figure (either way it is in the notes).
+          const attempt = (): Promise<Awaited<ReturnType<typeof cliMigrate>> | null> =>
+            cliMigrate(treeDir, args, journal).catch((err: Error) => {
+              failures.push(`${tree}: ${err.message}`);
+              return null;
+            });
+          const m = (await attempt()) ?? (await attempt());
+          if (m === null) continue; // failed twice: said in the notes, no figure
+          const served = answeredBy(journal).preempt;
+          rmSync(journal, { force: true });
+          out[tree][shape].push({ servedP50: served.p50Ms, servedP99: served.p99Ms, served: served.count, ...m });
+        }
+      }
+    }
+    return out;
+  })();
+  return abCache;
+}
+
+function abEntry(name: string, shape: 'served' | 'default', pick: keyof AbRun, description: string): Benchmark {
+  return {
+    name,
+    description,
+    async run() {
+      const r = await abRuns();
+      // A run without served requests has no served latency (not 0): it is left out of those figures.
+      const counts = (x: AbRun): boolean => !pick.startsWith('served') || x.served > 0;
+      const head = r.head[shape].filter(counts).map((x) => x[pick]);
+      const base = r.base[shape].filter(counts).map((x) => x[pick]);
+      return {
+        median: median(head),
+        unit: 'ms',
+        runs: head.length,
+        higherIsBetter: false,
+        baseline: { name: `the own framing with ACK frames (f638c04), alternating in this run`, median: median(base), source: 'measured' },
+        notes: `QEMU wire: ${head.map((v) => v.toFixed(3)).join(', ')}; own framing: ${base.map((v) => v.toFixed(3)).join(', ')}; served requests per run: wire ${r.head[shape].map((x) => x.served).join(', ')}, own ${r.base[shape].map((x) => x.served).join(', ')}; wall ms: wire ${r.head[shape].map((x) => x.wallMs).join(', ')}, own ${r.base[shape].map((x) => x.wallMs).join(', ')}; runs that failed and were run again: ${r.failures.length === 0 ? 'none' : r.failures.join('; ')}`,
+      };
+    },
+  };
+}
+
+const wireAgainstOwnFraming: Benchmark[] = BASE_TREE === undefined ? [] : [
+  abEntry('migrate.wire.served.p50', 'served', 'servedP50', 'served requests (answered by a page sent after the request) request → placement p50 (ms); preempt, 100 MiB/s, --prefetch 0, 256 MiB, 2 vCPUs'),
+  abEntry('migrate.wire.served.p99', 'served', 'servedP99', 'served requests request → placement p99 (ms); preempt, 100 MiB/s, --prefetch 0, 256 MiB, 2 vCPUs'),
+  abEntry('migrate.wire.served.blocktime', 'served', 'blocktime', 'exact blocktime summed over vCPUs (ms); preempt, 100 MiB/s, --prefetch 0, 256 MiB, 2 vCPUs'),
+  abEntry('migrate.wire.default.blocktime', 'default', 'blocktime', 'exact blocktime summed over vCPUs (ms); plain, unlimited, 256 MiB, 2 vCPUs'),
+  abEntry('migrate.wire.default.p99', 'default', 'p99', 'all requests request → placement p99 (ms); plain, unlimited, 256 MiB, 2 vCPUs'),
+];
+
 export const benchmarks: Benchmark[] = [
+  ...wireAgainstOwnFraming,
   {
     name: 'migrate.capped.blocktime',
     description: 'exact blocktime summed over vCPUs (ms), 256 MiB, 2 vCPUs, postcopy capped at 100 MiB/s, prefetch 32 pages against --prefetch 0',

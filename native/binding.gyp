@@ -16,7 +16,8 @@
         "src/host_vcpus.cc",
         "src/placement.cc",
         "src/fault_delivery.cc",
-        "src/shared_file.cc"
+        "src/shared_file.cc",
+        "src/socket_options.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

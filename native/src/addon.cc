@@ -7,6 +7,7 @@
 #include "js_util.h"
 #include "probe.h"
 #include "shared_file.h"
+#include "socket_options.h"
 #include "uffd.h"
 
 namespace pc {
@@ -69,6 +70,25 @@ Napi::Value ThreadAffinity(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// setTcpNotSentLowat(fd, bytes): returns the value the kernel holds afterwards.
+Napi::Value SetTcpNotSentLowat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  GUARD_BEGIN
+  double fd = number_arg(info, 0);
+  double bytes = number_arg(info, 1);
+  if (!(fd >= 0 && fd <= 2147483647.0 && fd == static_cast<double>(static_cast<int>(fd)))) throw Refusal("setTcpNotSentLowat", "the fd must be a non-negative integer");
+  if (!(bytes >= 1 && bytes <= 2147483647.0 && bytes == static_cast<double>(static_cast<int>(bytes)))) {
+    throw Refusal("setTcpNotSentLowat", "the byte count must be a positive 32-bit integer");
+  }
+  int err = set_tcp_notsent_lowat(static_cast<int>(fd), static_cast<int>(bytes));
+  if (err != 0) throw Refusal("setTcpNotSentLowat", "setsockopt(TCP_NOTSENT_LOWAT) failed", errno_name(err));
+  int now = 0;
+  err = get_tcp_notsent_lowat(static_cast<int>(fd), &now);
+  if (err != 0) throw Refusal("setTcpNotSentLowat", "getsockopt(TCP_NOTSENT_LOWAT) failed", errno_name(err));
+  return Napi::Number::New(env, now);
+  GUARD_END(env)
+}
+
 Napi::Value HugePages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   HugePageSupport s = huge_page_support();
@@ -97,6 +117,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hugePageSupport", Napi::Function::New<HugePages>(env, "hugePageSupport"));
   exports.Set("mapSharedFile", Napi::Function::New<MapSharedFile>(env, "mapSharedFile"));
   exports.Set("syncSharedFile", Napi::Function::New<SyncSharedFile>(env, "syncSharedFile"));
+  exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("releaseSharedFile", Napi::Function::New<ReleaseSharedFile>(env, "releaseSharedFile"));
   exports.Set("UffdHost", Host::Init(env));
   return exports;

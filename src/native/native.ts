@@ -173,6 +173,8 @@ export interface NativeAddon {
   mapSharedFile(path: string, bytes: number): Buffer;
   syncSharedFile(buf: Buffer, offset?: number, length?: number): void;
   releaseSharedFile(buf: Buffer): void;
+  /** setsockopt TCP_NOTSENT_LOWAT on a TCP socket's fd; returns the value the kernel holds then. */
+  setTcpNotSentLowat(fd: number, bytes: number): number;
   UffdHost: new (layouts: readonly BlockLayout[]) => NativeHost;
 }
 

@@ -1,8 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { MigCommand, PostcopyState, TARGET_PAGE_SIZE } from '../../engine/constants.js';
+import { PostcopyState, TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { Destination } from '../../engine/destination.js';
 import { MachineId } from '../../engine/events.js';
-import { decodeCommandFrame } from '../../engine/wire.js';
+import { MainStreamDecoder, PreemptChannelDecoder, type MainItem, type MainStreamState, type PreemptItem } from '../../engine/qemuWire/index.js';
 import { PostcopyError } from '../../errors.js';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import type { AccessPatternName } from '../backends/accessPatterns.js';
@@ -10,7 +10,7 @@ import type { BlockLayout } from '../../engine/ports.js';
 import { pageDigest } from '../backends/guestImage.js';
 import { chooseBackend } from '../backends/vcpuLauncher.js';
 import { commitAtQuietMoments } from '../quietCommits.js';
-import { FrameKind, FrameReader, decodePage, frame, returnPathFrame } from './streamFrames.js';
+import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from '../qemu/wireFeed.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 
 export interface DestinationOptions {
@@ -49,14 +49,23 @@ export interface DestinationSummary {
 }
 
 const BLOCK = 'pc.ram';
-/** The main channel's pages are acknowledged to the source every this many (its push window is 1024). */
-const ACK_EVERY_PAGES = 128;
+const EMPTY = new Uint8Array(0);
 
 /**
  * The destination side of an end-to-end migration, in its own process: the engine over
  * the native userfaultfd backend (or the mock one, with the reason said), a TCP server
- * on 127.0.0.1 for the main channel (with the return path) and the preempt channel, real
- * vCPU threads started at RUN, the journal, and at the end a digest of guest memory.
+ * on 127.0.0.1 that reads QEMU's wire (the same decoders and item feeding as `postcopy
+ * receive`, src/io/qemu/wireFeed.ts), real vCPU threads started at RUN, the journal, and
+ * at the end a digest of guest memory.
+ *
+ * QEMU's wire names no channel; connections are known by their order and first byte, as
+ * `receive` knows them: the first is the main stream ("QEVM"), whose reverse direction is
+ * the return path; with preempt, the next one while that main connection is in use is the
+ * preempt channel. Any later connection says what it is with its first byte: 0x08 (the
+ * RECV_BITMAP command a resumed main stream starts with) is a recovery's main stream, and
+ * a connection of that recovery that has not said anything is its preempt channel
+ * (a preempt channel carries nothing until a page is requested). Anything else is dropped
+ * without touching the migration.
  */
 export async function runMigrationDestination(opts: DestinationOptions, report: (m: DestinationMessage) => void, giveUp: Promise<void>): Promise<number> {
   const layout: BlockLayout = { name: BLOCK, length: opts.sizeBytes, hostPageSize: opts.hostPageSize };
@@ -78,14 +87,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   }, { overwrite: opts.overwrite ?? true, autoCheckpoint: false }); // a WAL checkpoint stalled the event loop 10–17 ms mid-migration
   /** The connection each channel currently reads (main, preempt); the main one carries the return path. */
   const current: Array<Socket | null> = [null, null];
-  /** Pages consumed from the current main connection, acknowledged for flow control. */
-  let mainConsumed = 0;
-  const engine = new Destination(
-    { blocks: [layout], vcpuTids: [], vcpus: opts.vcpus, preempt: opts.preempt },
-    backend,
-    { send: (type, payload) => (current[0] !== null && !current[0].destroyed ? (current[0].write(returnPathFrame(type, payload)), true) : false) },
-    writer,
-  );
+  const returnPath = new ReturnPathSender(() => current[0]);
+  const engine = new Destination({ blocks: [layout], vcpuTids: [], vcpus: opts.vcpus, preempt: opts.preempt }, backend, returnPath, writer);
   engine.faultTimeOriginNs = t0;
   writer.setSnapshotSource(() => engine.snapshot());
   const stopCommits = commitAtQuietMoments(writer, () => engine.requested.size > 0);
@@ -117,140 +120,226 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     vcpuDone = run.done;
   };
 
+  /** Decoders of the current main and preempt connections; what a resumed main stream takes over. */
+  let mainDecoder: MainStreamDecoder | null = null;
+  let preemptDecoder: PreemptChannelDecoder | null = null;
+  let mainState: MainStreamState | null = null;
+  /** The current main connection may still be joined by a preempt channel (once per main connection). */
+  let preemptSlotOpen = false;
+  /** Connections that have not said what they are yet (see the header comment). */
+  const pending = new Set<Socket>();
+  /** Main items after a RESUME read before the recovery's preempt channel connected. */
+  let heldMain: MainItem[] | null = null;
+  /** A first main connection was taken: every later main connection is a resumed one. */
+  let mainTaken = false;
+
   /**
-   * A reconnecting main channel starts a recovery, and the source dropped every earlier
+   * A resumed main connection starts a recovery, and the source dropped every earlier
    * connection before it reconnected. What this process has not read from those yet
    * (under load, even their close) is stale: read later, it would place pages after the
    * receive bitmap went out, or pause the recovery that is under way. So they break now.
    */
   const supersedeEarlierConnections = (): void => {
-    heldMainFrames = null; // a RESUME of the recovery that failed
+    heldMain = null; // a RESUME of the recovery that failed
     for (const c of [0, 1]) {
       const old = current[c];
       if (!old) continue;
       current[c] = null;
       old.destroy();
-      apply(() => engine.channelBroken(c, 'superseded by the reconnected main channel (its close was not read yet)', now()));
+      apply(() => engine.channelBroken(c, 'superseded by the resumed main connection (its close was not read yet)', now()));
     }
   };
 
-  /**
-   * With preempt, recovery resumes once both channels are back. The source connects the
-   * preempt channel before it sends RESUME, but two sockets have no order between them:
-   * a RESUME read before the preempt channel's HELLO waits for it, and so do the main
-   * channel's frames after it, in order.
-   */
-  let heldMainFrames: Array<[number, Uint8Array]> | null = null;
-  const releaseHeldMainFrames = (): void => {
-    const held = heldMainFrames;
-    heldMainFrames = null;
-    for (const [kind, payload] of held ?? []) onChannelFrame(0)(kind, payload);
+  const checkEnd = (): void => {
+    if (endAt < 0 && engine.postcopyState === PostcopyState.END) endAt = now();
   };
 
-  /** Tells the source how many pages of the current main connection were consumed (flow control). */
-  const acknowledgeMain = (): void => {
-    if (current[0] === null) return;
-    const ack = Buffer.allocUnsafe(4);
-    ack.writeUInt32BE(mainConsumed >>> 0, 0);
-    current[0].write(frame(FrameKind.ACK, ack));
+  const page = (channel: 0 | 1, item: { kind: 'page' | 'zero-page'; pageOffset: number; data?: Uint8Array }): void => {
+    // One socket read can hand over hundreds of pages; a fault read meanwhile is
+    // decided now, before the next of them is placed, not after the whole run: the
+    // page it waits for is requested or found on its way, and its blocktime starts at
+    // its read, not after the placement that already woke it (section 3).
+    if (engine.postcopyState >= PostcopyState.LISTENING) backend.takeFaults();
+    apply(() => engine.page(channel, 0, item.pageOffset, item.kind === 'zero-page', item.data ?? EMPTY, 0, now()));
+    // The last outstanding page on the preempt channel may be what ends postcopy.
+    checkEnd();
   };
 
-  const onChannelFrame = (channel: number) => (kind: number, payload: Uint8Array): void => {
-    if (channel === 0 && heldMainFrames !== null) {
-      heldMainFrames.push([kind, payload.slice()]);
+  const onMainItem = (item: MainItem): void => {
+    if (heldMain !== null) {
+      heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item);
       return;
     }
-    switch (kind) {
-      case FrameKind.COMMAND: {
-        const f = decodeCommandFrame(payload);
-        if (f.kind === MigCommand.POSTCOPY_RESUME && opts.preempt && current[1] === null) {
-          heldMainFrames = [[kind, payload.slice()]];
+    switch (item.kind) {
+      case 'mem-size': {
+        // Our layout is given; the source's MEM_SIZE must describe the same memory.
+        const b = item.blocks;
+        if (b.length !== 1 || b[0]!.name !== BLOCK || b[0]!.usedLength !== opts.sizeBytes) {
+          throw new PostcopyError('CONFIG_MISMATCH', `MEM_SIZE offers ${b.map((x) => `'${x.name}' ${x.usedLength}`).join(', ')}; this destination holds '${BLOCK}' ${opts.sizeBytes}`);
+        }
+        return;
+      }
+      case 'page':
+      case 'zero-page':
+        return page(0, item);
+      case 'eof':
+        apply(() => engine.endOfStream(0, now()));
+        checkEnd();
+        return;
+      case 'recv-bitmap-request':
+        if (!returnPath.answerBitmapRequest(item.blockName)) process.stderr.write(`destination: RECV_BITMAP for '${item.blockName}', which has no receive bitmap to send\n`);
+        return;
+      case 'postcopy-resume':
+        if (opts.preempt && current[1] === null) {
+          // The recovery's preempt channel is not there yet: the RESUME and what follows wait for it.
+          heldMain = [item];
           return;
         }
-        apply(() => engine.command(f.kind, f.payload, now()));
-        if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) {
-          listenAt = now();
-          // At once, not at the next 128 pages: tells the source that this side listens
-          // (a break from here on pauses postcopy instead of failing the migration).
-          acknowledgeMain();
-        }
-        if (engine.postcopyState === PostcopyState.RUNNING && !vcpusStarted) startVcpus();
-        return;
-      }
-      case FrameKind.PAGE: {
-        // One socket read can hand over hundreds of pages; a fault read meanwhile is
-        // decided now, before the next of them is placed, not after the whole run: the
-        // page it waits for is requested or found on its way, and its blocktime starts at
-        // its read, not after the placement that already woke it (section 3).
-        if (engine.postcopyState >= PostcopyState.LISTENING) backend.takeFaults();
-        const p = decodePage(payload);
-        apply(() => engine.page(channel, p.block, p.offset, p.zero, p.data, 0, now()));
-        if (channel === 0 && ++mainConsumed % ACK_EVERY_PAGES === 0) acknowledgeMain();
-        // The last outstanding page on the preempt channel may be what ends postcopy.
-        if (endAt < 0 && engine.postcopyState === PostcopyState.END) endAt = now();
-        return;
-      }
-      case FrameKind.EOS:
-        apply(() => engine.endOfStream(channel, now()));
-        if (engine.postcopyState === PostcopyState.END && endAt < 0) endAt = now();
-        return;
+        break;
       default:
-        throw new PostcopyError('BAD_FRAME', `unexpected frame kind ${kind} on channel ${channel}`);
+        break;
     }
+    const c = engineCommandOf(item);
+    if (c === null) return;
+    apply(() => engine.command(c.command, c.payload, now()));
+    if (engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) listenAt = now();
+    if (engine.postcopyState === PostcopyState.RUNNING && !vcpusStarted) startVcpus();
+  };
+
+  const releaseHeldMain = (): void => {
+    const held = heldMain;
+    heldMain = null;
+    for (const item of held ?? []) onMainItem(item);
+  };
+
+  const onPreemptItem = (item: PreemptItem): void => {
+    if (item.kind === 'eos') {
+      apply(() => engine.endOfStream(1, now()));
+      checkEnd();
+    } else page(1, item);
+  };
+
+  /** Pushes a chunk into a channel's decoder; bad bytes from the peer are a stream error (postcopy pauses). */
+  const push = (channel: 0 | 1, sock: Socket, chunk: Buffer): void => {
+    if (current[channel] !== sock) return; // a superseded connection's last buffered bytes
+    // The return path is corked while a read is consumed: the requests and PONGs it
+    // causes leave in one write after it instead of one syscall each between pages:
+    // most requests are for pages that come later in the same read.
+    const rp = current[0];
+    rp?.cork();
+    let bad = false;
+    try {
+      if (channel === 0) for (const item of mainDecoder!.push(chunk)) onMainItem(item);
+      else for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
+    } catch (err) {
+      // Anything but a PostcopyError is our bug and must not pass for a bad peer.
+      if (!(err instanceof PostcopyError)) throw err;
+      if (current[channel] === sock) {
+        if (channel === 0) mainState = mainDecoder!.state();
+        current[channel] = null;
+        apply(() => engine.streamError(channel, err.message, now()));
+      }
+      bad = true;
+    } finally {
+      rp?.uncork();
+    }
+    // After the uncork: what the read caused (a PONG) leaves before the connection closes.
+    if (bad) sock.destroy();
+  };
+
+  const watchClose = (channel: 0 | 1, sock: Socket): void => {
+    sock.on('close', () => {
+      if (stopped || current[channel] !== sock) return; // superseded: its break was already applied
+      if (channel === 0) mainState = mainDecoder!.state();
+      current[channel] = null;
+      if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
+      if (channel === 1 && !engine.preemptChannelOpen) return; // it ended (EOS) before it closed
+      apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
+    });
+  };
+
+  const startMain = (sock: Socket, resumed: boolean): void => {
+    if (resumed) {
+      // The state of the last main stream, also when its close was not read yet.
+      mainState = mainDecoder?.state() ?? mainState;
+      supersedeEarlierConnections();
+      mainDecoder = new MainStreamDecoder(mainState ? { resume: mainState } : {});
+    } else {
+      mainDecoder = new MainStreamDecoder(opts.hostPageSize !== TARGET_PAGE_SIZE ? { blocksWithOwnPageSize: new Set([BLOCK]) } : {});
+    }
+    mainTaken = true;
+    current[0] = sock;
+    preemptSlotOpen = opts.preempt;
+    watchClose(0, sock);
+    if (resumed) {
+      returnPath.clearBitmaps();
+      apply(() => engine.channelConnected(0, now()));
+      // A connection of this recovery that came first and has said nothing yet is its preempt channel.
+      for (const p of [...pending]) {
+        pending.delete(p);
+        if (p.destroyed) continue;
+        if (preemptSlotOpen && current[1] === null) startPreempt(p);
+        else dropConnection(p, 'a second connection of this recovery besides main and preempt');
+      }
+    }
+  };
+
+  const startPreempt = (sock: Socket): void => {
+    preemptSlotOpen = false;
+    current[1] = sock;
+    preemptDecoder = new PreemptChannelDecoder({ blocks: [{ name: BLOCK, usedLength: opts.sizeBytes }] });
+    watchClose(1, sock);
+    apply(() => engine.channelConnected(1, now()));
+    releaseHeldMain();
+  };
+
+  const dropConnection = (sock: Socket, why: string): void => {
+    process.stderr.write(`destination: a connection dropped: ${why}\n`);
+    sock.destroy();
   };
 
   const server: Server = createServer((sock) => {
     if (stopped) return void sock.destroy();
     connections.add(sock);
-    sock.once('close', () => connections.delete(sock));
-    sock.setNoDelay(true);
-    let channel = -1;
-    const reader = new FrameReader((kind, payload) => {
-      if (channel < 0) {
-        if (kind !== FrameKind.HELLO) throw new PostcopyError('BAD_FRAME', 'a connection must start with HELLO');
-        if (payload[0] !== 0 && payload[0] !== 1) throw new PostcopyError('BAD_FRAME', `HELLO names channel ${payload[0]}; there are channels 0 (main) and 1 (preempt)`);
-        channel = payload[0];
-        const reconnect = payload[1] === 1;
-        if (channel === 0 && reconnect) supersedeEarlierConnections();
-        current[channel] = sock;
-        if (channel === 0) mainConsumed = 0;
-        if (channel === 0 && reconnect) apply(() => engine.channelConnected(0, now()));
-        if (channel === 1) {
-          apply(() => engine.channelConnected(1, now()));
-          releaseHeldMainFrames();
-        }
-        sock.on('close', () => {
-          if (stopped || current[channel] !== sock) return; // superseded: its break was already applied
-          current[channel] = null;
-          if (engine.postcopyState >= PostcopyState.END || engine.stateOf(MachineId.MIGRATION) === 'completed') return;
-          apply(() => engine.channelBroken(channel, 'connection closed by the peer', now()));
-        });
-        return;
-      }
-      if (current[channel] !== sock) return; // a superseded connection's last buffered frames
-      onChannelFrame(channel)(kind, payload);
+    sock.once('close', () => {
+      connections.delete(sock);
+      pending.delete(sock);
     });
+    sock.setNoDelay(true);
+    sock.on('error', () => {});
+    let channel: 0 | 1 | null = null;
+    if (!mainTaken) {
+      startMain(sock, false);
+      channel = 0;
+    } else if (current[0] !== null && preemptSlotOpen && current[1] === null) {
+      startPreempt(sock);
+      channel = 1;
+    } else {
+      pending.add(sock);
+    }
     sock.on('data', (chunk: Buffer) => {
       if (stopped) return;
-      // The return path is corked while a read is consumed: the requests and ACKs it
-      // causes leave in one write after it instead of one syscall each between pages:
-      // most requests are for pages that come later in the same read.
-      const rp = current[0];
-      rp?.cork();
-      try {
-        reader.push(chunk);
-      } catch (err) {
-        // Bad bytes from the peer are a stream error (postcopy pauses); anything else is our bug and must not pass for one.
-        if (!(err instanceof PostcopyError)) throw err;
-        // A connection that never named its channel is no channel of this migration: it is only dropped.
-        if (channel < 0) process.stderr.write(`destination: a connection dropped before its HELLO: ${err.message}\n`);
-        else if (current[channel] === sock) apply(() => engine.streamError(channel, err.message, now()));
-        sock.destroy();
-      } finally {
-        rp?.uncork();
+      if (channel === null) {
+        if (!pending.has(sock)) {
+          // Taken as a preempt channel while it waited (a resumed main stream came first).
+          channel = current[1] === sock ? 1 : null;
+          if (channel === null) return;
+        } else {
+          pending.delete(sock);
+          if (chunk[0] === RESUMED_MAIN_FIRST_BYTE) {
+            startMain(sock, true);
+            channel = 0;
+          } else if (current[0] !== null && preemptSlotOpen && current[1] === null) {
+            startPreempt(sock);
+            channel = 1;
+          } else {
+            dropConnection(sock, `not a connection of this migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
+            return;
+          }
+        }
       }
+      push(channel, sock, chunk);
     });
-    sock.on('error', () => {});
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   report({ type: 'listening', port: (server.address() as { port: number }).port });
@@ -296,6 +385,8 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     backend.close();
     return 3;
   }
+  // SHUT (0: fine) tells the source this side is done, as QEMU's destination does at the end.
+  returnPath.shut(0);
   // The guest runs on: let the vCPUs finish their work, then take the memory's digest.
   const accesses = await vcpuDone;
   stopVcpus();

@@ -1,10 +1,11 @@
 import { connect, type Socket } from 'node:net';
-import { MigCommand, RpMessage, TARGET_PAGE_SIZE } from '../../engine/constants.js';
+import { MigCommand, RECV_BITMAP_END_MARK, TARGET_PAGE_SIZE } from '../../engine/constants.js';
+import { ReturnPathDecoder, type ReturnPathItem } from '../../engine/qemuWire/index.js';
 import { Source } from '../../engine/source.js';
-import { decodePageRequest, encodeCommandFrame } from '../../engine/wire.js';
-import { decodeRecvBitmapMessage } from '../../engine/receiveBitmap.js';
+import { putBe32, putBe64 } from '../../engine/wire.js';
+import { setTcpNotSentLowat } from '../../native/socketOptions.js';
 import { pageDigest, seededImage } from '../backends/guestImage.js';
-import { FrameKind, FrameReader, frame, pageFrameHeader } from './streamFrames.js';
+import { QemuWireOutput } from './qemuWireOutput.js';
 
 /** What the orchestrator tells the source process. */
 export interface SourceOptions {
@@ -27,9 +28,9 @@ export interface SourceOptions {
 export type SourceMessage =
   | { type: 'phase'; phase: 'precopy' | 'postcopy' | 'paused' | 'done'; atMs: number }
   /**
-   * `destinationListening`: the destination has acknowledged every page sent before the
-   * switch, so it has read LISTEN and a break from now on pauses postcopy (before, with
-   * pages still queued ahead of LISTEN, the migration would fail instead).
+   * `destinationListening`: the destination answered the PING inside the package, so it
+   * has read LISTEN and a break from now on pauses postcopy (before, with pages still
+   * queued ahead of LISTEN, the migration would fail instead).
    */
   | { type: 'progress'; sentFraction: number; remaining: number; destinationListening: boolean }
   | { type: 'digest'; pages: number; hashes: string; byte0: string }
@@ -37,13 +38,22 @@ export type SourceMessage =
 
 const BLOCK = 'pc.ram';
 /**
- * Target pages the background push may have in flight on the main channel (4 MiB). The
- * destination acknowledges every 128 pages it consumes; a window of 64 pages (256 KiB)
- * kept the push waiting on those acknowledgements, and postcopy took longer with more
- * exact blocktime (bench notes in BENCHMARKS.md). In plain mode a requested page may wait
- * behind the window; the vCPUs mostly ask for pages already in it.
+ * Target pages the background push may have in flight on the main channel (4 MiB).
+ * QEMU's wire has no acknowledgements: a PING goes out every PING_EVERY_PAGES main pages
+ * of postcopy, and its PONG (the destination answers a PING when it reads it, in stream
+ * order) says how far it has read. A window of 64 pages (256 KiB) kept the push waiting
+ * on the answers, and postcopy took longer with more exact blocktime (bench notes in
+ * BENCHMARKS.md). In plain mode a requested page may wait behind the window; the vCPUs
+ * mostly ask for pages already in it.
  */
 const WINDOW_PAGES = 1024;
+const PING_EVERY_PAGES = 128;
+/**
+ * Unsent bytes the kernel may hold on a source socket (TCP_NOTSENT_LOWAT): past this it
+ * takes no more and the rest waits in Node's buffer, behind which nothing is pushed; so a
+ * requested page never waits behind more than this in the kernel plus one push batch.
+ */
+export const SOURCE_NOTSENT_LOWAT_BYTES = 128 * 1024;
 /** Host pages of background push per turn of the event loop, between which requests are read. */
 const PUSH_BATCH_HOST_PAGES = 64;
 
@@ -81,60 +91,70 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   const checkPeer = (): void => {
     if (lost !== null) throw new Error(lost);
   };
-  main = await openChannel(opts.port, 0, false);
+  // QEMU names no channel: the main connection is the first, the preempt channel the second.
+  main = await connectChannel(opts.port);
   watchPeer(main, 'main');
   if (opts.preempt) {
-    preempt = await openChannel(opts.port, 1, false);
+    preempt = await connectChannel(opts.port);
     watchPeer(preempt, 'preempt');
   }
   let wireBytes = 0;
-  const write = (sock: Socket, buf: Uint8Array): void => {
+  const out = new QemuWireOutput([{ name: BLOCK, usedLength: opts.sizeBytes, ...(opts.hostPageSize !== TARGET_PAGE_SIZE ? { pageSize: opts.hostPageSize } : {}) }], (channel, buf) => {
     wireBytes += buf.length;
-    sock.write(buf);
-  };
-  const source = new Source([{ name: BLOCK, hostPageSize: opts.hostPageSize, memory: image }], {
-    command: (cmd, payload) => write(main, frame(FrameKind.COMMAND, encodeCommandFrame(cmd, payload))),
-    page: (channel, block, offset, zero, data, dataOffset) => {
-      const sock = channel === 1 && preempt ? preempt : main;
-      if (sock === main) mainSent++;
-      // Header and page as two writes without a copy: the caller corks the socket around a
-      // batch, so a batch leaves in one writev (the image is final once postcopy starts,
-      // and a page the guest changes during precopy is dirty again and sent again).
-      write(sock, pageFrameHeader(block, offset, zero));
-      if (!zero) write(sock, data.subarray(dataOffset, dataOffset + TARGET_PAGE_SIZE));
-    },
-    endOfStream: (channel) => write(channel === 1 && preempt ? preempt : main, frame(FrameKind.EOS, new Uint8Array(0))),
-  }, opts.preempt, opts.prefetchPages);
+    (channel === 1 && preempt ? preempt : main).write(buf);
+  }, opts.preempt);
+  const source = new Source([{ name: BLOCK, hostPageSize: opts.hostPageSize, memory: image }], out, opts.preempt, opts.prefetchPages);
 
-  // The return path: requests become urgent pages; receive bitmaps rebuild the dirty bitmap.
+  // The return path (QEMU's messages): requests become urgent pages, receive bitmaps
+  // rebuild the dirty bitmap, PONGs say how far the destination has read.
   let bitmapsReloaded = 0;
-  let mainSent = 0;
+  let resumeAcked = false;
+  /** SHUT's status once the destination said it is done. */
+  let shutStatus: number | null = null;
+  let lastPong = 0;
   let mainAcked = 0;
-  const onReturnPath = (kind: number, payload: Uint8Array): void => {
-    if (kind === FrameKind.ACK) {
-      mainAcked = Buffer.from(payload.buffer, payload.byteOffset, payload.length).readUInt32BE(0);
-      wake?.();
-      return;
-    }
-    if (kind !== FrameKind.RETURN_PATH) throw new Error(`unexpected frame kind ${kind} on the return path`);
-    const b = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
-    const type = b.readUInt16BE(0);
-    const body = payload.subarray(2);
-    if (type === RpMessage.REQ_PAGES || type === RpMessage.REQ_PAGES_ID) source.request(decodePageRequest(type, body));
-    else if (type === RpMessage.RECV_BITMAP) {
-      const m = decodeRecvBitmapMessage(body);
-      source.reloadReceiveBitmap(m.blockName, m.blob);
-      bitmapsReloaded++;
+  const onReturnPath = (item: ReturnPathItem): void => {
+    switch (item.kind) {
+      case 'page-request':
+        source.request({ blockName: item.block, start: item.start, length: item.length });
+        break;
+      case 'recv-bitmap':
+        source.reloadReceiveBitmap(item.blockName, receiveBitmapBlob(item.bitmap));
+        bitmapsReloaded++;
+        break;
+      case 'pong': {
+        lastPong = Math.max(lastPong, item.value);
+        const pages = out.pagesBefore(item.value);
+        if (pages !== undefined) mainAcked = Math.max(mainAcked, pages);
+        break;
+      }
+      case 'resume-ack':
+        resumeAcked = true;
+        break;
+      case 'shut':
+        shutStatus = item.status;
+        break;
+      case 'switchover-ack':
+        break;
     }
     wake?.();
   };
   const listenReturnPath = (sock: Socket): void => {
-    const reader = new FrameReader(onReturnPath);
-    sock.on('data', (chunk: Buffer) => reader.push(chunk));
-    // A push held back by a full socket resumes as soon as it drains, not at the next ACK.
+    const decoder = new ReturnPathDecoder();
+    sock.on('data', (chunk: Buffer) => {
+      if (sock !== main) return; // a connection already replaced
+      try {
+        for (const item of decoder.push(chunk)) onReturnPath(item);
+      } catch (err) {
+        lost ??= `the destination sent a bad return path: ${(err as Error).message}`;
+        wake?.();
+      }
+    });
+    // A push held back by a full socket resumes as soon as it drains.
     sock.on('drain', () => wake?.());
   };
   listenReturnPath(main);
+  out.start();
 
   const pacer = makePacer(opts.bandwidth, () => wireBytes);
   const pace = async (): Promise<void> => {
@@ -181,7 +201,11 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
   };
   for (let sent = 0; sent < pages; ) {
-    const n = corked([main], () => source.precopyStep(256));
+    const n = corked([main], () => {
+      const sent = source.precopyStep(256);
+      out.endSection(); // one section part per round, as QEMU's iterations
+      return sent;
+    });
     if (n === 0) break;
     sent += n;
     dirtyGuest();
@@ -193,9 +217,10 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   const precopyMs = Date.now() - started;
 
   // The switch: the guest stops here; its image is final.
-  const discard = source.startPostcopy();
-  const mainSentBeforeListen = mainSent;
+  const discard = corked([main], () => source.startPostcopy());
   let destinationListening = false;
+  /** The last PING of the flow control, and the main pages when it went out. */
+  let pingedAt = out.mainPages;
   phase = 'postcopy';
   report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
   const postcopyPages = source.remaining();
@@ -205,7 +230,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let nextProgressFraction = 0;
   while (!source.finished()) {
     checkPeer();
-    if (!destinationListening && mainAcked >= mainSentBeforeListen) destinationListening = true;
+    if (!destinationListening && lastPong >= out.listenPing) destinationListening = true;
     const sentFraction = 1 - source.remaining() / Math.max(1, postcopyPages);
     // Every 100 ms, and at every 1% of the postcopy pages (the orchestrator acts on fractions).
     if (Date.now() - lastProgress > 100 || sentFraction >= nextProgressFraction) {
@@ -222,24 +247,34 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       if (preempt) intentionalClose.add(preempt);
       preempt?.destroy();
       await sleep(300);
-      // Reconnect: the destination answers with one receive bitmap per block, then RESUME.
+      // Reconnect as QEMU resumes: a new main connection (no header) asks for the receive
+      // bitmap of every block, then the new preempt connection, then RESUME, answered by
+      // RESUME_ACK; the pages go on after it.
       bitmapsReloaded = 0;
-      main = await openChannel(opts.port, 0, true);
+      resumeAcked = false;
+      main = await connectChannel(opts.port);
       watchPeer(main, 'main');
-      mainSent = 0;
-      mainAcked = 0;
+      out.newConnection(0);
+      mainAcked = out.mainPages;
+      pingedAt = out.mainPages;
       listenReturnPath(main);
+      out.requestReceiveBitmaps();
       if (opts.preempt) {
-        preempt = await openChannel(opts.port, 1, true);
+        preempt = await connectChannel(opts.port);
         watchPeer(preempt, 'preempt');
+        out.newConnection(1);
       }
       while (bitmapsReloaded < 1) {
         checkPeer();
         await waitFor((w) => (wake = w), 1000);
       }
-      phase = 'postcopy';
       source.forgetLastRequestBlock();
-      write(main, frame(FrameKind.COMMAND, encodeCommandFrame(MigCommand.POSTCOPY_RESUME, new Uint8Array(0))));
+      out.command(MigCommand.POSTCOPY_RESUME, new Uint8Array(0));
+      while (!resumeAcked) {
+        checkPeer();
+        await waitFor((w) => (wake = w), 1000);
+      }
+      phase = 'postcopy';
       reconnects++;
       report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
       continue;
@@ -248,6 +283,12 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     // flight on the main channel, so a requested page never waits behind a long queue.
     const channels = preempt ? [main, preempt] : [main];
     corked(channels, () => source.serveUrgent(Number.MAX_SAFE_INTEGER));
+    // A PING every PING_EVERY_PAGES main pages: its PONG moves the window on.
+    if (out.mainPages - pingedAt >= PING_EVERY_PAGES) {
+      out.sendPing();
+      pingedAt = out.mainPages;
+    }
+    const mainSent = out.mainPages;
     const room = WINDOW_PAGES - (mainSent - mainAcked);
     const perHostPage = opts.hostPageSize / TARGET_PAGE_SIZE;
     // At least one host page when nothing is in flight (a huge page is larger than the window).
@@ -266,7 +307,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     await new Promise((r) => setImmediate(r));
   }
   checkPeer();
-  source.finish();
+  corked(preempt ? [main, preempt] : [main], () => source.finish());
   // The image has not changed since the switch (the guest stopped there): its digest for verification.
   report({ type: 'digest', ...pageDigest(image, pages) });
   await drained(main);
@@ -274,8 +315,12 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   phase = 'done';
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
   report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
-  // Wait for the destination to close the connection after its cleanup.
+  // As QEMU's source: the connection stays until the destination says it is done (SHUT)
+  // or closes it; then it ends.
+  const endBy = Date.now() + 10_000;
+  while (shutStatus === null && !main.destroyed && lost === null && Date.now() < endBy) await waitFor((w) => (wake = w), 100);
   await new Promise<void>((r) => {
+    if (main.destroyed) return r();
     main.once('close', () => r());
     main.end();
     setTimeout(r, 10_000).unref();
@@ -293,12 +338,15 @@ function corked<T>(socks: Socket[], send: () => T): T {
   }
 }
 
-/** Connects one channel and introduces it (HELLO). */
-export function openChannel(port: number, channel: number, reconnect: boolean): Promise<Socket> {
+/**
+ * Connects one channel to the destination. QEMU's wire names no channel: the destination
+ * knows them by their order. What waits unsent in the socket is bounded (TCP_NOTSENT_LOWAT).
+ */
+export function connectChannel(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: '127.0.0.1', port }, () => {
       sock.setNoDelay(true);
-      sock.write(frame(FrameKind.HELLO, Uint8Array.of(channel, reconnect ? 1 : 0)));
+      setTcpNotSentLowat(sock, SOURCE_NOTSENT_LOWAT_BYTES);
       resolve(sock);
     });
     sock.once('error', reject);
@@ -327,4 +375,14 @@ function waitFor(arm: (wake: () => void) => void, ms: number): Promise<void> {
     }
     arm(done);
   });
+}
+
+/** The receive-bitmap blob the engine reloads (be64 N, the bitmap, end mark) around a decoded bitmap. */
+function receiveBitmapBlob(bitmap: Uint8Array): Uint8Array {
+  const blob = new Uint8Array(16 + bitmap.length);
+  putBe64(blob, 0, bitmap.length);
+  blob.set(bitmap, 8);
+  putBe32(blob, 8 + bitmap.length, Number(RECV_BITMAP_END_MARK >> 32n));
+  putBe32(blob, 12 + bitmap.length, Number(RECV_BITMAP_END_MARK & 0xffff_ffffn));
+  return blob;
 }

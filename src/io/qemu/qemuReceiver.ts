@@ -29,19 +29,18 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { lowerPriority } from '../backends/vcpuLauncher.js';
 import { commitAtQuietMoments } from '../quietCommits.js';
 import { join } from 'node:path';
-import { MigCommand, PostcopyState, RpMessage, TARGET_PAGE_SIZE } from '../../engine/constants.js';
+import { PostcopyState, TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import { Destination } from '../../engine/destination.js';
 import { MachineId } from '../../engine/events.js';
 import type { BlockLayout } from '../../engine/ports.js';
 import { MainStreamDecoder, PreemptChannelDecoder, type MainItem, type MainStreamState, type PreemptItem, type RamBlockInfo } from '../../engine/qemuWire/index.js';
-import { decodeRecvBitmapMessage } from '../../engine/receiveBitmap.js';
-import { encodeAdvise, encodeRamDiscard } from '../../engine/wire.js';
 import { PostcopyError, ReceiveRefusedError, WireError } from '../../errors.js';
 import { JournalWriter } from '../../journal/journalWriter.js';
 import type { JournalMeta } from '../../journal/meta.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
+import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from './wireFeed.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set';
 export const READ_WORKLOADS: readonly ReadWorkload[] = ['read-sequential', 'read-random', 'read-hot-set'];
@@ -103,36 +102,7 @@ export interface ReceiveResult {
   savedMemory?: Array<{ block: string; file: string; bytes: number }>;
 }
 
-/** First byte of a resumed main connection: a COMMAND (RECV_BITMAP). */
-const COMMAND_BYTE = 0x08;
 const EMPTY = new Uint8Array(0);
-
-function be32Bytes(value: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, value >>> 0);
-  return out;
-}
-
-/** A return-path frame as QEMU reads it: be16 type, be16 length, payload. */
-function rpFrame(type: number, payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(4 + payload.length);
-  out.writeUInt16BE(type, 0);
-  out.writeUInt16BE(payload.length, 2);
-  out.set(payload, 4);
-  return out;
-}
-
-/** RECV_BITMAP: the frame holds the block name only; the blob (be64 N, bitmap, end mark) follows it. */
-function recvBitmapFrame(payload: Uint8Array): Buffer {
-  const { blockName, blob } = decodeRecvBitmapMessage(payload);
-  const nameBytes = payload.length - blob.length;
-  const out = Buffer.allocUnsafe(4 + payload.length);
-  out.writeUInt16BE(RpMessage.RECV_BITMAP, 0);
-  out.writeUInt16BE(nameBytes, 2);
-  out.set(payload, 4);
-  void blockName;
-  return out;
-}
 
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
 export function memoryFileName(block: string): string {
@@ -179,7 +149,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let machineType: string | null = null;
   let deviceStateBytes = 0;
   let deviceStateSha256: string | null = null;
-  let requests = 0;
   const pages = { precopy: 0, main: 0, preempt: 0 };
   const connections = { main: 0, preempt: 0, resumes: 0, refused: 0 };
   let pauses = 0;
@@ -203,8 +172,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let preemptEarly: Buffer[] | null = null;
   /** Main items after a RESUME read before the recovery's preempt channel connected. */
   let heldMain: MainItem[] | null = null;
-  /** Receive bitmaps the engine decided at the reconnection, each sent when the source asks for its block. */
-  const bitmapsToSend = new Map<string, Buffer>();
   let connIds = 0;
   /** The last thing that went wrong (a break, a refused input): what a failure is put down to. */
   let lastProblem: string | null = null;
@@ -218,20 +185,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let stopCommits = (): void => {};
   let recoverServer: Server | null = null;
 
-  const returnPath = {
-    send: (type: number, payload: Uint8Array): boolean => {
-      if (type === RpMessage.RECV_BITMAP) {
-        // Decided now, sent when the source asks for this block (its RECV_BITMAP command).
-        bitmapsToSend.set(decodeRecvBitmapMessage(payload).blockName, recvBitmapFrame(payload));
-        return true;
-      }
-      const sock = main?.sock;
-      if (!sock || sock.destroyed || !sock.writable) return false;
-      sock.write(rpFrame(type, payload));
-      if (type === RpMessage.REQ_PAGES || type === RpMessage.REQ_PAGES_ID) requests++;
-      return true;
-    },
-  };
+  const returnPath = new ReturnPathSender(() => main?.sock);
 
   const migrationStatus = (): string => (engine ? engine.stateOf(MachineId.MIGRATION) : 'none');
 
@@ -282,7 +236,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       message,
       ...(error ? { error: { code: error.code, message: error.message } } : {}),
       journalPath: o.journalPath,
-      requests,
+      requests: returnPath.requests,
       pagesByChannel: pages,
       blocktime: engine ? engine.blocktime.report() : null,
       deviceStateBytes,
@@ -338,7 +292,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (saved) result.savedMemory = saved;
     closeEverything();
     if (writer) {
-      writer.updateMeta({ run: { ...run, result: { status, exitCode, requests, pagesByChannel: pages, deviceStateBytes, message } } });
+      writer.updateMeta({ run: { ...run, result: { status, exitCode, requests: returnPath.requests, pagesByChannel: pages, deviceStateBytes, message } } });
       writer.close();
     }
     backend?.close();
@@ -370,12 +324,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (status === 'completed') {
       if (endAt < 0) endAt = now();
       // SHUT (0: fine) tells the source this side is done; then the return path closes.
-      const sock = main?.sock;
-      if (sock && !sock.destroyed) {
-        sock.write(rpFrame(RpMessage.SHUT, be32Bytes(0)));
-        sock.end();
-      }
-      void finish('completed', 0, `completed: ${requests} page requests, ${pages.precopy} precopy + ${pages.main} main + ${pages.preempt} preempt pages`);
+      if (returnPath.shut(0)) main!.sock.end();
+      void finish('completed', 0, `completed: ${returnPath.requests} page requests, ${pages.precopy} precopy + ${pages.main} main + ${pages.preempt} preempt pages`);
     } else if (status === 'failed') {
       void finish('failed', 1, `failed${lastProblem ? ` after: ${lastProblem}` : ''} (migration status failed before postcopy could pause; journal ${o.journalPath})`);
     }
@@ -449,6 +399,12 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (migrationStatus() === 'failed') checkEnd();
   };
 
+  /** A main-stream item that is an engine command (wireFeed.ts says which). */
+  const feed = (item: MainItem, t: number): void => {
+    const c = engineCommandOf(item);
+    if (c !== null) command(c.command, c.payload, t);
+  };
+
   const startVcpus = (): void => {
     if (vcpusStarted || !backend || !engine || !writer) return;
     vcpusStarted = true;
@@ -507,17 +463,13 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
         createEngine(item.blocks, t);
         return;
       case 'open-return-path':
-        return command(MigCommand.OPEN_RETURN_PATH, EMPTY, t);
       case 'ping':
-        return command(MigCommand.PING, be32Bytes(item.value), t);
       case 'advise':
-        return command(MigCommand.POSTCOPY_ADVISE, encodeAdvise(item.advise), t);
       case 'ram-discard':
-        return command(MigCommand.POSTCOPY_RAM_DISCARD, encodeRamDiscard(item.discard), t);
       case 'packaged':
-        return command(MigCommand.PACKAGED, be32Bytes(item.length), t);
+        return feed(item, t);
       case 'listen': {
-        command(MigCommand.POSTCOPY_LISTEN, EMPTY, t);
+        feed(item, t);
         if (engine && engine.postcopyState === PostcopyState.LISTENING && listenAt < 0) {
           listenAt = t;
           o.log(`LISTEN: postcopy listens (${pages.precopy} precopy pages so far)`);
@@ -534,7 +486,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
         return;
       }
       case 'run':
-        command(MigCommand.POSTCOPY_RUN, EMPTY, t);
+        feed(item, t);
         if (engine && engine.postcopyState === PostcopyState.RUNNING) startVcpus();
         return;
       case 'postcopy-resume':
@@ -543,17 +495,11 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
           heldMain = [item];
           return;
         }
-        command(MigCommand.POSTCOPY_RESUME, EMPTY, t);
+        feed(item, t);
         if (migrationStatus() === 'postcopy-active') o.log(`RESUME: answered RESUME_ACK, ${engine!.requested.size} outstanding requests sent again`);
         return;
       case 'recv-bitmap-request': {
-        const frame = bitmapsToSend.get(item.blockName);
-        bitmapsToSend.delete(item.blockName);
-        if (frame === undefined) {
-          o.log(`RECV_BITMAP for '${item.blockName}', which has no receive bitmap to send (unknown block or asked twice)`);
-          return;
-        }
-        main?.sock.write(frame);
+        if (!returnPath.answerBitmapRequest(item.blockName)) o.log(`RECV_BITMAP for '${item.blockName}', which has no receive bitmap to send (unknown block or asked twice)`);
         return;
       }
       case 'page':
@@ -641,9 +587,9 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
         old.sock.destroy();
         apply(() => engine!.channelBroken(1, 'superseded by the resumed main connection', now()));
       }
-      bitmapsToSend.clear();
+      returnPath.clearBitmaps();
       apply(() => engine!.channelConnected(0, now()));
-      o.log(`connection #${c.id}: the resumed main stream (postcopy ${migrationStatus()}; ${bitmapsToSend.size} receive bitmaps ready)`);
+      o.log(`connection #${c.id}: the resumed main stream (postcopy ${migrationStatus()}; ${returnPath.bitmapsReady} receive bitmaps ready)`);
       // A connection of this recovery that came first and has said nothing yet is its preempt
       // channel (it carries nothing until pages are requested, and RESUME waits for it).
       for (const p of [...pending]) {
@@ -784,9 +730,9 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     sock.on('data', (chunk: Buffer) => {
       if (c.role === 'pending') {
         pending.delete(c);
-        if (chunk[0] === COMMAND_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
+        if (chunk[0] === RESUMED_MAIN_FIRST_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
         else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
-        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== COMMAND_BYTE) startPreempt(c);
+        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== RESUMED_MAIN_FIRST_BYTE) startPreempt(c);
         else {
           refuseConnection(c, `not a connection of this paused migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
           return;
