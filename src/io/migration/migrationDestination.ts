@@ -72,7 +72,9 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
   const { backend, startVcpus: launchVcpus } = chooseBackend(opts.backend, layout, { readerMode: opts.faultReader }, (kind, reason) =>
     report(reason === undefined ? { type: 'backend', kind } : { type: 'backend', kind, reason }),
   );
-  const t0 = Number(process.hrtime.bigint());
+  // t = 0 becomes the source's first connection (below), so the journal does not open on the
+  // source process's start-up; the wall clock of that moment is the journal's origin.
+  let t0 = Number(process.hrtime.bigint());
   const now = (): number => Number(process.hrtime.bigint()) - t0;
   const writer = JournalWriter.create(opts.journalPath, {
     engineVersion: PACKAGE_VERSION,
@@ -300,6 +302,11 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
 
   const server: Server = createServer((sock) => {
     if (stopped) return void sock.destroy();
+    if (!mainTaken && writer.nextSeq === 0) {
+      t0 = Number(process.hrtime.bigint());
+      engine.faultTimeOriginNs = t0;
+      writer.updateMeta({ timeOriginNs: Date.now() * 1e6 });
+    }
     connections.add(sock);
     sock.once('close', () => {
       connections.delete(sock);
