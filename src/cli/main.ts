@@ -96,7 +96,7 @@ program
   .option('--recover-listen <host:port>', 'also listen here once paused (like QEMU\'s migrate-recover URI); the source resumes with migrate uri=tcp:… resume=true')
   .option('--preempt', 'the source has postcopy-preempt on: its second connection is the preempt channel')
   .option('--journal <path>', 'journal file', 'postcopy-receive.db')
-  .addOption(new Option('--workload <name>', 'what the vCPU threads do: read their share of guest RAM (never write, so memory stays what the source sent)').choices(['read-sequential', 'read-random', 'read-hot-set']).default('read-sequential'))
+  .addOption(new Option('--workload <name>', 'what the vCPU threads do: read their share of guest RAM (read-bootblock*: the bootblock guest walks) (never write, so memory stays what the source sent)').choices(['read-sequential', 'read-random', 'read-hot-set', 'read-bootblock', 'read-bootblock-random']).default('read-sequential'))
   .option('--vcpus <n>', 'vCPU threads', '2')
   .option('--seed <n>', 'seed of the read-random / read-hot-set walks', '1')
   .option('--vcpu-nice <n>', 'nice value of the vCPU threads (0 = same priority)', '5')

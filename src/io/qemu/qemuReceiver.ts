@@ -42,8 +42,9 @@ import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from './wireFeed.js';
 
-export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set';
-export const READ_WORKLOADS: readonly ReadWorkload[] = ['read-sequential', 'read-random', 'read-hot-set'];
+export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set' | 'read-bootblock' | 'read-bootblock-random';
+/** read-bootblock(-random): the bootblock guest's walks (guest/README.md), reading instead of incrementing. */
+export const READ_WORKLOADS: readonly ReadWorkload[] = ['read-sequential', 'read-random', 'read-hot-set', 'read-bootblock', 'read-bootblock-random'];
 
 export interface Endpoint {
   host: string;
