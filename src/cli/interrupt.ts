@@ -10,6 +10,16 @@ import { commandName } from './lastResort.js';
 type Cleanup = () => string | void;
 const cleanups: Cleanup[] = [];
 let installed = false;
+/** Set while a command handles SIGINT / SIGTERM itself (tap: it stops and commits its journal). */
+let takenOver = false;
+
+/** The running command handles the signals itself until the returned function is called. */
+export function takeOverInterrupts(): () => void {
+  takenOver = true;
+  return () => {
+    takenOver = false;
+  };
+}
 
 /** Runs `fn` if the command is interrupted (latest first); it may return a sentence for the user. Returns the unregister. */
 export function onInterrupt(fn: Cleanup): () => void {
@@ -25,7 +35,8 @@ export function installInterruptHandler(): void {
   if (installed) return;
   installed = true;
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (takenOver) return;
       const said: string[] = [];
       for (const fn of cleanups.splice(0).reverse()) {
         try {

@@ -26,7 +26,9 @@ Exit codes (every command):
   2  usage error (unknown option, missing argument, bad value), unreadable input, or an
      output refused (it is an input, or an existing journal without --force)
   3  left paused: the source was lost after LISTEN; the destination stays postcopy-paused
-  4  internal error (a bug): one line on stderr; POSTCOPY_DEBUG=1 adds the stack`;
+  4  internal error (a bug): one line on stderr; POSTCOPY_DEBUG=1 adds the stack
+  130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM: one line says what was left behind
+     (a partial import is removed; a migration's journal keeps what it recorded)`;
 
 let command = '';
 let journal: string | null = null;

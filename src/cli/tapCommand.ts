@@ -1,3 +1,4 @@
+import { takeOverInterrupts } from './interrupt.js';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -39,12 +40,15 @@ export async function tapCommand(o: TapCommandOptions): Promise<number> {
   }
   // The line a script waits for before it starts the migration (the port, when --listen asked for port 0).
   process.stdout.write(o.json ? `${JSON.stringify({ listening: `${handle.listening.host}:${handle.listening.port}` })}\n` : `listening on ${handle.listening.host}:${handle.listening.port}\n`);
+  // Ctrl-C stops the relay and commits the journal (exit 0), instead of the default interruption.
+  const giveBack = takeOverInterrupts();
   const onSignal = (): void => void handle.stop();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const result: TapResult = await handle.done;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  giveBack();
   const s = result.summary;
   if (s === null) {
     // The migration was forwarded to its end; only the record is incomplete.
