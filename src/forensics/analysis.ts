@@ -169,6 +169,8 @@ class JournalAnalyzer {
   private readonly latency = new LatencyHistogram();
   /** Request → placement, by the channel that brought the page: [unknown, main, preempt]. */
   private readonly answered = [new LatencyHistogram(), new LatencyHistogram(), new LatencyHistogram()];
+  /** The same, every channel together (a quantile of the union is not one of the per-channel ones). */
+  private readonly answeredAny = new LatencyHistogram();
   private readonly histogram = new Float64Array(HISTOGRAM_EDGES_MS.length);
   private readonly slowest: Analysis['faults']['slowest'] = [];
   private readonly waiting = new Map<number, Waiter[]>();
@@ -414,6 +416,7 @@ class JournalAnalyzer {
     const request = this.outstanding.get(key);
     if (request?.requested !== true) return;
     this.answered[channel === 0 || channel === 1 ? channel + 1 : 0]!.record(t - request.t);
+    this.answeredAny.record(t - request.t);
     this.tap!.served++;
     this.outstanding.delete(key);
   }
@@ -468,7 +471,10 @@ class JournalAnalyzer {
     if (this.qemu !== null) this.qemu.end(b.hostAddress + offset, t);
     this.exactPlaced(key, t);
     const request = this.outstanding.get(key);
-    if (request?.requested === true) this.answered[channel + 1]!.record(t - request.t);
+    if (request?.requested === true) {
+      this.answered[channel + 1]!.record(t - request.t);
+      this.answeredAny.record(t - request.t);
+    }
     this.outstanding.delete(key);
     const list = this.waiting.get(key);
     if (list === undefined) return;
@@ -731,6 +737,7 @@ class JournalAnalyzer {
         resent: this.resent,
         outstanding,
         answeredBy: { main: answeredSummary(this.answered[1]!), preempt: answeredSummary(this.answered[2]!), unknown: answeredSummary(this.answered[0]!) },
+        answered: answeredSummary(this.answeredAny),
       },
       pages: {
         placed: this.placed,
