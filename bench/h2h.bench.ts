@@ -16,7 +16,7 @@
  * the head-to-head table of BENCHMARKS.md (between the h2h markers; bench/run.ts keeps it, as
  * text above its own figures marker).
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,7 +82,10 @@ async function ourFigures(shape: ShapeName, mode: ModeName, seed: number): Promi
       totalMs: r.source!.precopyMs + r.source!.postcopyMs,
     };
   } finally {
-    rmSync(journal, { force: true });
+    // H2H_KEEP=DIR keeps our journals there, for `postcopy inspect` on where the time went.
+    const keep = process.env.H2H_KEEP;
+    if (keep) renameSync(journal, join(keep, `ours-${shape}-${mode}-${seed}-${Date.now()}.db`));
+    else rmSync(journal, { force: true });
   }
 }
 
