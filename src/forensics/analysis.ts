@@ -440,6 +440,7 @@ class JournalAnalyzer {
     const request = this.outstanding.get(key);
     if (request?.requested !== true) return;
     this.answered[channel === 0 || channel === 1 ? channel + 1 : 0]!.record(t - request.t);
+    this.answeredAll.record(t - request.t);
     this.tap!.served++;
     this.outstanding.delete(key);
   }
@@ -760,6 +761,7 @@ class JournalAnalyzer {
         resent: this.resent,
         outstanding,
         answeredBy: { main: answeredSummary(this.answered[1]!), preempt: answeredSummary(this.answered[2]!), unknown: answeredSummary(this.answered[0]!) },
+        answered: answeredSummary(this.answeredAll),
       },
       pages: {
         placed: this.placed,

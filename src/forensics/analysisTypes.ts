@@ -112,6 +112,8 @@ export interface Analysis {
      * the urgent path; `unknown` a placement not tied to a received page (a zero page).
      */
     answeredBy: { main: AnsweredRequests; preempt: AnsweredRequests; unknown: AnsweredRequests };
+    /** `answeredBy`'s requests all together, whatever channel answered (a tap journal: every served request). */
+    answered: AnsweredRequests;
   };
   pages: {
     placed: number;

@@ -107,6 +107,7 @@ export function sampleAnalysis(opts: SampleOptions = {}): Analysis {
         preempt: { count: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 },
         unknown: { count: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 },
       },
+      answered: { count: placed.length, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), maxMs: latencies[latencies.length - 1] ?? 0 },
     },
     pages: { placed: 64000, zero: 4398, precopy: 40000, byChannel: { '0': 64000 }, discardedRanges: 1 },
     errors: [{ seq: seqOf(2350), tMs: 2350, code: 'WRONG_STATE', message: opts.errorMessage ?? 'POSTCOPY_LISTEN in wrong postcopy state RUNNING' }],

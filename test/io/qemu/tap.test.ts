@@ -202,6 +202,7 @@ test('the plain 7.2 capture through the recorder: every request the source count
   t.is(tap.requests.served + tap.requests.alreadyInFlight + tap.requests.unanswered, tap.requests.count, 'every request is served, in flight, or unanswered');
   t.is(tap.requests.unanswered, 0, 'a completed migration leaves no request unanswered');
   t.is(a.requests.answeredBy.main.count, tap.requests.served);
+  t.deepEqual(a.requests.answered, a.requests.answeredBy.main, 'one channel answered: every channel together is that channel');
   // qemu-wire.md, from an independent decoder of the same capture: served requests p50 18.4 ms, p99 30.1 ms.
   t.true(Math.abs(a.requests.answeredBy.main.p50Ms - 18.4) < 0.5, `served p50 ${a.requests.answeredBy.main.p50Ms} ms (the reference: 18.4 ms)`);
   t.true(Math.abs(a.requests.answeredBy.main.p99Ms - 30.1) < 0.5, `served p99 ${a.requests.answeredBy.main.p99Ms} ms (the reference: 30.1 ms)`);
@@ -224,6 +225,11 @@ test('the preempt capture: pages per channel, requests, and the preempt channel 
   t.is(a.status, 'completed');
   t.true(a.journal.capabilities.includes('preempt'));
   t.true(a.requests.answeredBy.preempt.count > 0, 'some requests were served on the preempt channel');
+  const by = a.requests.answeredBy;
+  t.is(a.requests.answered.count, by.main.count + by.preempt.count + by.unknown.count, 'every channel together counts each answer once');
+  t.is(a.requests.answered.count, a.tap!.requests.served);
+  t.true(a.requests.answered.p50Ms >= Math.min(by.main.p50Ms, by.preempt.p50Ms) && a.requests.answered.p50Ms <= Math.max(by.main.p50Ms, by.preempt.p50Ms), 'the p50 of the union lies between the channels\' p50s');
+  t.is(a.requests.answered.maxMs, Math.max(by.main.maxMs, by.preempt.maxMs));
   t.is(a.tap!.requests.unanswered, 0);
 });
 
