@@ -52,6 +52,7 @@ function migrateOptions(cmd: Command): Command {
     .addOption(prefetchOption())
     .option('--seed <n>', 'seed of the guest image and the workload', '1')
     .option('--break-at <fraction>', 'cut the connection once this fraction of postcopy pages was sent and the destination listens; it recovers')
+    .option('--tap-journal <file>', 'put postcopy tap between the source and the destination and journal what crosses the wire there (the instrument used on QEMU migrations)')
     .option('--kill-source-at <fraction>', 'SIGKILL the source once this fraction of postcopy pages was sent and the destination listens; the destination stays paused')
     .option('--json', 'print the result as JSON')
     .option('--quiet', 'no progress bar or progress lines');

@@ -16,6 +16,7 @@ import { createProgress } from './progress.js';
 import { analyzeJournal } from '../forensics/analysis.js';
 import { channelCounts, phasesOf, qemuMs, type Analysis } from '../forensics/analysisTypes.js';
 import { JournalReader } from '../journal/journalReader.js';
+import { startTap, type TapHandle, type TapResult } from '../io/qemu/tap.js';
 import { inMs } from './jsonUnits.js';
 
 export interface MigrateCommandOptions {
@@ -39,6 +40,11 @@ export interface MigrateCommandOptions {
   killSourceAt?: string;
   json?: boolean;
   quiet?: boolean;
+  /**
+   * Put `postcopy tap` between the source and the destination and journal what crosses it
+   * here: the instrument that measures QEMU's migrations measures ours too (they speak the same wire).
+   */
+  tapJournal?: string;
 }
 
 /** Everything a finished `migrate` knows; printed as the summary or as --json. */
@@ -55,6 +61,8 @@ export interface MigrateResult {
   paused?: { outstanding: number; journalPath: string };
   /** A process of the migration that died unasked. */
   death?: PeerDeath;
+  /** With --tap-journal: the relay's journal and what it saw (null: its recorder failed). */
+  tap?: { journalPath: string; summary: TapResult['summary'] };
   wallMs: number;
 }
 
@@ -231,6 +239,10 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
     else setTimeout(() => giveUp(), lastStatus.startsWith('postcopy') ? PAUSE_WAIT_MS : 300);
   };
 
+  /** With --tap-journal: the relay between the two processes, once started. */
+  let tap: TapHandle | null = null;
+  let tapStarting: Promise<void> | null = null;
+
   await new Promise<void>((resolveAll) => {
     let dstEnded = false;
     let srcEnded = false;
@@ -267,36 +279,56 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
       settle();
     };
 
+    const startSource = (port: number): void => {
+      src = spawnRole('source', { ...plan.src, port });
+      hooks.onSpawn?.('source', src);
+      src.on('message', (sm: SourceMessage | { type: 'error'; message: string }) => {
+        if (sm.type === 'digest') srcDigest = sm;
+        else if (sm.type === 'done') {
+          result.source = sm;
+          finished.add(src!);
+        } else if (sm.type === 'error') {
+          finished.add(src!);
+          sourceSaysPeerLost = /^the destination closed/.test(sm.message);
+          result.message = `source failed: ${sm.message}`;
+        } else if (sm.type === 'phase') sourcePhase = sm.phase;
+        else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.destinationListening && sm.sentFraction >= plan.killSourceAt) {
+          sourceKilled = true;
+          kill(src);
+          sourceGone();
+        }
+      });
+      src.once('exit', onSourceEnd);
+      // 'error' is also a failed kill or send: only a process that never started has ended by it.
+      src.on('error', () => src!.pid === undefined && onSourceEnd(null, null));
+      src.once('disconnect', () => {
+        // No IPC without its last word: it is dead or lost, either way of no more use.
+        if (!finished.has(src!)) setTimeout(() => alive(src) && !finished.has(src) && src.kill('SIGKILL'), 200);
+      });
+    };
+
     dst.on('message', (m: DestinationMessage | { type: 'error'; message: string }) => {
       switch (m.type) {
         case 'listening':
           if (!alive(dst) || givenUp) return;
-          src = spawnRole('source', { ...plan.src, port: m.port });
-          hooks.onSpawn?.('source', src);
-          src.on('message', (sm: SourceMessage | { type: 'error'; message: string }) => {
-            if (sm.type === 'digest') srcDigest = sm;
-            else if (sm.type === 'done') {
-              result.source = sm;
-              finished.add(src!);
-            } else if (sm.type === 'error') {
-              finished.add(src!);
-              sourceSaysPeerLost = /^the destination closed/.test(sm.message);
-              result.message = `source failed: ${sm.message}`;
-            } else if (sm.type === 'phase') sourcePhase = sm.phase;
-            else if (sm.type === 'progress' && plan.killSourceAt !== undefined && !sourceKilled && sm.destinationListening && sm.sentFraction >= plan.killSourceAt) {
-              sourceKilled = true;
-              kill(src);
-              sourceGone();
-            }
-          });
-          src.once('exit', onSourceEnd);
-          // 'error' is also a failed kill or send: only a process that never started has ended by it.
-          src.on('error', () => src!.pid === undefined && onSourceEnd(null, null));
-          src.once('disconnect', () => {
-            // No IPC without its last word: it is dead or lost, either way of no more use.
-            if (!finished.has(src!)) setTimeout(() => alive(src) && !finished.has(src) && src.kill('SIGKILL'), 200);
-          });
+          if (o.tapJournal !== undefined && tap === null) {
+            // The source connects to the tap, which forwards to the destination (also after a break).
+            const journalPath = resolve(o.tapJournal);
+            tapStarting = startTap({ listen: { host: '127.0.0.1', port: 0 }, to: { host: '127.0.0.1', port: m.port }, journalPath, overwrite: true })
+              .then((h) => {
+                tap = h;
+                if (!alive(dst) || givenUp) return;
+                startSource(h.listening.port);
+              })
+              .catch((err: Error) => {
+                result.message = `the tap could not start: ${err.message}`;
+                giveUp();
+              });
+            return;
+          }
+          startSource(m.port);
           return;
+
         case 'backend':
           result.backend = m.reason !== undefined ? { kind: m.kind, reason: m.reason } : { kind: m.kind };
           if (m.kind === 'mock' && !o.json) process.stderr.write(`note: using the mock backend: ${m.reason}\n`);
@@ -353,6 +385,14 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
     });
   });
   clearInterval(watchdog);
+  if (tapStarting !== null) await tapStarting;
+  if (tap !== null) {
+    // The migration is over (or given up): the tap commits its journal once its connections close.
+    const t: TapHandle = tap;
+    const ended = await Promise.race([t.done, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+    const r = ended ?? (await t.stop());
+    result.tap = { journalPath: r.journalPath, summary: r.summary };
+  }
   if (deadline) clearTimeout(deadline);
   if (barTotal > 0 && (lastStatus === 'completed' || result.destination?.status === 'completed')) bar.update(barTotal, barTotal, { phase: 'END' });
   bar.stop();

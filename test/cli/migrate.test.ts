@@ -1,5 +1,5 @@
 import test from 'ava';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { runMigration, type MigrateCommandOptions } from '../../src/cli/migrateCommand.js';
 import { EventKind, type EventRecord } from '../../src/engine/events.js';
 import { PlaceOutcome } from '../../src/engine/ports.js';
@@ -155,4 +155,24 @@ test('renicing a vCPU thread that already finished is not an error (it once paus
   const { lowerPriority } = await import('../../src/io/backends/vcpuLauncher.js');
   t.notThrows(() => lowerPriority(2 ** 22 + 12345, 5));
   t.throws(() => lowerPriority(process.pid, -21));
+});
+
+test.serial('migrate --tap-journal: our two processes through postcopy tap, which decodes our wire as QEMU\'s and counts every request the destination sent', async (t) => {
+  const o = options({ preempt: true, size: '64M' });
+  const tapJournal = join(dirname(o.journal), 'tap.db');
+  const r = await runMigration({ ...o, tapJournal });
+  t.is(r.exitCode, 0, r.message);
+  t.true(r.verified);
+  t.truthy(r.tap?.summary, 'the tap recorded the migration');
+  const s = r.tap!.summary!;
+  t.is(s.migration, 'completed');
+  t.is(s.postcopy, 'END');
+  t.deepEqual(s.connections.map((c) => c.role), ['main', 'preempt']);
+  t.true(s.connections.every((c) => c.undecodedFrom.length === 0), 'every byte decoded as QEMU\'s wire');
+  const j = JournalReader.open(tapJournal);
+  const a = analyzeJournal(j);
+  j.close();
+  t.is(a.journal.source, 'tap');
+  t.is(a.tap!.requests.count, r.destination!.stats.requests, 'the relay saw every request the destination sent');
+  t.is(a.firstEventMs, 0, 't = 0 is the first connection');
 });

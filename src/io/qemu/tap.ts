@@ -414,6 +414,7 @@ export class RecorderSession {
     }
     this.writer = JournalWriter.create(journalPath, TapRecorder.initialMeta(run, timeOriginNs), { overwrite, autoCheckpoint: false });
     this.recorder = new TapRecorder(this.writer, run);
+    this.timeOriginNs = timeOriginNs;
     // Commit now and then, so a tap killed mid-migration keeps most of its journal in SQLite (the crash tail keeps the rest).
     const w = this.writer;
     this.timer = commitOnTimer ? setInterval(() => w.flush(), 250) : null;
@@ -424,12 +425,23 @@ export class RecorderSession {
     this.writer?.flush();
   }
 
-  take(m: TapMessage): void {
+  /** Wall-clock origin of the tap's clock; the journal's t = 0 moves to the first connection. */
+  private timeOriginNs = 0;
+  /** The tap's time of the first connection (null before it): subtracted from every time. */
+  private shiftNs: number | null = null;
+
+  take(message: TapMessage): void {
     const r = this.recorder;
     if (r === null) {
-      if (m.type === 'finish') this.reply({ type: 'done', summary: { connections: [], requests: 0, pages: { precopy: 0, main: 0, preempt: 0 }, migration: 'unknown', postcopy: 'unknown', breaks: 0 } });
+      if (message.type === 'finish') this.reply({ type: 'done', summary: { connections: [], requests: 0, pages: { precopy: 0, main: 0, preempt: 0 }, migration: 'unknown', postcopy: 'unknown', breaks: 0 } });
       return;
     }
+    // t = 0 is the first connection, not the tap's start (a tap may wait long for its source).
+    if (this.shiftNs === null && message.type === 'open') {
+      this.shiftNs = message.t;
+      this.writer!.updateMeta({ timeOriginNs: this.timeOriginNs + message.t });
+    }
+    const m = this.shiftNs === null || message.type === 'finish' ? message : { ...message, t: Math.max(0, message.t - this.shiftNs) };
     switch (m.type) {
       case 'open':
         r.opened(m.id, m.t, m.client, m.upstream);
