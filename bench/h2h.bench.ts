@@ -8,9 +8,10 @@
  * - QEMU 10.0 → tap → `postcopy receive`;
  * - our `migrate` in the same shape (--workload bootblock / bootblock-random).
  *
- * The same `postcopy tap` code measures every QEMU source at the wire. Our migrate does not
- * speak QEMU's wire yet, so the tap cannot decode it: ours is measured from its own journal and
- * its source's counters (`ourFigures`) until it does; `oursThroughTap` is where that switch goes.
+ * The same `postcopy tap` code measures every peer at the wire: our migrate speaks QEMU's wire
+ * and runs through the tap too (`migrate --tap-journal`), so its served-request figures come from
+ * the same analysis of the same kind of journal as QEMU's. Its blocktime is exact, from its own
+ * destination journal (QEMU's is QEMU's own accounting, from query-migrate).
  *
  * Each figure is reported as a BenchResult (ours, against QEMU 10.0's in the same run) and in
  * the head-to-head table of BENCHMARKS.md (between the h2h markers; bench/run.ts keeps it, as
@@ -23,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { runMigration } from '../src/cli/migrateCommand.js';
 import { RANDOM_GUEST_IMAGE } from '../src/io/qemu/qemuProcess.js';
 import { median, type Benchmark } from './harness.js';
-import { analyzeJournalFile, qemu10, QEMU_7_2, runQemuMigration, type Blocktime, type QemuBuild, type WireFigures } from './qemuRuns.js';
+import { analyzeJournalFile, qemu10, QEMU_7_2, runQemuMigration, tapWireFigures, type Blocktime, type QemuBuild, type WireFigures } from './qemuRuns.js';
 
 const RUNS = Math.max(1, Number(process.env.H2H_RUNS ?? '3') || 3);
 const MiB = 2 ** 20;
@@ -54,30 +55,22 @@ interface PeerRun {
 async function ourFigures(shape: ShapeName, mode: ModeName, seed: number): Promise<PeerRun> {
   const s = SHAPES[shape];
   const journal = join(tmpdir(), `bench-h2h-${process.pid}-${seed}.db`);
+  const tapJournal = join(tmpdir(), `bench-h2h-${process.pid}-${seed}-tap.db`);
   try {
     const r = await runMigration({
       size: '256M', vcpus: '2', workload: s.random ? 'bootblock-random' : 'bootblock',
       // --bandwidth caps the whole migration in ours (QEMU's max-postcopy-bandwidth only postcopy): migrate has no postcopy-only cap.
       bandwidth: s.cap === null ? '0' : String(s.cap), dirtyRate: '40000',
       journal, force: true, backend: 'uffd', faultReader: 'loop', seed: String(seed), quiet: true, ...(mode === 'preempt' ? { preempt: true } : {}),
+      tapJournal,
     });
     if (!r.verified) throw new Error(`our migrate (${shape}, ${mode}) did not verify: ${r.message}`);
     const a = analyzeJournalFile(journal);
-    const c = r.source!.counters;
-    // Served: the source sent the requested page (urgent); in flight: it had already sent it.
-    // Their latency: request → placement in our journal, which cannot tell the two apart. With
-    // preempt, the requests answered on the preempt channel: the urgent pages, but also the
-    // prefetched pages sent after an earlier request (in flight for this one), so it holds more
-    // answers than `served` and is not the tap's served figure. Plain, every request's.
-    const lat = mode === 'preempt' ? a.requests.answeredBy.preempt : a.requests.answered;
+    // At the wire, as for QEMU: the tap between our source and destination.
+    if (!r.tap?.summary) throw new Error(`our migrate (${shape}, ${mode}): the tap recorded nothing`);
+    const wire = tapWireFigures(analyzeJournalFile(r.tap.journalPath));
     return {
-      wire: {
-        requests: c.requests,
-        served: c.urgentPages,
-        inFlight: c.requests - c.urgentPages,
-        servedP50Ms: lat.count > 0 ? lat.p50Ms : NaN,
-        servedP99Ms: lat.count > 0 ? lat.p99Ms : NaN,
-      },
+      wire,
       blocktime: { totalMs: a.blocktime.exact.totalMs, perVcpuMs: a.blocktime.exact.perVcpuMs, how: 'exact' },
       postcopyMs: r.source!.postcopyMs,
       totalMs: r.source!.precopyMs + r.source!.postcopyMs,
@@ -85,20 +78,13 @@ async function ourFigures(shape: ShapeName, mode: ModeName, seed: number): Promi
   } finally {
     // H2H_KEEP=DIR keeps our journals there, for `postcopy inspect` on where the time went.
     const keep = process.env.H2H_KEEP;
-    if (keep) renameSync(journal, join(keep, `ours-${shape}-${mode}-${seed}-${Date.now()}.db`));
-    else rmSync(journal, { force: true });
+    if (keep) {
+      renameSync(journal, join(keep, `ours-${shape}-${mode}-${seed}-${Date.now()}.db`));
+      if (existsSync(tapJournal)) renameSync(tapJournal, join(keep, `ours-${shape}-${mode}-${seed}-${Date.now()}-tap.db`));
+    } else for (const f of [journal, tapJournal]) rmSync(f, { force: true });
   }
 }
 
-/**
- * Where "ours through the tap" goes once migrate speaks QEMU's wire: a migrate whose source
- * connects to `relay` (a `startTapRelay` port) instead of its destination, then
- * `tapWireFigures(await relay.finish())` for the wire figures. migrate has no option to route
- * its source through a relay yet, so this refuses rather than pretends.
- */
-export function oursThroughTap(_relayPort: number): never {
-  throw new Error('our migrate cannot be routed through postcopy tap yet (it has no relay option, and the tap cannot decode its wire until it speaks QEMU\'s)');
-}
 
 async function qemuPeer(build: QemuBuild, destination: 'qemu' | 'receive', shape: ShapeName, mode: ModeName): Promise<PeerRun> {
   const s = SHAPES[shape];
@@ -264,7 +250,7 @@ function entry(shape: ShapeName, mode: ModeName, figure: FigureName): Benchmark 
           `per run: ours ${list('ours')}; QEMU 10.0 ${list('qemu10')}; QEMU 7.2 ${list('qemu72')}; QEMU 10.0 → receive ${list('receive')}. ` +
           `Served of requests: ours ${served('ours')}; 10.0 ${served('qemu10')}; 7.2 ${served('qemu72')}; receive ${served('receive')}. ` +
           `QEMU's blocktime is its own accounting (destination query-migrate, postcopy-blocktime capability); receive's and ours exact from our journal. ` +
-          `Ours is measured by its engine journal, not the tap (request → placement of preempt-channel answers, prefetched in-flight pages included; served = the source's urgent pages) and --bandwidth caps its whole migration, not only postcopy; QEMU's at the tap. Load average ${loadavg()[0]!.toFixed(1)}.`,
+          `Every peer's served figures at the tap (ours through migrate --tap-journal); --bandwidth caps our whole migration, not only postcopy. Load average ${loadavg()[0]!.toFixed(1)}.`,
       };
     },
   };
