@@ -172,10 +172,10 @@ function tapSection(a: Analysis, tap: TapFindings): string[] {
   lines.push(`PING ${tap.pings}, PONG ${tap.pongs}, SHUT ${tap.shut === null ? 'not seen' : `${tap.shut.status} at ${at(tap.shut.tMs)}`}, RESUME_ACK ${tap.resumeAcks}`);
   for (const [n, b] of tap.breaks.entries()) {
     lines.push(`Break ${n + 1} at ${at(b.tMs)} (#${b.seq}): ${b.reason}`);
-    lines.push(`  requests in flight at the break (crossed the relay, no page after them; the source may never have read them): ${count(b.requestsInFlight)}`);
+    lines.push(`  requests in flight at the break (the source may never have read them: no page after them, or younger than the slowest answer so far, ${formatMs(b.inFlightWindowMs)}): ${count(b.requestsInFlight)}`);
     if (b.requests.length > 0) {
+      lines.push(`  of which no page came after them: ${count(b.requests.length)}`);
       lines.push(...columns([['block', 'offset', 'requested at', 'age at the break'], ...b.requests.map((q) => [q.block, hex(q.offset), at(q.requestedAtMs), formatMs(q.ageMs)])], [false, true, true, true], '    '));
-      if (b.requestsInFlight > b.requests.length) lines.push(`    ... and ${count(b.requestsInFlight - b.requests.length)} more (--json)`);
     }
     lines.push(b.pagesLost === null
       ? '  pages lost in flight: unknown (no receive bitmaps after this break)'

@@ -441,14 +441,14 @@ class JournalAnalyzer {
     if (request?.requested !== true) return;
     this.answered[channel === 0 || channel === 1 ? channel + 1 : 0]!.record(t - request.t);
     this.answeredAll.record(t - request.t);
-    this.tap!.served++;
+    this.tap!.servedIn(t - request.t);
     this.outstanding.delete(key);
   }
 
   /** Tap journal: a request seen on the return path; its page may have crossed the relay already (in flight). */
   private tapRequest(t: number, seq: number, block: number, offset: number, length: number): void {
     this.requests++;
-    this.tap!.requestCount++;
+    this.tap!.requested(t);
     if (block < 0) return;
     const hps = this.meta.blocks[block]!.hostPageSize ?? TARGET_PAGE_SIZE;
     const end = offset + Math.max(length, 1);

@@ -192,7 +192,13 @@ export interface TapFindings {
     seq: number;
     tMs: number;
     reason: string;
+    /**
+     * Requests the source may never have read: those nothing answered, and every request younger
+     * than `inFlightWindowMs` (the slowest answer seen so far, 10 ms to 1 s), even if a page of the
+     * push crossed after it. A resumed source's count is at most this much lower than the tap's.
+     */
     requestsInFlight: number;
+    inFlightWindowMs: number;
     requests: Array<{ block: string; offset: number; requestedAtMs: number; ageMs: number }>;
     /** Null until receive bitmaps came after this break. */
     pagesLost: number | null;

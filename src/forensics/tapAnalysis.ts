@@ -45,6 +45,9 @@ class PageTimes {
   }
 }
 
+/** How many of the latest request times a tracker keeps (requests younger than a break's window). */
+const RECENT_REQUESTS = 4096;
+
 export class TapTracker {
   private readonly connections = new Map<number, TapFindings['connections'][number] & { ended: [boolean, boolean] }>();
   /** Per block, per target page: when it last crossed the relay in postcopy. */
@@ -54,6 +57,10 @@ export class TapTracker {
   private readonly breaks: TapFindings['breaks'] = [];
   private readonly inFlightLead = new LatencyHistogram();
   requestCount = 0;
+  /** When the latest requests crossed (a ring of the last RECENT_REQUESTS), for what may be unread at a break. */
+  private readonly recentRequests = new Float64Array(RECENT_REQUESTS);
+  /** The slowest served request so far (request → page on the wire), ns. */
+  private slowestServedNs = 0;
   served = 0;
   alreadyInFlight = 0;
   private pings = 0;
@@ -77,6 +84,18 @@ export class TapTracker {
     return !Number.isNaN(t) && t > this.lastBreakT ? t : null;
   }
 
+  /** A request crossed the relay towards the source at `t`. */
+  requested(t: number): void {
+    this.recentRequests[this.requestCount % RECENT_REQUESTS] = t;
+    this.requestCount++;
+  }
+
+  /** A request answered by a page that crossed `latencyNs` after it. */
+  servedIn(latencyNs: number): void {
+    this.served++;
+    if (latencyNs > this.slowestServedNs) this.slowestServedNs = latencyNs;
+  }
+
   /** A request whose page had crossed `leadNs` before it. */
   inFlight(leadNs: number): void {
     this.alreadyInFlight++;
@@ -87,11 +106,20 @@ export class TapTracker {
   broke(seq: number, t: number, reason: string, unanswered: Array<{ block: number; offset: number; t: number }>): void {
     this.lastBreakT = t;
     const sorted = [...unanswered].sort((x, y) => x.t - y.t);
+    // In flight: the requests nothing answered, and every request younger than the slowest
+    // answer seen so far (at least 10 ms, at most 1 s). A page that crossed after such a request
+    // may be the push's, not an answer: the source may never have read it (migrate-pause shuts
+    // its return path down), so it may not count it.
+    const windowNs = Math.min(1e9, Math.max(10e6, this.slowestServedNs));
+    let recent = 0;
+    for (let i = 0; i < Math.min(this.requestCount, RECENT_REQUESTS); i++) if (this.recentRequests[i]! >= t - windowNs && this.recentRequests[i]! <= t) recent++;
+    const olderUnanswered = unanswered.filter((o) => o.t < t - windowNs).length;
     this.breaks.push({
       seq,
       tMs: t / 1e6,
       reason,
-      requestsInFlight: unanswered.length,
+      requestsInFlight: recent + olderUnanswered,
+      inFlightWindowMs: windowNs / 1e6,
       requests: sorted.slice(0, MAX_LISTED).map((o) => ({ block: this.meta.blocks[o.block]!.name, offset: o.offset, requestedAtMs: o.t / 1e6, ageMs: (t - o.t) / 1e6 })),
       pagesLost: null,
       lostPages: [],

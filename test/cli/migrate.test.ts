@@ -115,8 +115,9 @@ for (const [name, extra] of cases) {
       // consumes a socket read. The JavaScript thread reads the userfault fd between that
       // read's pages: such a fault is requested before the next page is placed. Unread
       // until the read ends, it would vanish instead (the placement wakes the vCPU), its
-      // wait uncounted: 0–1 requests per run when tried, 87–345 with the reads between pages.
-      t.true(r.destination!.stats.requests >= 20, `only ${r.destination!.stats.requests} requests: faults during a read went unseen`);
+      // wait uncounted: 0–1 requests per run when tried, 87–345 with the reads between pages
+      // (13 once, on a host loaded by a parallel QEMU suite: descheduled vCPUs race less).
+      t.true(r.destination!.stats.requests >= 8, `only ${r.destination!.stats.requests} requests: faults during a read went unseen`);
     }
     const rep = replaysCleanly(o.journal);
     t.is(rep.status, 'completed');
