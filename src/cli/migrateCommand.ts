@@ -267,7 +267,9 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
       // After its 'done' the source has sent everything: how it ends changes nothing.
       if (result.source === undefined && !killedHere.has(s)) {
         const record = (): void => {
-          if (death !== null || dstEnded) return; // the destination died first: the source only noticed
+          // The destination died first, the source only noticed: unless a signal killed the source,
+          // whose death a loaded host may report after the destination's own (failed) exit.
+          if (death !== null || (dstEnded && signal === null)) return;
           death = { who: 'source', pid: s.pid ?? -1, how: how(code, signal), phase: phaseNow(), atMs: Date.now() - started };
           sourceGone();
         };
