@@ -116,8 +116,10 @@ for (const [name, extra] of cases) {
       // read's pages: such a fault is requested before the next page is placed. Unread
       // until the read ends, it would vanish instead (the placement wakes the vCPU), its
       // wait uncounted: 0–1 requests per run when tried, 87–345 with the reads between pages
-      // (13 once, on a host loaded by a parallel QEMU suite: descheduled vCPUs race less).
-      t.true(r.destination!.stats.requests >= 8, `only ${r.destination!.stats.requests} requests: faults during a read went unseen`);
+      // Since migrate speaks QEMU's wire (PONG-paced window, TCP_NOTSENT_LOWAT), a run beside
+      // the parallel QEMU suites sent 7 and 13 (alone 300+): descheduled vCPUs race the push less.
+      // The floor stays above the 0–1 of faults left unread until a read ends.
+      t.true(r.destination!.stats.requests >= 3, `only ${r.destination!.stats.requests} requests: faults during a read went unseen`);
     }
     const rep = replaysCleanly(o.journal);
     t.is(rep.status, 'completed');
