@@ -143,21 +143,20 @@ function samePayload(x: Uint8Array | null, y: Uint8Array | null): boolean {
   return Buffer.compare(x, y) === 0;
 }
 
-/** Performs nothing; answers placements, probes and sends as the recording says. */
-class ReplayBackend implements Backend {
+/** What the recording says the next record is, when it is of `kind` (null: nothing recorded). */
+export type RecordedEffect = (kind: number) => { a: number; b: number; payload: Uint8Array | null } | null;
+
+/**
+ * Performs nothing; answers placements and probes as `peek` says the recording did (every
+ * placement succeeds where nothing was recorded: a tap journal's check, tapReplay.ts).
+ */
+export class ReplayBackend implements Backend {
   readonly kind = 'replay' as const;
   constructor(
     readonly blocks: readonly BlockLayout[],
     private readonly addresses: readonly number[],
-    private readonly rec: RecordedStream,
-    private readonly sink: VerifyingSink,
+    private readonly peek: RecordedEffect = () => null,
   ) {}
-  private peek(kind: number): { a: number; b: number; payload: Uint8Array | null } | null {
-    if (!this.rec.seek(this.sink.seq) || this.rec.kind() !== kind) return null;
-    const s = this.rec.seg!;
-    const i = this.rec.index;
-    return { a: s.a[i]!, b: s.b[i]!, payload: payloadOf(s, i) };
-  }
   probe(): SupportReport {
     const r = this.peek(EventKind.FX_PROBE);
     if (r?.payload) return unpack(r.payload) as SupportReport;
@@ -191,10 +190,20 @@ class ReplayBackend implements Backend {
   close(): void {}
 }
 
+/** The layouts a journal's blocks had (a replayed engine's backend). */
+export function layoutsOf(meta: JournalMeta): BlockLayout[] {
+  return meta.blocks.map((b) => ({ name: b.name, length: b.length, maxLength: b.maxLength ?? b.length, hostPageSize: b.hostPageSize ?? 4096, hugetlbfs: b.hugetlbfs ?? false }));
+}
+
 /** Builds a fresh engine for a journal's configuration, wired to a recorded stream. */
 function engineFor(meta: JournalMeta, rec: RecordedStream, sink: VerifyingSink): Destination {
-  const layouts: BlockLayout[] = meta.blocks.map((b) => ({ name: b.name, length: b.length, maxLength: b.maxLength ?? b.length, hostPageSize: b.hostPageSize ?? 4096, hugetlbfs: b.hugetlbfs ?? false }));
-  const backend = new ReplayBackend(layouts, meta.blocks.map((b) => b.hostAddress), rec, sink);
+  const layouts = layoutsOf(meta);
+  const backend = new ReplayBackend(layouts, meta.blocks.map((b) => b.hostAddress), (kind) => {
+    if (!rec.seek(sink.seq) || rec.kind() !== kind) return null;
+    const s = rec.seg!;
+    const i = rec.index;
+    return { a: s.a[i]!, b: s.b[i]!, payload: payloadOf(s, i) };
+  });
   const returnPath = {
     send: (): boolean => {
       if (!rec.seek(sink.seq) || rec.kind() !== EventKind.FX_REQUEST) return true;

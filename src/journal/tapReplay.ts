@@ -15,9 +15,8 @@ import { unpack } from 'msgpackr';
 import { Destination } from '../engine/destination.js';
 import { EventKind, MachineId, isInput, type EventKindValue, type RecordSink } from '../engine/events.js';
 import { MigCommand } from '../engine/constants.js';
-import { PlaceOutcome, type Backend, type BlockLayout, type PlaceOutcomeValue, type SupportReport } from '../engine/ports.js';
 import type { JournalReader } from './journalReader.js';
-import { applyInput } from './replay.js';
+import { applyInput, layoutsOf, ReplayBackend } from './replay.js';
 import { payloadOf, type Segment } from './segment.js';
 
 /** One line for `replay`'s output and docs. */
@@ -39,40 +38,6 @@ export interface TapReplayResult {
 /** Commands the destination reads but that are not the engine's inputs (the receiver answers RECV_BITMAP itself). */
 const NOT_ENGINE_COMMANDS = new Set<number>([MigCommand.RECV_BITMAP, MigCommand.SWITCHOVER_START]);
 
-/** Performs nothing; every placement succeeds. */
-class NullBackend implements Backend {
-  readonly kind = 'replay' as const;
-  constructor(readonly blocks: readonly BlockLayout[], private readonly addresses: readonly number[]) {}
-  probe(): SupportReport {
-    return { ok: true, checks: [] };
-  }
-  hostAddress(block: number): number {
-    return this.addresses[block]!;
-  }
-  listen(): void {}
-  register(): void {}
-  unregister(): void {}
-  discard(): void {}
-  resize(): void {}
-  setHugePages(): void {}
-  write(): void {}
-  copy(): PlaceOutcomeValue {
-    return PlaceOutcome.PLACED;
-  }
-  zero(): PlaceOutcomeValue {
-    return PlaceOutcome.PLACED;
-  }
-  wake(): void {}
-  read(): Uint8Array {
-    return new Uint8Array(0);
-  }
-  endPostcopy(): void {}
-  takeFaults(): number {
-    return 0;
-  }
-  close(): void {}
-}
-
 /** Keeps only what the check needs from the engine's records: its refusals. */
 class RefusalSink implements RecordSink {
   private seq = 0;
@@ -91,11 +56,11 @@ class RefusalSink implements RecordSink {
 /** Drives a fresh engine with a tap journal's inputs and compares its end states with the recorded ones. */
 export function replayTap(journal: JournalReader): TapReplayResult {
   const meta = journal.meta;
-  const layouts: BlockLayout[] = meta.blocks.map((b) => ({ name: b.name, length: b.length, maxLength: b.maxLength ?? b.length, hostPageSize: b.hostPageSize ?? 4096, hugetlbfs: b.hugetlbfs ?? false }));
+  const layouts = layoutsOf(meta);
   const sink = new RefusalSink();
   const engine = new Destination(
     { blocks: meta.blocks, vcpuTids: [], preempt: meta.capabilities.includes('preempt') },
-    new NullBackend(layouts, meta.blocks.map((b) => b.hostAddress)),
+    new ReplayBackend(layouts, meta.blocks.map((b) => b.hostAddress)),
     { send: () => true },
     sink,
   );
