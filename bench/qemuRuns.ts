@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { launchQemu, type QemuProcess } from '../src/io/qemu/qemuProcess.js';
+import { launchQemu, type QemuProcess, waitForGuestWork } from '../src/io/qemu/qemuProcess.js';
 import {
   freePort,
   migrateAndSwitch,
@@ -94,11 +94,7 @@ export interface QemuRunResult {
 }
 
 async function guestRunning(q: QemuProcess): Promise<void> {
-  const start = Date.now();
-  while (!(q.serial().includes('B') && q.serial().includes('D'))) {
-    if (Date.now() - start > 60_000) throw new Error(`${q.name}: the guest did not start: ${JSON.stringify(q.serial())}`);
-    await sleep(50);
-  }
+  await waitForGuestWork(q);
 }
 
 /** The source's MIGRATION status event time (QEMU's clock, µs), the first with `status`. */

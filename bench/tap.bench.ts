@@ -21,7 +21,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchQemu, type QemuProcess } from '../src/io/qemu/qemuProcess.js';
+import { launchQemu, type QemuProcess, waitForGuestWork } from '../src/io/qemu/qemuProcess.js';
 import { freePort, migrateAndSwitch, postcopyCapabilities, qemuSide, setCapabilities, startIncoming, waitCompleted } from '../src/io/qemu/qemuMigration.js';
 import { loadCapture, MAIN, TO_DESTINATION } from '../test/engine/qemuWire/capture.js';
 import { median, quantile, type Benchmark } from './harness.js';
@@ -176,11 +176,7 @@ async function qemuMigration(throughTap: boolean): Promise<{ totalMs: number; ta
     const caps = { ...postcopyCapabilities({}), events: true };
     await setCapabilities(src.qmp, caps);
     await setCapabilities(dst.qmp, caps);
-    const start = Date.now();
-    while (!(src.serial().includes('B') && src.serial().includes('D'))) {
-      if (Date.now() - start > 60_000) throw new Error('the source guest did not start');
-      await sleep(50);
-    }
+    await waitForGuestWork(src);
     const dstPort = await freePort();
     await startIncoming(dst.qmp, `tcp:127.0.0.1:${dstPort}`);
     tap = throughTap ? await startTap(dstPort, 'qemu') : null;

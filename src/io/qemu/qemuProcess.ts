@@ -239,3 +239,18 @@ export async function launchQemu(options: QemuOptions = {}): Promise<QemuProcess
     },
   };
 }
+
+/**
+ * Waits until the bootblock guest's two vCPUs are both in their work loop ('B' and 'D' on COM1,
+ * after byte `from` of the serial output); resolves with the ms waited. Throws naming what the
+ * guest printed and QEMU's output when `timeoutMs` passes first.
+ */
+export async function waitForGuestWork(q: QemuProcess, timeoutMs = 60_000, from = 0): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    const tail = q.serial().slice(from);
+    if (tail.includes('B') && tail.includes('D')) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new QemuLaunchError(q.name, `the guest printed only ${JSON.stringify(tail.slice(0, 200))} in ${timeoutMs} ms; QEMU output: ${q.output().trim()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

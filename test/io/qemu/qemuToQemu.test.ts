@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { launchQemu, type QemuProcess } from '../../../src/io/qemu/qemuProcess.js';
+import { launchQemu, type QemuProcess, waitForGuestWork } from '../../../src/io/qemu/qemuProcess.js';
 import {
   freeTcpUri,
   getCapabilities,
@@ -65,14 +65,8 @@ if (refused) console.log(`[qemu tests] the destination QEMU refuses postcopy-ram
 const qemuTest = refused ? test.serial.skip : test.serial;
 
 /** Until the guest's two vCPUs are both in their work loop on `q` ('B' and 'D' on COM1). */
-async function guestRunning(q: QemuProcess): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    const s = q.serial();
-    if (s.includes('B') && s.includes('D')) return Date.now() - start;
-    if (Date.now() - start > GUEST_UP_MS) throw new Error(`${q.name}: the guest printed only ${JSON.stringify(s)} in ${GUEST_UP_MS} ms; QEMU output: ${q.output()}`);
-    await sleep(50);
-  }
+function guestRunning(q: QemuProcess): Promise<number> {
+  return waitForGuestWork(q, GUEST_UP_MS);
 }
 
 interface PairOptions {

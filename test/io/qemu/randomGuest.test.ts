@@ -1,7 +1,7 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchQemu, RANDOM_GUEST_IMAGE } from '../../../src/io/qemu/qemuProcess.js';
+import { launchQemu, RANDOM_GUEST_IMAGE, waitForGuestWork } from '../../../src/io/qemu/qemuProcess.js';
 import { testDeps } from '../../testDeps.js';
 import { GUEST_HALVES, lcgNext } from '../../guestWalks.js';
 
@@ -25,7 +25,6 @@ const MARKER_EVERY = 2 ** 20;
 /** Far more steps than TCG makes in the seconds this test runs (about 1.6 M per second per vCPU here). */
 const MAX_STEPS = 2 ** 30;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The number of LCG steps from `seed` after which the histogram of pages (mod 256) equals
@@ -56,12 +55,8 @@ function stepsMatching(seed: number, byte0: Uint8Array, firmware: Set<number>): 
 test.serial('the random guest boots under QEMU 7.2, prints its markers, and its RAM holds exactly its LCG walk', async (t) => {
   const q = await launchQemu({ name: 'random', guestImage: RANDOM_GUEST_IMAGE, qemuPath: deps.qemu, log: (l) => t.log(l) });
   t.teardown(() => q.dispose());
-  const start = Date.now();
-  while (!(q.serial().includes('B') && q.serial().includes('D'))) {
-    if (Date.now() - start > GUEST_UP_MS) t.fail(`the guest printed only ${JSON.stringify(q.serial())} in ${GUEST_UP_MS} ms; QEMU output: ${q.output()}`);
-    await sleep(50);
-  }
-  t.log(`first 'B' and 'D' after ${Date.now() - start} ms (QEMU ${deps.qemuVersion}, ${q.accel})`);
+  const waited = await waitForGuestWork(q, GUEST_UP_MS);
+  t.log(`first 'B' and 'D' after ${waited} ms (QEMU ${deps.qemuVersion}, ${q.accel})`);
   await q.qmp.execute('stop');
   const serial = q.serial();
   t.true(serial.includes('A') && serial.includes('C'), `start-up markers: ${JSON.stringify(serial.slice(0, 8))}`);

@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventKind, RequestFlag } from '../../../src/engine/events.js';
-import { launchQemu, type QemuProcess } from '../../../src/io/qemu/qemuProcess.js';
+import { launchQemu, type QemuProcess, waitForGuestWork } from '../../../src/io/qemu/qemuProcess.js';
 import {
   freePort,
   migrateAndSwitch,
@@ -77,13 +77,7 @@ async function launchSource(t: ExecutionContext, preempt: boolean, release: Qemu
   const q = await launchQemu({ name: 'src', ...binary, log: (l) => t.log(l) });
   t.teardown(() => q.dispose());
   await setCapabilities(q.qmp, { ...postcopyCapabilities({ preempt }), events: true });
-  const start = Date.now();
-  for (;;) {
-    const s = q.serial();
-    if (s.includes('B') && s.includes('D')) break;
-    if (Date.now() - start > GUEST_UP_MS) throw new Error(`the guest printed only ${JSON.stringify(s)}`);
-    await sleep(50);
-  }
+  await waitForGuestWork(q, GUEST_UP_MS);
   return q;
 }
 

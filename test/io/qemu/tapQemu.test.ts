@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Analysis } from '../../../src/forensics/analysisTypes.js';
-import { launchQemu, type QemuProcess } from '../../../src/io/qemu/qemuProcess.js';
+import { launchQemu, type QemuProcess, waitForGuestWork } from '../../../src/io/qemu/qemuProcess.js';
 import {
   freePort,
   migrateAndSwitch,
@@ -125,11 +125,7 @@ function replayOk(t: ExecutionContext, journal: string): void {
 }
 
 async function guestRunning(q: QemuProcess): Promise<void> {
-  const start = Date.now();
-  while (!(q.serial().includes('B') && q.serial().includes('D'))) {
-    if (Date.now() - start > GUEST_UP_MS) throw new Error(`${q.name}: the guest printed only ${JSON.stringify(q.serial())}; ${q.output()}`);
-    await sleep(50);
-  }
+  await waitForGuestWork(q, GUEST_UP_MS);
 }
 
 /** Two QEMUs with postcopy on, the destination listening, a tap in front of it. */
