@@ -59,8 +59,8 @@ async function ourFigures(shape: ShapeName, mode: ModeName, seed: number): Promi
   try {
     const r = await runMigration({
       size: '256M', vcpus: '2', workload: s.random ? 'bootblock-random' : 'bootblock',
-      // --bandwidth caps the whole migration in ours (QEMU's max-postcopy-bandwidth only postcopy): migrate has no postcopy-only cap.
-      bandwidth: s.cap === null ? '0' : String(s.cap), dirtyRate: '40000',
+      // The same cap as QEMU's max-postcopy-bandwidth: postcopy only, urgent pages past it on the preempt channel.
+      bandwidth: '0', maxPostcopyBandwidth: s.cap === null ? '0' : String(s.cap), dirtyRate: '40000',
       journal, force: true, backend: 'uffd', faultReader: 'loop', seed: String(seed), quiet: true, ...(mode === 'preempt' ? { preempt: true } : {}),
       tapJournal,
     });
@@ -201,7 +201,7 @@ function writeTable(shape: ShapeName, mode: ModeName, runs: Runs): void {
     '',
     `Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, TCG (no /dev/kvm). Cells: median (min–max) over the runs; ratio = ours / QEMU 10.0 (medians).`,
     '',
-    'QEMU columns are measured at `postcopy tap` (request on the return path → its page on any channel; served = the page crossed the relay after the request), blocktime by QEMU\'s own accounting (the destination\'s query-migrate, postcopy-blocktime capability). `receive`: wire figures at the tap, blocktime exact from its journal (its vCPU threads read their share of RAM: read-sequential, read-random for the random shape; not the guest\'s walk). **Our migrate is not measured at the tap** (its wire is not QEMU\'s yet, the tap cannot decode it): served / in flight are its source\'s counters (urgent pages / requests whose page was already sent), the served latency is request → placement in its journal of the requests answered on the preempt channel (preempt: urgent pages and also prefetched pages already on the wire, so faster than a served-only figure) or of every request (plain), and its `--bandwidth` caps the whole migration, precopy too (QEMU\'s max-postcopy-bandwidth caps only postcopy).',
+    'QEMU columns are measured at `postcopy tap` (request on the return path → its page on any channel; served = the page crossed the relay after the request), blocktime by QEMU\'s own accounting (the destination\'s query-migrate, postcopy-blocktime capability). `receive`: wire figures at the tap, blocktime exact from its journal (its vCPU threads read their share of RAM: read-sequential, read-random for the random shape; not the guest\'s walk). **Our migrate is measured at the same tap** (`migrate --tap-journal`: its source and destination speak QEMU\'s wire), its blocktime exact from its destination journal; the cap of the capped shapes is `migrate --max-postcopy-bandwidth`, like QEMU\'s max-postcopy-bandwidth: postcopy only, requested pages past it on the preempt channel (the pages our source prefetches after a request count against it).',
     '',
     '| shape | mode | figure | QEMU 7.2 → 7.2 | QEMU 10.0 → 10.0 | QEMU 10.0 → receive | our migrate | ours / 10.0 | runs | date (UTC) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -250,7 +250,7 @@ function entry(shape: ShapeName, mode: ModeName, figure: FigureName): Benchmark 
           `per run: ours ${list('ours')}; QEMU 10.0 ${list('qemu10')}; QEMU 7.2 ${list('qemu72')}; QEMU 10.0 → receive ${list('receive')}. ` +
           `Served of requests: ours ${served('ours')}; 10.0 ${served('qemu10')}; 7.2 ${served('qemu72')}; receive ${served('receive')}. ` +
           `QEMU's blocktime is its own accounting (destination query-migrate, postcopy-blocktime capability); receive's and ours exact from our journal. ` +
-          `Every peer's served figures at the tap (ours through migrate --tap-journal); --bandwidth caps our whole migration, not only postcopy. Load average ${loadavg()[0]!.toFixed(1)}.`,
+          `Every peer's served figures at the tap (ours through migrate --tap-journal); ours capped by --max-postcopy-bandwidth, as QEMU's max-postcopy-bandwidth. Load average ${loadavg()[0]!.toFixed(1)}.`,
       };
     },
   };

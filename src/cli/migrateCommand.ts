@@ -25,6 +25,8 @@ export interface MigrateCommandOptions {
   hugePages?: boolean;
   workload: string;
   bandwidth: string;
+  /** Postcopy's cap (QEMU's max-postcopy-bandwidth); '0' or absent: none. */
+  maxPostcopyBandwidth?: string;
   dirtyRate: string;
   preempt?: boolean;
   /** Default: postcopy-journal.db, or the next free postcopy-journal-N.db. */
@@ -92,6 +94,8 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const seed = Number(o.seed);
   if (!Number.isSafeInteger(seed)) throw new UsageError(`--seed must be an integer, got '${o.seed}'`);
   const bandwidth = o.bandwidth === '0' || o.bandwidth === 'unlimited' ? 0 : parseSize(o.bandwidth, '--bandwidth');
+  const mpb = o.maxPostcopyBandwidth;
+  const postcopyBandwidth = mpb === undefined || mpb === '0' || mpb === 'unlimited' ? 0 : parseSize(mpb, '--max-postcopy-bandwidth');
   const dirtyRate = Number(o.dirtyRate);
   if (!(dirtyRate >= 0)) throw new UsageError(`--dirty-rate must be pages per second (>= 0), got '${o.dirtyRate}'`);
   if (!['auto', 'uffd', 'mock'].includes(o.backend)) throw new UsageError(`--backend must be auto, uffd or mock, got '${o.backend}'`);
@@ -108,7 +112,7 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const prefetchPages = parsePrefetchPages(o.prefetch);
   refuseGuestTooLarge(o.size, size, MIGRATE_COPIES, 'the source and the destination each hold the guest');
   return {
-    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
+    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, postcopyBandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
     dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal ?? DEFAULT_JOURNAL), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };

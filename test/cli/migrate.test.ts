@@ -90,6 +90,8 @@ const cases: Array<[string, Partial<MigrateCommandOptions>]> = [
   ['break and recover with preempt', { breakAt: '0.5', preempt: true, workload: 'hot-set' }],
   // 16 MiB/s: slow enough that vCPUs descheduled by a loaded host still outrun the push (64 MiB/s was not, once).
   ['capped bandwidth, preempt: pages prefetched ahead of the faulting vCPUs', { bandwidth: '16M', preempt: true }],
+  // QEMU's max-postcopy-bandwidth: precopy runs free, the postcopy push waits on the cap.
+  ['postcopy capped at 8 MiB/s, preempt', { maxPostcopyBandwidth: '8M', preempt: true }],
 ];
 
 for (const [name, extra] of cases) {
@@ -104,6 +106,14 @@ for (const [name, extra] of cases) {
     t.is(r.destination!.outstanding, 0);
     if (extra.breakAt) t.is(r.source!.reconnects, 1, 'the cut happened and the source reconnected');
     t.is(pagesArrivedTwice(o.journal), 0, 'no page arrived twice (recovery neither loses nor duplicates a page)');
+    if (extra.maxPostcopyBandwidth) {
+      // 32 MiB at 8 MiB/s would take 4 s: a precopy far below that was not capped; the
+      // postcopy push cannot have beaten the cap (the last batch may overshoot it by 64 pages).
+      const charged = r.source!.postcopyChargedBytes;
+      t.true(r.source!.precopyMs < 2000, `precopy took ${r.source!.precopyMs} ms: the postcopy cap held it back`);
+      t.true(charged > 4 << 20, `only ${charged} bytes charged to the postcopy cap`);
+      t.true(r.source!.postcopyMs >= ((charged - 64 * 4104) / (8 << 20)) * 1000, `postcopy took ${r.source!.postcopyMs} ms for ${charged} bytes at 8 MiB/s`);
+    }
     if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
     const j = JournalReader.open(o.journal);
     const by = analyzeJournal(j).requests.answeredBy;

@@ -14,8 +14,16 @@ export interface SourceOptions {
   hostPageSize: number;
   seed: number;
   preempt: boolean;
-  /** Bytes per second on the wire, 0 = unlimited. */
+  /** Bytes per second on the wire, precopy and postcopy, 0 = unlimited. */
   bandwidth: number;
+  /**
+   * Bytes per second of postcopy, from the switch on, 0 = none (QEMU's max-postcopy-bandwidth).
+   * It holds back the background push only. Charged: everything on the main channel (in plain
+   * mode requested pages travel there, as QEMU's) and the pages prefetched after a request; not
+   * charged: requested pages on the preempt channel, which QEMU's preempt channel also sends
+   * past its rate limiter.
+   */
+  postcopyBandwidth?: number;
   /** Pages per second the guest dirties during precopy (sequential, one byte per page). */
   dirtyRate: number;
   /** Cut every connection once this fraction of the postcopy pages was sent, then reconnect. */
@@ -34,7 +42,8 @@ export type SourceMessage =
    */
   | { type: 'progress'; sentFraction: number; remaining: number; destinationListening: boolean }
   | { type: 'digest'; pages: number; hashes: string; byte0: string }
-  | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number };
+  /** `postcopyChargedBytes`: what the postcopy cap counted (see `postcopyBandwidth`), cap or not. */
+  | { type: 'done'; counters: Source['counters']; discard: { rangesSent: number; commandsSent: number; dirtyPages: number }; precopyMs: number; postcopyMs: number; reconnects: number; postcopyChargedBytes: number };
 
 const BLOCK = 'pc.ram';
 /**
@@ -56,6 +65,8 @@ const PING_EVERY_PAGES = 128;
 export const SOURCE_NOTSENT_LOWAT_BYTES = 128 * 1024;
 /** Host pages of background push per turn of the event loop, between which requests are read. */
 const PUSH_BATCH_HOST_PAGES = 64;
+/** A RAM page record's header on the wire (be64 offset and flags), what the postcopy cap adds per prefetched page. */
+const PAGE_RECORD_HEADER_BYTES = 8;
 
 /**
  * The source side of an end-to-end migration, in its own process: a seeded guest image
@@ -99,8 +110,10 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     watchPeer(preempt, 'preempt');
   }
   let wireBytes = 0;
+  let mainBytes = 0;
   const out = new QemuWireOutput([{ name: BLOCK, usedLength: opts.sizeBytes, ...(opts.hostPageSize !== TARGET_PAGE_SIZE ? { pageSize: opts.hostPageSize } : {}) }], (channel, buf) => {
     wireBytes += buf.length;
+    if (channel !== 1 || !preempt) mainBytes += buf.length;
     (channel === 1 && preempt ? preempt : main).write(buf);
   }, opts.preempt);
   const source = new Source([{ name: BLOCK, hostPageSize: opts.hostPageSize, memory: image }], out, opts.preempt, opts.prefetchPages);
@@ -224,6 +237,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   phase = 'postcopy';
   report({ type: 'phase', phase: 'postcopy', atMs: Date.now() - started });
   const postcopyPages = source.remaining();
+  const postcopyCap = postcopyCharge(opts.postcopyBandwidth ?? 0, () => mainBytes, () => source.counters.prefetchPages * (TARGET_PAGE_SIZE + PAGE_RECORD_HEADER_BYTES), opts.preempt);
   let broken = false;
   let reconnects = 0;
   let lastProgress = 0;
@@ -293,8 +307,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     const perHostPage = opts.hostPageSize / TARGET_PAGE_SIZE;
     // At least one host page when nothing is in flight (a huge page is larger than the window).
     const hostPages = mainSent === mainAcked ? Math.max(1, Math.floor(room / perHostPage)) : Math.floor(room / perHostPage);
-    // The bandwidth cap holds back the background push only: a request wakes the wait.
-    const dueMs = pacer();
+    // The bandwidth caps hold back the background push only: a request wakes the wait.
+    const dueMs = Math.max(pacer(), postcopyCap.due());
     if (dueMs > 1) {
       await waitFor((w) => (wake = w), dueMs);
       continue;
@@ -314,7 +328,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   checkPeer();
   phase = 'done';
   report({ type: 'phase', phase: 'done', atMs: Date.now() - started });
-  report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects });
+  report({ type: 'done', counters: source.counters, discard, precopyMs, postcopyMs: Date.now() - started - precopyMs, reconnects, postcopyChargedBytes: postcopyCap.charged() });
   // As QEMU's source: the connection stays until the destination says it is done (SHUT)
   // or closes it; then it ends.
   const endBy = Date.now() + 10_000;
@@ -359,6 +373,18 @@ function makePacer(bytesPerSecond: number, written: () => number): () => number 
   if (bytesPerSecond <= 0) return () => 0;
   const start = Date.now();
   return () => Math.max(0, (written() / bytesPerSecond) * 1000 - (Date.now() - start));
+}
+
+/**
+ * The postcopy cap from now on: milliseconds until the charged bytes fit it. Charged: the main
+ * channel's bytes, and with a preempt channel the pages prefetched there (counted as whole
+ * pages); the requested pages on the preempt channel go free (see `postcopyBandwidth`).
+ */
+export function postcopyCharge(bytesPerSecond: number, mainBytes: () => number, prefetchedBytes: () => number, preempt: boolean): { due: () => number; charged: () => number } {
+  const all = (): number => mainBytes() + (preempt ? prefetchedBytes() : 0);
+  const atSwitch = all();
+  const charged = (): number => all() - atSwitch;
+  return { due: makePacer(bytesPerSecond, charged), charged };
 }
 
 function sleep(ms: number): Promise<void> {
