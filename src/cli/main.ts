@@ -42,7 +42,7 @@ function migrateOptions(cmd: Command): Command {
     .option('--huge-pages', 'back guest RAM with 2 MiB huge pages (one host page = 512 target pages)')
     .addOption(new Option('--workload <name>', 'what the destination vCPUs do').choices(['sequential-increment', 'random', 'hot-set', 'bootblock', 'bootblock-random']).default('sequential-increment'))
     .option('--bandwidth <bytes-per-second>', 'cap on the wire, e.g. 100M (0 = unlimited); requested pages and the pages prefetched after them go at once and count against it', '0')
-    .option('--max-postcopy-bandwidth <bytes-per-second>', 'cap on postcopy only, from the switch on, as QEMU\'s max-postcopy-bandwidth, e.g. 32M (0 = none): it holds back the background push; with --preempt the requested pages go past it, the pages prefetched after them count against it', '0')
+    .option('--max-postcopy-bandwidth <bytes-per-second>', 'cap on postcopy only, from the switch on, as QEMU\'s max-postcopy-bandwidth, e.g. 32M (0 = none): it holds back the background push; requested pages go past it (with --preempt also uncharged), the pages prefetched after them wait for it', '0')
     .option('--dirty-rate <pages-per-second>', 'pages the guest dirties per second on the source during precopy', '40000')
     .option('--preempt', 'postcopy-preempt: urgent pages on a second channel')
     .option('--journal <path>', 'destination journal file (default: postcopy-journal.db, or the next free postcopy-journal-N.db: an earlier run\'s journal is kept)')

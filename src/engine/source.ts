@@ -181,10 +181,12 @@ export class Source {
   }
 
   /**
-   * Sends up to `maxHostPages` requested pages, then the pages prefetched after them, on the
-   * preempt channel when enabled; returns host pages sent.
+   * Sends up to `maxHostPages` requested pages, then up to `maxPrefetchHostPages` of the pages
+   * prefetched after them (within `maxHostPages` in all), on the preempt channel when enabled;
+   * returns host pages sent. A caller that holds prefetch back while its channel is busy keeps
+   * later requested pages from queueing behind earlier prefetch windows.
    */
-  serveUrgent(maxHostPages: number): number {
+  serveUrgent(maxHostPages: number, maxPrefetchHostPages = Number.MAX_SAFE_INTEGER): number {
     let sent = 0;
     const channel = this.preempt ? 1 : 0;
     while (this.urgent.length > 0 && sent < maxHostPages) {
@@ -192,7 +194,8 @@ export class Source {
       if (this.sendHostPageIfDirty(b, start, channel, 'urgent')) sent++;
     }
     // Prefetch only once every request has been answered: a request never waits behind it.
-    while (this.urgent.length === 0 && this.ahead.length > 0 && sent < maxHostPages) {
+    const prefetchLimit = Math.min(maxHostPages, sent + maxPrefetchHostPages);
+    while (this.urgent.length === 0 && this.ahead.length > 0 && sent < prefetchLimit) {
       const next = this.ahead[0]!;
       const [b, first, pages] = next;
       const perHost = this.blocks[b]!.hostPageSize / TARGET_PAGE_SIZE;

@@ -95,6 +95,20 @@ test('a request that arrives while prefetch is queued goes first', (t) => {
   t.true(sent.every((s) => s.channel === 0), 'without preempt everything is on the main channel');
 });
 
+test('prefetch held back by its caller: requested pages still go, the window waits for room', (t) => {
+  const { source, sent } = postcopySource(256, TARGET_PAGE_SIZE, true, 32);
+  request(source, 0);
+  request(source, 1); // queues 2..5 ahead
+  t.is(source.serveUrgent(1000, 0), 2, 'both requested pages, no prefetch');
+  t.deepEqual(sent.map((s) => s.page), [0, 1]);
+  t.is(source.serveUrgent(1000, 2), 2, 'two prefetched pages when there is room for two');
+  request(source, 100);
+  source.serveUrgent(1000, 0);
+  t.deepEqual(sent.map((s) => s.page), [0, 1, 2, 3, 100], 'a later request goes ahead of the rest of the window');
+  source.serveUrgent(1000);
+  t.deepEqual(sent.map((s) => s.page).slice(0, 7), [0, 1, 2, 3, 100, 4, 5]);
+});
+
 test('after a recovery the source forgets queued prefetch and its streams', (t) => {
   const { source, sent } = postcopySource(64, TARGET_PAGE_SIZE, false, 32);
   request(source, 0);

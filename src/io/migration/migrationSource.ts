@@ -18,10 +18,10 @@ export interface SourceOptions {
   bandwidth: number;
   /**
    * Bytes per second of postcopy, from the switch on, 0 = none (QEMU's max-postcopy-bandwidth).
-   * It holds back the background push only. Charged: everything on the main channel (in plain
-   * mode requested pages travel there, as QEMU's) and the pages prefetched after a request; not
-   * charged: requested pages on the preempt channel, which QEMU's preempt channel also sends
-   * past its rate limiter.
+   * It holds back the background push and the prefetch after requests. Charged: everything on
+   * the main channel (in plain mode requested pages travel there, as QEMU's) and the pages
+   * prefetched after a request; not charged and never held: requested pages, which QEMU's
+   * preempt channel also sends past its rate limiter.
    */
   postcopyBandwidth?: number;
   /** Pages per second the guest dirties during precopy (sequential, one byte per page). */
@@ -65,6 +65,8 @@ const PING_EVERY_PAGES = 128;
 export const SOURCE_NOTSENT_LOWAT_BYTES = 128 * 1024;
 /** Host pages of background push per turn of the event loop, between which requests are read. */
 const PUSH_BATCH_HOST_PAGES = 64;
+/** Host pages of prefetch per turn of the event loop, sent only when the urgent channel's buffer is empty. */
+const PREFETCH_BATCH_HOST_PAGES = 32;
 /** A RAM page record's header on the wire (be64 offset and flags), what the postcopy cap adds per prefetched page. */
 const PAGE_RECORD_HEADER_BYTES = 8;
 
@@ -108,6 +110,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   if (opts.preempt) {
     preempt = await connectChannel(opts.port);
     watchPeer(preempt, 'preempt');
+    // Prefetch held back by a full preempt buffer goes on as soon as it drains.
+    preempt.on('drain', () => wake?.());
   }
   let wireBytes = 0;
   let mainBytes = 0;
@@ -276,6 +280,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       if (opts.preempt) {
         preempt = await connectChannel(opts.port);
         watchPeer(preempt, 'preempt');
+        preempt.on('drain', () => wake?.());
         out.newConnection(1);
       }
       while (bitmapsReloaded < 1) {
@@ -296,7 +301,12 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     // Requested pages first; the background push keeps at most a window of pages in
     // flight on the main channel, so a requested page never waits behind a long queue.
     const channels = preempt ? [main, preempt] : [main];
-    corked(channels, () => source.serveUrgent(Number.MAX_SAFE_INTEGER));
+    // On the preempt channel, prefetch goes only into an empty socket buffer (the kernel then
+    // holds at most TCP_NOTSENT_LOWAT of it), so a page requested later never queues behind
+    // earlier windows. On the main channel it goes at once: the push fills that one anyway.
+    // Prefetch counts against the postcopy cap and waits for it, as the push does.
+    const prefetchRoom = postcopyCap.due() > 1 ? 0 : preempt === null ? Number.MAX_SAFE_INTEGER : preempt.writableLength === 0 ? PREFETCH_BATCH_HOST_PAGES : 0;
+    corked(channels, () => source.serveUrgent(Number.MAX_SAFE_INTEGER, prefetchRoom));
     // A PING every PING_EVERY_PAGES main pages: its PONG moves the window on.
     if (out.mainPages - pingedAt >= PING_EVERY_PAGES) {
       out.sendPing();
