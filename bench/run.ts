@@ -31,6 +31,19 @@ function fmt(n: number | null): string {
 }
 
 async function main(): Promise<void> {
+  // `--merge FILE...`: figures measured in another checkout (its bench/results.json) join these, each with its own date.
+  const mergeAt = process.argv.indexOf('--merge');
+  if (mergeAt >= 0) {
+    const files = process.argv.slice(mergeAt + 1);
+    if (files.length === 0) {
+      console.error('--merge needs the results.json files to merge');
+      process.exit(2);
+    }
+    const merged = files.flatMap((f) => (JSON.parse(readFileSync(f, 'utf8')) as { entries: Entry[] }).entries);
+    saveResults(merged, null);
+    console.log(`merged ${merged.length} figures from ${files.join(', ')}`);
+    return;
+  }
   const prefixes = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const files = readdirSync(here).filter((f) => f.endsWith('.bench.js')).sort();
   const selected: Benchmark[] = [];
@@ -58,6 +71,11 @@ async function main(): Promise<void> {
     );
   }
 
+  saveResults(entries, new Date().toISOString());
+}
+
+/** Merges `entries` into bench/results.json (dated `date`, or keeping their own dates) and rewrites BENCHMARKS.md's figures. */
+function saveResults(entries: Entry[], date: string | null): void {
   // Merge with earlier results so that running one benchmark keeps the others' figures.
   const resultsPath = join(root, 'bench', 'results.json');
   let previous: Entry[] = [];
@@ -69,8 +87,7 @@ async function main(): Promise<void> {
     }
   }
   const byName = new Map(previous.map((e) => [e.name, e]));
-  const date = new Date().toISOString();
-  for (const e of entries) byName.set(e.name, { ...e, date } as Entry);
+  for (const e of entries) byName.set(e.name, date === null ? e : ({ ...e, date } as Entry));
   const all = [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`;
   writeFileSync(resultsPath, JSON.stringify({ machine, entries: all }, null, 2) + '\n');
