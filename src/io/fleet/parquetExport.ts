@@ -1,10 +1,11 @@
 /**
  * Journals to Parquet through DuckDB (@duckdb/node-api): every journal is read once,
  * segment by segment; each segment goes to the analysis (src/forensics, the figures of
- * `inspect`) and its events to DuckDB tables in memory; whenever those hold `rowsPerPart`
- * event rows (and at the end) DuckDB writes them out with COPY ... (FORMAT parquet) as
- * one part file per table and the tables are emptied. Memory is bounded by the part size
- * whatever the size of a journal or of the fleet.
+ * `inspect`) and its events to typed arrays staged per event table (src/io/fleet/duckRows.ts;
+ * the small tables' rows to DuckDB tables in memory); whenever `rowsPerPart` event rows are
+ * staged (and at the end) DuckDB writes them out with COPY ... (FORMAT parquet), reading
+ * the staged arrays through a table function, as one part file per table, and the staging
+ * is emptied. Memory is bounded by the part size whatever the size of a journal or of the fleet.
  *
  * A journal that cannot be opened is listed and skipped; one damaged part-way is exported
  * up to the damage (its `unreadable_from` says where) and listed too. Nothing a journal
@@ -25,7 +26,7 @@ import { outcomeOf, phasesOf, splitErrors, type Analysis, type AnsweredRequests 
 import { JournalReader } from '../../journal/journalReader.js';
 import type { JournalMeta } from '../../journal/meta.js';
 import { payloadOf, type Segment } from '../../journal/segment.js';
-import { appendRow, StagedEvents, type RowValue } from './duckRows.js';
+import { appendRow, EVENT_TABLES, StagedEvents, stagedEventsFunction, type RowValue } from './duckRows.js';
 import { listJournals } from './journalFiles.js';
 import {
   BLOCK_COLUMNS,
@@ -36,7 +37,6 @@ import {
   PAUSE_COLUMNS,
   SCHEMA_VERSION,
   SCHEMA_VERSION_KEY,
-  STAGED_EVENT_COLUMNS,
   STATE_COLUMNS,
   ident,
   literal,
@@ -51,7 +51,11 @@ export interface ExportOptions {
   replace?: boolean;
   /** DuckDB's memory limit (default '1GB'). */
   memoryLimit?: string;
-  /** DuckDB threads (default 2). */
+  /**
+   * DuckDB threads (default 1). A part is written by one thread anyway (its rows come
+   * through the staging's table function, one scan); with more, the others poll for work
+   * while the scan waits for the JavaScript thread, and cost CPU that `--jobs` can use.
+   */
   threads?: number;
   /**
    * Processes that export at once (default 1): the journals are shared out among `jobs`
@@ -222,9 +226,9 @@ async function exportInProcesses(journals: readonly string[], out: string, jobs:
 }
 
 /**
- * One set of staging tables (`staged_<table>_<n>`) and their appenders. The writer has two:
- * while DuckDB writes one set's rows to Parquet (on its own threads), the journals are read
- * into the other.
+ * One set of staging: the small tables' DuckDB tables (`staged_<table>_<n>`) and their
+ * appenders, and the event tables' typed arrays. The writer has two: while DuckDB writes
+ * one set's rows to Parquet (on its own thread), the journals are read into the other.
  */
 interface StageSet {
   n: number;
@@ -238,11 +242,10 @@ class ParquetWriter {
   private readonly sets: StageSet[] = [];
   /** The set journals are read into. */
   private set!: StageSet;
-  private ids!: DuckDBAppender;
   /** The part being written from the other set, if any (its failure surfaces at the next wait). */
   private writing: Promise<void> | null = null;
-  /** Ordinal of the next journal (the staged events' `mid`). */
-  private mid = 0;
+  /** Whether DuckDB is writing a part: it then reads the staged events through the JavaScript thread. */
+  private copying = false;
   private part = 0;
   /** This export's part files are named part-<runId>-<n>. */
   private readonly runId = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -263,7 +266,7 @@ class ParquetWriter {
   }
 
   static async open(out: string, summary: ExportSummary, opts: ExportOptions): Promise<ParquetWriter> {
-    const instance = await DuckDBInstance.create(':memory:', { memory_limit: opts.memoryLimit ?? '1GB', threads: String(opts.threads ?? 2) });
+    const instance = await DuckDBInstance.create(':memory:', { memory_limit: opts.memoryLimit ?? '1GB', threads: String(opts.threads ?? 1) });
     const w = new ParquetWriter(instance, await instance.connect(), await instance.connect(), out, summary, opts);
     await w.createTables();
     return w;
@@ -277,12 +280,18 @@ class ParquetWriter {
         await this.db.run(`CREATE TABLE ${ident(`staged_${table}_${n}`)} (${cols(columns)})`);
         appenders.set(table, await this.db.createAppender(`staged_${table}_${n}`));
       }
-      await this.db.run(`CREATE TABLE staged_events_${n} (${cols(STAGED_EVENT_COLUMNS)})`);
-      this.sets.push({ n, appenders, staged: new StagedEvents(await this.db.createAppender(`staged_events_${n}`)), pending: new Map() });
+      this.sets.push({ n, appenders, staged: new StagedEvents(), pending: new Map() });
     }
     this.set = this.sets[0]!;
-    await this.db.run('CREATE TABLE staged_ids (mid INTEGER, migration_id BIGINT)');
-    this.ids = await this.db.createAppender('staged_ids');
+    // postcopy_staged(set * tables + table): one event table's staged rows of one set.
+    this.copier.registerTableFunction(
+      stagedEventsFunction('postcopy_staged', (source) => {
+        const set = this.sets[Math.floor(source / EVENT_TABLES.length)];
+        const staged = set?.staged.tables[source % EVENT_TABLES.length];
+        if (staged === undefined) throw new Error(`postcopy_staged(${source}): no such staging`);
+        return staged;
+      }),
+    );
   }
 
   /** Exports one journal; a journal that cannot be read is listed in the summary, never thrown. */
@@ -295,12 +304,7 @@ class ParquetWriter {
       this.summary.skipped.push({ path, reason: err.reason });
       return;
     }
-    const mid = this.mid++;
     const id = migrationId(reader.meta, path);
-    this.ids.appendInteger(mid);
-    this.ids.appendBigInt(id);
-    this.ids.endRow();
-    this.ids.flushSync();
     try {
       const analysis = startAnalysis(reader);
       let unreadable: JournalError | null = null;
@@ -308,10 +312,12 @@ class ParquetWriter {
       try {
         for (const seg of reader.segments()) {
           analysis.segment(seg);
-          this.set.staged.add(mid, seg);
+          this.set.staged.add(id, seg);
           this.stageStates(id, seg);
           events += seg.count;
           if (this.set.staged.rows >= this.rowsPerPart) await this.writeParts();
+          // DuckDB's scan of the other set waits for this thread: a turn of the event loop per segment feeds it.
+          else if (this.copying) await new Promise<void>((resolveTurn) => setImmediate(resolveTurn));
         }
       } catch (err) {
         if (!(err instanceof JournalError)) throw err;
@@ -483,12 +489,12 @@ class ParquetWriter {
 
   /**
    * Hands the current set's rows to DuckDB to write as one part file per table (on its
-   * own threads, while the next journals are staged into the other set, which is empty by
-   * then: at most one part is being written at a time, so memory holds at most two parts).
+   * thread, which takes the staged events from this one a chunk at a time between the
+   * segments of the next journals, staged into the other set, which is empty by then: at
+   * most one part is being written at a time, so memory holds at most two parts).
    */
   async writeParts(): Promise<void> {
     const set = this.set;
-    set.staged.flush();
     for (const app of set.appenders.values()) app.flushSync();
     await this.writing; // the other set is written and empty
     this.writing = this.writeSet(set, `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`);
@@ -497,11 +503,17 @@ class ParquetWriter {
   }
 
   private async writeSet(set: StageSet, part: string): Promise<void> {
-    const eventRows = set.staged.taken();
-    for (const [table, { kinds, select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { kinds: number[]; select: string }]>) {
-      if (eventRows > 0) await this.copy(table, part, `SELECT ${select} FROM staged_events_${set.n} JOIN staged_ids USING (mid) WHERE kind IN (${kinds.join(', ')})`); // staged in (mid, seq) order, which DuckDB keeps
+    this.copying = true;
+    try {
+      const eventRows = set.staged.rows;
+      for (const [t, table] of EVENT_TABLES.entries()) {
+        // The scan is one thread in staging order, i.e. (journal, seq) order, which COPY keeps.
+        if (eventRows > 0) await this.copy(table, part, `SELECT ${EVENT_TABLE_SQL[table].select} FROM postcopy_staged(${set.n * EVENT_TABLES.length + t})`);
+      }
+      set.staged.clear();
+    } finally {
+      this.copying = false;
     }
-    if (eventRows > 0) await this.copier.run(`DELETE FROM staged_events_${set.n}`);
     for (const [table] of ROW_TABLES) {
       if ((set.pending.get(table) ?? 0) === 0) continue;
       await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_${set.n}`)}`);
@@ -524,8 +536,8 @@ class ParquetWriter {
     await this.writing;
     this.writing = null;
     const part = `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
-    for (const [table, { select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { select: string }]>) {
-      if (!this.written.has(table)) await this.copy(table, part, `SELECT ${select} FROM staged_events_0 JOIN staged_ids USING (mid)`);
+    for (const [t, table] of EVENT_TABLES.entries()) {
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT ${EVENT_TABLE_SQL[table].select} FROM postcopy_staged(${t})`); // set 0, empty by now
     }
     for (const [table] of ROW_TABLES) {
       if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_0`)}`);
@@ -535,10 +547,8 @@ class ParquetWriter {
   close(): void {
     try {
       for (const set of this.sets) {
-        set.staged.close();
         for (const app of set.appenders.values()) app.closeSync();
       }
-      this.ids.closeSync();
     } catch {
       // closing after a failure: the connections go anyway
     }
