@@ -4,8 +4,9 @@
  * `inspect`) and its events to typed arrays staged per event table (src/io/fleet/duckRows.ts;
  * the small tables' rows to DuckDB tables in memory); whenever `rowsPerPart` event rows are
  * staged (and at the end) DuckDB writes them out with COPY ... (FORMAT parquet), reading
- * the staged arrays through a table function, as one part file per table, and the staging
- * is emptied. Memory is bounded by the part size whatever the size of a journal or of the fleet.
+ * the staged arrays through a table function, as one part file per event table, and the
+ * staging is emptied. The small tables are written at the end (or once one holds
+ * SMALL_TABLE_ROWS rows). Memory is bounded by the part size whatever the size of a journal or of the fleet.
  *
  * A journal that cannot be opened is listed and skipped; one damaged part-way is exported
  * up to the damage (its `unreadable_from` says where) and listed too. Nothing a journal
@@ -226,22 +227,29 @@ async function exportInProcesses(journals: readonly string[], out: string, jobs:
 }
 
 /**
- * One set of staging: the small tables' DuckDB tables (`staged_<table>_<n>`) and their
- * appenders, and the event tables' typed arrays. The writer has two: while DuckDB writes
+ * One set of staging of the event tables' rows. The writer has two: while DuckDB writes
  * one set's rows to Parquet (on its own thread), the journals are read into the other.
  */
 interface StageSet {
   n: number;
-  appenders: Map<FleetTable, DuckDBAppender>;
   staged: StagedEvents;
-  /** Rows staged per small table since the set was last written. */
-  pending: Map<FleetTable, number>;
 }
+
+/**
+ * Rows of a small table held before they are written mid-export (they are also written at
+ * the end). Not with every part: each file costs every reader of the folder (`fleet` reads
+ * the schema of every file when it opens an export), and these rows are few.
+ */
+const SMALL_TABLE_ROWS = 100_000;
 
 class ParquetWriter {
   private readonly sets: StageSet[] = [];
   /** The set journals are read into. */
   private set!: StageSet;
+  /** The small tables' staging (`staged_<table>`), one for the whole export. */
+  private readonly appenders = new Map<FleetTable, DuckDBAppender>();
+  /** Rows staged per small table since they were last written. */
+  private readonly pending = new Map<FleetTable, number>();
   /** The part being written from the other set, if any (its failure surfaces at the next wait). */
   private writing: Promise<void> | null = null;
   /** Whether DuckDB is writing a part: it then reads the staged events through the JavaScript thread. */
@@ -274,14 +282,11 @@ class ParquetWriter {
 
   private async createTables(): Promise<void> {
     const cols = (c: ColumnDef[]): string => c.map((x) => `${ident(x.name)} ${x.type}`).join(', ');
-    for (const n of [0, 1]) {
-      const appenders = new Map<FleetTable, DuckDBAppender>();
-      for (const [table, columns] of ROW_TABLES) {
-        await this.db.run(`CREATE TABLE ${ident(`staged_${table}_${n}`)} (${cols(columns)})`);
-        appenders.set(table, await this.db.createAppender(`staged_${table}_${n}`));
-      }
-      this.sets.push({ n, appenders, staged: new StagedEvents(), pending: new Map() });
+    for (const [table, columns] of ROW_TABLES) {
+      await this.db.run(`CREATE TABLE ${ident(`staged_${table}`)} (${cols(columns)})`);
+      this.appenders.set(table, await this.db.createAppender(`staged_${table}`));
     }
+    for (const n of [0, 1]) this.sets.push({ n, staged: new StagedEvents() });
     this.set = this.sets[0]!;
     // postcopy_staged(set * tables + table): one event table's staged rows of one set.
     this.copier.registerTableFunction(
@@ -331,12 +336,12 @@ class ParquetWriter {
     } finally {
       reader.close();
     }
-    if (this.set.staged.rows >= this.rowsPerPart || (this.set.pending.get('migrations') ?? 0) >= 100_000) await this.writeParts();
+    if (this.set.staged.rows >= this.rowsPerPart || this.smallTablesFull()) await this.writeParts();
   }
 
   /** FX_STATE events: the state_changes rows. */
   private stageStates(id: bigint, seg: Segment): void {
-    const app = this.set.appenders.get('state_changes')!;
+    const app = this.appenders.get('state_changes')!;
     for (let i = 0; i < seg.count; i++) {
       if (seg.kind[i] !== EventKind.FX_STATE) continue;
       const p = payloadOf(seg, i);
@@ -371,7 +376,7 @@ class ParquetWriter {
     } else {
       appendRow(app, columns, values);
     }
-    this.set.pending.set(table, (this.set.pending.get(table) ?? 0) + 1);
+    this.pending.set(table, (this.pending.get(table) ?? 0) + 1);
   }
 
   private stageMigration(id: bigint, path: string, meta: JournalMeta, a: Analysis, served: AnsweredRequests): void {
@@ -385,7 +390,7 @@ class ParquetWriter {
     const closedPauses = a.pauses.filter((p) => p.durationMs !== null);
     const firstPause = a.pauses[0];
     const caps = [...a.journal.capabilities].sort();
-    const m = this.set.appenders.get('migrations')!;
+    const m = this.appenders.get('migrations')!;
     const row: RowValue[] = [
       SCHEMA_VERSION,
       0, // migration_id (appended as a bigint)
@@ -460,11 +465,11 @@ class ParquetWriter {
     m.appendInteger(SCHEMA_VERSION);
     m.appendBigInt(id);
     appendRow(m, MIGRATION_COLUMNS.slice(2), row.slice(2));
-    this.set.pending.set('migrations', (this.set.pending.get('migrations') ?? 0) + 1);
+    this.pending.set('migrations', (this.pending.get('migrations') ?? 0) + 1);
 
-    const blocks = this.set.appenders.get('blocks')!;
+    const blocks = this.appenders.get('blocks')!;
     a.journal.blocks.forEach((b, i) => this.appendTo('blocks', blocks, BLOCK_COLUMNS, [0, i, b.name, b.length, b.hostPageSize], id));
-    const pauses = this.set.appenders.get('pauses')!;
+    const pauses = this.appenders.get('pauses')!;
     a.pauses.forEach((p, i) =>
       this.appendTo('pauses', pauses, PAUSE_COLUMNS, [
         0,
@@ -480,7 +485,7 @@ class ParquetWriter {
         p.sourceLast?.tMs ?? null,
       ], id),
     );
-    const errors = this.set.appenders.get('errors')!;
+    const errors = this.appenders.get('errors')!;
     const failed = new Set(failures);
     for (const e of a.errors) {
       this.appendTo('errors', errors, ERROR_COLUMNS, [0, e.seq, e.tMs, e.code, failed.has(e), e.message, e.causeSeq ?? null, e.input ?? null], id);
@@ -488,18 +493,39 @@ class ParquetWriter {
   }
 
   /**
-   * Hands the current set's rows to DuckDB to write as one part file per table (on its
-   * thread, which takes the staged events from this one a chunk at a time between the
+   * Hands the current set's rows to DuckDB to write as one part file per event table (on
+   * its thread, which takes the staged events from this one a chunk at a time between the
    * segments of the next journals, staged into the other set, which is empty by then: at
-   * most one part is being written at a time, so memory holds at most two parts).
+   * most one part is being written at a time, so memory holds at most two parts). The
+   * small tables are written first when one holds SMALL_TABLE_ROWS rows, or `all`.
    */
-  async writeParts(): Promise<void> {
+  async writeParts(all = false): Promise<void> {
     const set = this.set;
-    for (const app of set.appenders.values()) app.flushSync();
     await this.writing; // the other set is written and empty
-    this.writing = this.writeSet(set, `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`);
+    if (all || this.smallTablesFull()) await this.writeSmallTables(this.nextPart());
+    this.writing = this.writeSet(set, this.nextPart());
     this.writing.catch(() => {}); // awaited at the next part or at finish, which throw it; never an unhandled rejection
     this.set = this.sets[1 - set.n]!;
+  }
+
+  private nextPart(): string {
+    return `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
+  }
+
+  private smallTablesFull(): boolean {
+    for (const n of this.pending.values()) if (n >= SMALL_TABLE_ROWS) return true;
+    return false;
+  }
+
+  /** Writes the small tables' staged rows (no part is being written: same connection, and their appenders keep appending only after). */
+  private async writeSmallTables(part: string): Promise<void> {
+    for (const app of this.appenders.values()) app.flushSync();
+    for (const [table] of ROW_TABLES) {
+      if ((this.pending.get(table) ?? 0) === 0) continue;
+      await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}`)}`);
+      await this.copier.run(`DELETE FROM ${ident(`staged_${table}`)}`);
+      this.pending.set(table, 0);
+    }
   }
 
   private async writeSet(set: StageSet, part: string): Promise<void> {
@@ -514,12 +540,6 @@ class ParquetWriter {
     } finally {
       this.copying = false;
     }
-    for (const [table] of ROW_TABLES) {
-      if ((set.pending.get(table) ?? 0) === 0) continue;
-      await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_${set.n}`)}`);
-      await this.copier.run(`DELETE FROM ${ident(`staged_${table}_${set.n}`)}`);
-      set.pending.set(table, 0);
-    }
   }
 
   private async copy(table: FleetTable, part: string, select: string): Promise<void> {
@@ -532,23 +552,21 @@ class ParquetWriter {
 
   /** Writes what is staged and waits; a table with no row yet gets an empty file, so its schema is always there. */
   async finish(): Promise<void> {
-    await this.writeParts();
+    await this.writeParts(true);
     await this.writing;
     this.writing = null;
-    const part = `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
+    const part = this.nextPart();
     for (const [t, table] of EVENT_TABLES.entries()) {
       if (!this.written.has(table)) await this.copy(table, part, `SELECT ${EVENT_TABLE_SQL[table].select} FROM postcopy_staged(${t})`); // set 0, empty by now
     }
     for (const [table] of ROW_TABLES) {
-      if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_0`)}`);
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}`)}`);
     }
   }
 
   close(): void {
     try {
-      for (const set of this.sets) {
-        for (const app of set.appenders.values()) app.closeSync();
-      }
+      for (const app of this.appenders.values()) app.closeSync();
     } catch {
       // closing after a failure: the connections go anyway
     }
