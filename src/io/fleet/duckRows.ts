@@ -216,10 +216,15 @@ export function stagedEventsFunction(name: string, sources: (source: number) => 
     name,
     parameterTypes: [INTEGER],
     bindFunction: (bind) => {
-      const staged = sources(Number(bind.getParameter(0)));
-      STAGED_EVENT_COLUMNS.forEach((c, i) => bind.addResultColumn(c.name, STAGED_TYPES[i]!));
-      bind.setBindData({ staged });
-      bind.setCardinality(staged.rows, true);
+      // A callback's error goes to DuckDB (the COPY fails with it), not up through its thread.
+      try {
+        const staged = sources(Number(bind.getParameter(0)));
+        STAGED_EVENT_COLUMNS.forEach((c, i) => bind.addResultColumn(c.name, STAGED_TYPES[i]!));
+        bind.setBindData({ staged });
+        bind.setCardinality(staged.rows, true);
+      } catch (err) {
+        bind.setError((err as Error).message);
+      }
     },
     initFunction: (init) => {
       init.setMaxThreads(1);
@@ -233,7 +238,13 @@ export function stagedEventsFunction(name: string, sources: (source: number) => 
         out.rowCount = 0;
         return;
       }
-      staged.fill(out, state.next, n);
+      try {
+        staged.fill(out, state.next, n);
+      } catch (err) {
+        out.rowCount = 0;
+        info.setError((err as Error).message);
+        return;
+      }
       state.next += n;
     },
   });

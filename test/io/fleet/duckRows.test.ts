@@ -63,3 +63,19 @@ test('the staged events come back through the table function per event table, in
     instance.closeSync();
   }
 });
+
+test('a staging the table function cannot find fails the query with its reason', async (t) => {
+  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+  const db = await instance.connect();
+  try {
+    db.registerTableFunction(
+      stagedEventsFunction('staged_missing', (n) => {
+        throw new Error(`no staging ${n}`);
+      }),
+    );
+    await t.throwsAsync(db.runAndReadAll('SELECT * FROM staged_missing(7)'), { message: /no staging 7/ });
+  } finally {
+    db.closeSync();
+    instance.closeSync();
+  }
+});
