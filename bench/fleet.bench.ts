@@ -1,8 +1,9 @@
 /**
  * `fleet.export` and `fleet.summary` (issue 22) over a fleet of 1 000 simulated
  * migrations (bench/fleetBuild.ts: seeds, sizes, vCPUs, workloads, preempt, huge pages,
- * breaks and killed sources vary), built once into bench/.cache/fleet (git-ignored) by
- * two worker processes (the machine's two cores) and kept there.
+ * breaks and killed sources vary), built once into bench/.cache/fleet (git-ignored; or the
+ * folder FLEET_DIR names, so that checkouts share one fleet) by two worker processes (the
+ * machine's two cores) and kept there.
  *
  * - fleet.export: `postcopy export <fleet> --parquet --jobs 2` (two export processes, the
  *   machine's two cores) in a child process, journal events per second, with the largest
@@ -32,7 +33,8 @@ import { buildFleet } from './fleetBuild.js';
 import { median, type Benchmark } from './harness.js';
 
 const CACHE = join(PACKAGE_ROOT, 'bench', '.cache');
-const FLEET = join(CACHE, 'fleet');
+/** The fleet's folder: FLEET_DIR, e.g. a fleet another checkout already built, or bench/.cache/fleet. */
+const FLEET = process.env.FLEET_DIR ?? join(CACHE, 'fleet');
 const OUT = join(CACHE, 'fleet-parquet');
 const JOURNALS = 1000;
 const MAIN = join(PACKAGE_ROOT, 'dist', 'src', 'cli', 'main.js');

@@ -38,6 +38,12 @@ export interface MockBackendOptions {
    * from the first, and the engine checks its vcpuTids against them.
    */
   vcpuTids?: readonly number[];
+  /**
+   * Where the blocks' 2 MiB chunks come from (default: a pool of this backend's own). A pool
+   * shared by backends that run one after another (a fleet build) reuses chunks already
+   * touched, see releaseMemory().
+   */
+  chunkPool?: ChunkPool;
 }
 
 /** Which vCPUs to start: an access plan over one block. */
@@ -118,7 +124,7 @@ export class MockBackend implements Backend {
   readonly hugePageCalls: HugePageCall[] = [];
 
   private readonly state: BlockState[];
-  private readonly pool = new ChunkPool();
+  private readonly pool: ChunkPool;
   private readonly supported: boolean | string;
   private readonly zeroPlace: boolean;
   private listener: FaultListener | null = null;
@@ -137,6 +143,7 @@ export class MockBackend implements Backend {
     if (!Number.isSafeInteger(base) || base < 0 || base % BLOCK_ALIGNMENT !== 0) {
       throw new BackendError('create', 'EINVAL', `base address ${base} is not a non-negative multiple of 1 GiB`);
     }
+    this.pool = options.chunkPool ?? new ChunkPool();
     this.supported = options.supported ?? true;
     this.zeroPlace = options.zeroPlace ?? true;
     this.fixedTids = options.vcpuTids ? [...options.vcpuTids] : null;
@@ -163,6 +170,15 @@ export class MockBackend implements Backend {
         throw new BackendError('create', 'EINVAL', `block '${layout.name}' ends past 2^53: the layout does not fit in a double`);
       }
     }
+  }
+
+  /**
+   * Gives every block's chunks back to the pool (the blocks read as dropped: not present,
+   * zero). For a backend whose run is over, so that the next backend on the same pool
+   * takes chunks whose pages are already touched.
+   */
+  releaseMemory(): void {
+    for (const b of this.state) b.memory.drop(0, b.maxLength);
   }
 
   // -------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 /**
  * Journals to Parquet through DuckDB (@duckdb/node-api): every journal is read once,
  * segment by segment; each segment goes to the analysis (src/forensics, the figures of
- * `inspect`) and its events to DuckDB tables in memory; whenever those hold `rowsPerPart`
- * event rows (and at the end) DuckDB writes them out with COPY ... (FORMAT parquet) as
- * one part file per table and the tables are emptied. Memory is bounded by the part size
- * whatever the size of a journal or of the fleet.
+ * `inspect`) and its events to typed arrays staged per event table (src/io/fleet/duckRows.ts;
+ * the small tables' rows to DuckDB tables in memory); whenever `rowsPerPart` event rows are
+ * staged (and at the end) DuckDB writes them out with COPY ... (FORMAT parquet), reading
+ * the staged arrays through a table function, as one part file per event table, and the
+ * staging is emptied. The small tables are written at the end (or once one holds
+ * SMALL_TABLE_ROWS rows). Memory is bounded by the part size whatever the size of a journal or of the fleet.
  *
  * A journal that cannot be opened is listed and skipped; one damaged part-way is exported
  * up to the damage (its `unreadable_from` says where) and listed too. Nothing a journal
@@ -25,7 +27,7 @@ import { outcomeOf, phasesOf, splitErrors, type Analysis, type AnsweredRequests 
 import { JournalReader } from '../../journal/journalReader.js';
 import type { JournalMeta } from '../../journal/meta.js';
 import { payloadOf, type Segment } from '../../journal/segment.js';
-import { appendRow, StagedEvents, type RowValue } from './duckRows.js';
+import { appendRow, EVENT_TABLES, StagedEvents, stagedEventsFunction, type RowValue } from './duckRows.js';
 import { listJournals } from './journalFiles.js';
 import {
   BLOCK_COLUMNS,
@@ -36,7 +38,6 @@ import {
   PAUSE_COLUMNS,
   SCHEMA_VERSION,
   SCHEMA_VERSION_KEY,
-  STAGED_EVENT_COLUMNS,
   STATE_COLUMNS,
   ident,
   literal,
@@ -51,7 +52,11 @@ export interface ExportOptions {
   replace?: boolean;
   /** DuckDB's memory limit (default '1GB'). */
   memoryLimit?: string;
-  /** DuckDB threads (default 2). */
+  /**
+   * DuckDB threads (default 1). A part is written by one thread anyway (its rows come
+   * through the staging's table function, one scan); with more, the others poll for work
+   * while the scan waits for the JavaScript thread, and cost CPU that `--jobs` can use.
+   */
   threads?: number;
   /**
    * Processes that export at once (default 1): the journals are shared out among `jobs`
@@ -222,27 +227,33 @@ async function exportInProcesses(journals: readonly string[], out: string, jobs:
 }
 
 /**
- * One set of staging tables (`staged_<table>_<n>`) and their appenders. The writer has two:
- * while DuckDB writes one set's rows to Parquet (on its own threads), the journals are read
- * into the other.
+ * One set of staging of the event tables' rows. The writer has two: while DuckDB writes
+ * one set's rows to Parquet (on its own thread), the journals are read into the other.
  */
 interface StageSet {
   n: number;
-  appenders: Map<FleetTable, DuckDBAppender>;
   staged: StagedEvents;
-  /** Rows staged per small table since the set was last written. */
-  pending: Map<FleetTable, number>;
 }
+
+/**
+ * Rows of a small table held before they are written mid-export (they are also written at
+ * the end). Not with every part: each file costs every reader of the folder (`fleet` reads
+ * the schema of every file when it opens an export), and these rows are few.
+ */
+const SMALL_TABLE_ROWS = 100_000;
 
 class ParquetWriter {
   private readonly sets: StageSet[] = [];
   /** The set journals are read into. */
   private set!: StageSet;
-  private ids!: DuckDBAppender;
+  /** The small tables' staging (`staged_<table>`), one for the whole export. */
+  private readonly appenders = new Map<FleetTable, DuckDBAppender>();
+  /** Rows staged per small table since they were last written. */
+  private readonly pending = new Map<FleetTable, number>();
   /** The part being written from the other set, if any (its failure surfaces at the next wait). */
   private writing: Promise<void> | null = null;
-  /** Ordinal of the next journal (the staged events' `mid`). */
-  private mid = 0;
+  /** Whether DuckDB is writing a part: it then reads the staged events through the JavaScript thread. */
+  private copying = false;
   private part = 0;
   /** This export's part files are named part-<runId>-<n>. */
   private readonly runId = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -263,7 +274,7 @@ class ParquetWriter {
   }
 
   static async open(out: string, summary: ExportSummary, opts: ExportOptions): Promise<ParquetWriter> {
-    const instance = await DuckDBInstance.create(':memory:', { memory_limit: opts.memoryLimit ?? '1GB', threads: String(opts.threads ?? 2) });
+    const instance = await DuckDBInstance.create(':memory:', { memory_limit: opts.memoryLimit ?? '1GB', threads: String(opts.threads ?? 1) });
     const w = new ParquetWriter(instance, await instance.connect(), await instance.connect(), out, summary, opts);
     await w.createTables();
     return w;
@@ -271,18 +282,21 @@ class ParquetWriter {
 
   private async createTables(): Promise<void> {
     const cols = (c: ColumnDef[]): string => c.map((x) => `${ident(x.name)} ${x.type}`).join(', ');
-    for (const n of [0, 1]) {
-      const appenders = new Map<FleetTable, DuckDBAppender>();
-      for (const [table, columns] of ROW_TABLES) {
-        await this.db.run(`CREATE TABLE ${ident(`staged_${table}_${n}`)} (${cols(columns)})`);
-        appenders.set(table, await this.db.createAppender(`staged_${table}_${n}`));
-      }
-      await this.db.run(`CREATE TABLE staged_events_${n} (${cols(STAGED_EVENT_COLUMNS)})`);
-      this.sets.push({ n, appenders, staged: new StagedEvents(await this.db.createAppender(`staged_events_${n}`)), pending: new Map() });
+    for (const [table, columns] of ROW_TABLES) {
+      await this.db.run(`CREATE TABLE ${ident(`staged_${table}`)} (${cols(columns)})`);
+      this.appenders.set(table, await this.db.createAppender(`staged_${table}`));
     }
+    for (const n of [0, 1]) this.sets.push({ n, staged: new StagedEvents() });
     this.set = this.sets[0]!;
-    await this.db.run('CREATE TABLE staged_ids (mid INTEGER, migration_id BIGINT)');
-    this.ids = await this.db.createAppender('staged_ids');
+    // postcopy_staged(set * tables + table): one event table's staged rows of one set.
+    this.copier.registerTableFunction(
+      stagedEventsFunction('postcopy_staged', (source) => {
+        const set = this.sets[Math.floor(source / EVENT_TABLES.length)];
+        const staged = set?.staged.tables[source % EVENT_TABLES.length];
+        if (staged === undefined) throw new Error(`postcopy_staged(${source}): no such staging`);
+        return staged;
+      }),
+    );
   }
 
   /** Exports one journal; a journal that cannot be read is listed in the summary, never thrown. */
@@ -295,12 +309,7 @@ class ParquetWriter {
       this.summary.skipped.push({ path, reason: err.reason });
       return;
     }
-    const mid = this.mid++;
     const id = migrationId(reader.meta, path);
-    this.ids.appendInteger(mid);
-    this.ids.appendBigInt(id);
-    this.ids.endRow();
-    this.ids.flushSync();
     try {
       const analysis = startAnalysis(reader);
       let unreadable: JournalError | null = null;
@@ -308,10 +317,12 @@ class ParquetWriter {
       try {
         for (const seg of reader.segments()) {
           analysis.segment(seg);
-          this.set.staged.add(mid, seg);
+          this.set.staged.add(id, seg);
           this.stageStates(id, seg);
           events += seg.count;
           if (this.set.staged.rows >= this.rowsPerPart) await this.writeParts();
+          // DuckDB's scan of the other set waits for this thread: a turn of the event loop per segment feeds it.
+          else if (this.copying) await new Promise<void>((resolveTurn) => setImmediate(resolveTurn));
         }
       } catch (err) {
         if (!(err instanceof JournalError)) throw err;
@@ -325,12 +336,12 @@ class ParquetWriter {
     } finally {
       reader.close();
     }
-    if (this.set.staged.rows >= this.rowsPerPart || (this.set.pending.get('migrations') ?? 0) >= 100_000) await this.writeParts();
+    if (this.set.staged.rows >= this.rowsPerPart || this.smallTablesFull()) await this.writeParts();
   }
 
   /** FX_STATE events: the state_changes rows. */
   private stageStates(id: bigint, seg: Segment): void {
-    const app = this.set.appenders.get('state_changes')!;
+    const app = this.appenders.get('state_changes')!;
     for (let i = 0; i < seg.count; i++) {
       if (seg.kind[i] !== EventKind.FX_STATE) continue;
       const p = payloadOf(seg, i);
@@ -365,7 +376,7 @@ class ParquetWriter {
     } else {
       appendRow(app, columns, values);
     }
-    this.set.pending.set(table, (this.set.pending.get(table) ?? 0) + 1);
+    this.pending.set(table, (this.pending.get(table) ?? 0) + 1);
   }
 
   private stageMigration(id: bigint, path: string, meta: JournalMeta, a: Analysis, served: AnsweredRequests): void {
@@ -379,7 +390,7 @@ class ParquetWriter {
     const closedPauses = a.pauses.filter((p) => p.durationMs !== null);
     const firstPause = a.pauses[0];
     const caps = [...a.journal.capabilities].sort();
-    const m = this.set.appenders.get('migrations')!;
+    const m = this.appenders.get('migrations')!;
     const row: RowValue[] = [
       SCHEMA_VERSION,
       0, // migration_id (appended as a bigint)
@@ -454,11 +465,11 @@ class ParquetWriter {
     m.appendInteger(SCHEMA_VERSION);
     m.appendBigInt(id);
     appendRow(m, MIGRATION_COLUMNS.slice(2), row.slice(2));
-    this.set.pending.set('migrations', (this.set.pending.get('migrations') ?? 0) + 1);
+    this.pending.set('migrations', (this.pending.get('migrations') ?? 0) + 1);
 
-    const blocks = this.set.appenders.get('blocks')!;
+    const blocks = this.appenders.get('blocks')!;
     a.journal.blocks.forEach((b, i) => this.appendTo('blocks', blocks, BLOCK_COLUMNS, [0, i, b.name, b.length, b.hostPageSize], id));
-    const pauses = this.set.appenders.get('pauses')!;
+    const pauses = this.appenders.get('pauses')!;
     a.pauses.forEach((p, i) =>
       this.appendTo('pauses', pauses, PAUSE_COLUMNS, [
         0,
@@ -474,7 +485,7 @@ class ParquetWriter {
         p.sourceLast?.tMs ?? null,
       ], id),
     );
-    const errors = this.set.appenders.get('errors')!;
+    const errors = this.appenders.get('errors')!;
     const failed = new Set(failures);
     for (const e of a.errors) {
       this.appendTo('errors', errors, ERROR_COLUMNS, [0, e.seq, e.tMs, e.code, failed.has(e), e.message, e.causeSeq ?? null, e.input ?? null], id);
@@ -482,31 +493,52 @@ class ParquetWriter {
   }
 
   /**
-   * Hands the current set's rows to DuckDB to write as one part file per table (on its
-   * own threads, while the next journals are staged into the other set, which is empty by
-   * then: at most one part is being written at a time, so memory holds at most two parts).
+   * Hands the current set's rows to DuckDB to write as one part file per event table (on
+   * its thread, which takes the staged events from this one a chunk at a time between the
+   * segments of the next journals, staged into the other set, which is empty by then: at
+   * most one part is being written at a time, so memory holds at most two parts). The
+   * small tables are written first when one holds SMALL_TABLE_ROWS rows, or `all`.
    */
-  async writeParts(): Promise<void> {
+  async writeParts(all = false): Promise<void> {
     const set = this.set;
-    set.staged.flush();
-    for (const app of set.appenders.values()) app.flushSync();
     await this.writing; // the other set is written and empty
-    this.writing = this.writeSet(set, `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`);
+    if (all || this.smallTablesFull()) await this.writeSmallTables(this.nextPart());
+    this.writing = this.writeSet(set, this.nextPart());
     this.writing.catch(() => {}); // awaited at the next part or at finish, which throw it; never an unhandled rejection
     this.set = this.sets[1 - set.n]!;
   }
 
-  private async writeSet(set: StageSet, part: string): Promise<void> {
-    const eventRows = set.staged.taken();
-    for (const [table, { kinds, select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { kinds: number[]; select: string }]>) {
-      if (eventRows > 0) await this.copy(table, part, `SELECT ${select} FROM staged_events_${set.n} JOIN staged_ids USING (mid) WHERE kind IN (${kinds.join(', ')})`); // staged in (mid, seq) order, which DuckDB keeps
-    }
-    if (eventRows > 0) await this.copier.run(`DELETE FROM staged_events_${set.n}`);
+  private nextPart(): string {
+    return `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
+  }
+
+  private smallTablesFull(): boolean {
+    for (const n of this.pending.values()) if (n >= SMALL_TABLE_ROWS) return true;
+    return false;
+  }
+
+  /** Writes the small tables' staged rows (no part is being written: same connection, and their appenders keep appending only after). */
+  private async writeSmallTables(part: string): Promise<void> {
+    for (const app of this.appenders.values()) app.flushSync();
     for (const [table] of ROW_TABLES) {
-      if ((set.pending.get(table) ?? 0) === 0) continue;
-      await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_${set.n}`)}`);
-      await this.copier.run(`DELETE FROM ${ident(`staged_${table}_${set.n}`)}`);
-      set.pending.set(table, 0);
+      if ((this.pending.get(table) ?? 0) === 0) continue;
+      await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}`)}`);
+      await this.copier.run(`DELETE FROM ${ident(`staged_${table}`)}`);
+      this.pending.set(table, 0);
+    }
+  }
+
+  private async writeSet(set: StageSet, part: string): Promise<void> {
+    this.copying = true;
+    try {
+      const eventRows = set.staged.rows;
+      for (const [t, table] of EVENT_TABLES.entries()) {
+        // The scan is one thread in staging order, i.e. (journal, seq) order, which COPY keeps.
+        if (eventRows > 0) await this.copy(table, part, `SELECT ${EVENT_TABLE_SQL[table].select} FROM postcopy_staged(${set.n * EVENT_TABLES.length + t})`);
+      }
+      set.staged.clear();
+    } finally {
+      this.copying = false;
     }
   }
 
@@ -520,25 +552,21 @@ class ParquetWriter {
 
   /** Writes what is staged and waits; a table with no row yet gets an empty file, so its schema is always there. */
   async finish(): Promise<void> {
-    await this.writeParts();
+    await this.writeParts(true);
     await this.writing;
     this.writing = null;
-    const part = `part-${this.runId}-${String(this.part++).padStart(5, '0')}.parquet`;
-    for (const [table, { select }] of Object.entries(EVENT_TABLE_SQL) as Array<[FleetTable, { select: string }]>) {
-      if (!this.written.has(table)) await this.copy(table, part, `SELECT ${select} FROM staged_events_0 JOIN staged_ids USING (mid)`);
+    const part = this.nextPart();
+    for (const [t, table] of EVENT_TABLES.entries()) {
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT ${EVENT_TABLE_SQL[table].select} FROM postcopy_staged(${t})`); // set 0, empty by now
     }
     for (const [table] of ROW_TABLES) {
-      if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}_0`)}`);
+      if (!this.written.has(table)) await this.copy(table, part, `SELECT * FROM ${ident(`staged_${table}`)}`);
     }
   }
 
   close(): void {
     try {
-      for (const set of this.sets) {
-        set.staged.close();
-        for (const app of set.appenders.values()) app.closeSync();
-      }
-      this.ids.closeSync();
+      for (const app of this.appenders.values()) app.closeSync();
     } catch {
       // closing after a failure: the connections go anyway
     }

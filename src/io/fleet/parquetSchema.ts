@@ -137,11 +137,11 @@ export const ERROR_COLUMNS: ColumnDef[] = [
 
 /**
  * The journal's events behind the faults, requests and pages tables, staged as the
- * journal stores them (every field a number, so the export appends typed arrays) and
+ * journal stores them (every field a number, so the export keeps typed arrays) and
  * turned into each table's columns by DuckDB when a part is written (EVENT_TABLE_SQL).
  */
 export const STAGED_EVENT_COLUMNS: ColumnDef[] = [
-  c('mid', 'INTEGER'),
+  c('migration_id', 'BIGINT'),
   c('seq', 'DOUBLE'),
   c('t', 'DOUBLE'),
   c('cause', 'DOUBLE'),
@@ -152,7 +152,7 @@ export const STAGED_EVENT_COLUMNS: ColumnDef[] = [
   c('b', 'DOUBLE'),
 ];
 
-/** The SELECT (over `staged_events e JOIN staged_ids USING (mid)`) of each event table. Event kinds: src/engine/events.ts. */
+/** The SELECT (over the table's staged events, STAGED_EVENT_COLUMNS) of each event table. Event kinds: src/engine/events.ts. */
 export const EVENT_TABLE_SQL: Record<'faults' | 'requests' | 'pages', { kinds: number[]; select: string }> = {
   // FX_FAULT_SEEN (46): block, offset = host page; a = vCPU (-1: not a vCPU); b = FaultDisposition.
   faults: {
@@ -180,13 +180,6 @@ export const EVENT_TABLE_SQL: Record<'faults' | 'requests' | 'pages', { kinds: n
       CASE WHEN kind <> 2 THEN CAST(b AS TINYINT) END AS outcome_code`,
   },
 };
-
-/** Every event kind staged (a lookup table by kind). */
-export const STAGED_KIND = (() => {
-  const t = new Uint8Array(256);
-  for (const { kinds } of Object.values(EVENT_TABLE_SQL)) for (const k of kinds) t[k] = 1;
-  return t;
-})();
 
 /** Quotes an identifier for DuckDB SQL. */
 export function ident(name: string): string {
