@@ -103,6 +103,14 @@ export interface Backend {
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue;
   /** Places a zero host page atomically (UFFDIO_ZEROPAGE, or a copy from a zeroed page). */
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
+  /**
+   * Optional: places a run of consecutive host pages at once, from data[dataOffset..] or
+   * zeros when `data` is null (one UFFDIO_COPY / UFFDIO_ZEROPAGE for the whole run where
+   * the kernel allows), and writes each host page's PlaceOutcome into outcomes[i]. Stops
+   * after the first page whose outcome is RETRY (nothing of it placed); returns how many
+   * pages have an outcome (≥ 1). A backend without it places page by page (copy/zero).
+   */
+  placeRun?(block: number, offset: number, data: Uint8Array | null, dataOffset: number, length: number, outcomes: Uint8Array): number;
   /** Wakes threads waiting on a range that is already present. */
   wake(block: number, offset: number, length: number): void;
   /** Reads guest memory for verification; only for present pages or after unregister. */

@@ -40,6 +40,7 @@ import type { JournalMeta } from '../../journal/meta.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
+import { PageRuns } from './pageRuns.js';
 import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from './wireFeed.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set' | 'read-bootblock' | 'read-bootblock-random';
@@ -438,6 +439,23 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     apply(() => e.page(channel, index, item.pageOffset, item.kind === 'zero-page', item.data ?? EMPTY, 0, t));
   };
 
+  /**
+   * A run of consecutive main-stream pages of one read (pageRuns.ts), one engine input for
+   * the run: faults read meanwhile are decided before it (once per run, where page() reads
+   * them before every page), and the run's time is taken after them.
+   */
+  const pageRun = (block: string, offset: number, count: number, zero: boolean, data: Uint8Array): void => {
+    const e = engine;
+    if (!e) throw new ReceiveRefusedError('not-qemu', `a RAM page of '${block}' before MEM_SIZE`);
+    const postcopy = e.postcopyState >= PostcopyState.LISTENING;
+    if (postcopy) backend!.takeFaults();
+    const t = now();
+    if (postcopy) pages.main += count;
+    else pages.precopy += count;
+    apply(() => e.pages(0, blockIndex.get(block)!, offset, count, zero, data, 0, t));
+  };
+  const mainRuns = new PageRuns(pageRun);
+
   const onMainItem = (item: MainItem): void => {
     if (finished) return;
     const t = now();
@@ -537,7 +555,15 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const sock = c.sock;
     sock.cork();
     try {
-      for (const item of mainDecoder.push(chunk)) onMainItem(item);
+      for (const item of mainDecoder.push(chunk)) {
+        if ((item.kind === 'page' || item.kind === 'zero-page') && heldMain === null && !finished) {
+          mainRuns.add(item);
+          continue;
+        }
+        mainRuns.flush();
+        onMainItem(item);
+      }
+      mainRuns.flush();
     } catch (err) {
       if (!(err instanceof PostcopyError)) throw err;
       mainFailed(c, err);
