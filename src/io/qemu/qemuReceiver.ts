@@ -106,6 +106,16 @@ export interface ReceiveResult {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Journal segments of 2^18 events: the whole of a 256 MiB postcopy push (two records per
+ * page, ~130 000) fits in one, so no segment fills and commits in the middle of the push.
+ */
+const RECEIVE_SEGMENT_EVENTS = 1 << 18;
+/** No main-stream read for this long: the push has paused and a commit may go in. */
+const PUSH_QUIET_MS = 20;
+/** A push under way defers commits at most this long (the crash tail holds the records). */
+const PUSH_COMMIT_AT_LATEST_MS = 2000;
+
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
 export function memoryFileName(block: string): string {
   return `${block.replace(/[^A-Za-z0-9@._-]/g, '_')}.bin`;
@@ -177,6 +187,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let connIds = 0;
   /** The last thing that went wrong (a break, a refused input): what a failure is put down to. */
   let lastProblem: string | null = null;
+  /** When the main stream last delivered bytes (performance.now()): a push under way holds journal commits back. */
+  let lastMainReadMs = -Infinity;
   /** Connections made while paused that have not said what they are yet (no byte yet). */
   const pending = new Set<Conn>();
 
@@ -215,7 +227,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       preemptEnd: 'main-eos',
       blocktimeMode: 'both',
       run,
-    }, { overwrite: true, autoCheckpoint: false });
+    }, { overwrite: true, autoCheckpoint: false, segmentEvents: RECEIVE_SEGMENT_EVENTS });
     return w;
   };
 
@@ -384,7 +396,14 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const e = engine;
     const w = writer;
     w.setSnapshotSource(() => e.snapshot());
-    stopCommits = commitAtQuietMoments(w, () => e.requested.size > 0);
+    // Busy: a request waits for its page, or the source's postcopy push is streaming in
+    // (a commit of its records would stall the read it arrives by: the source waits on a
+    // full socket). The crash tail keeps the records safe meanwhile.
+    stopCommits = commitAtQuietMoments(
+      w,
+      () => e.requested.size > 0 || (e.postcopyState >= PostcopyState.LISTENING && performance.now() - lastMainReadMs < PUSH_QUIET_MS),
+      PUSH_COMMIT_AT_LATEST_MS,
+    );
     o.log(`MEM_SIZE: ${blocks.length} RAM blocks, ${total} bytes (${blocks.map((x) => x.name).join(', ')}); guest memory mapped, journal ${o.journalPath}`);
     for (const c of early.splice(0)) apply(() => e.command(c.command, c.payload, c.t));
     void t;
@@ -552,6 +571,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   /** Pushes a chunk of the main stream; a bad stream is refused (before the engine) or a stream error. */
   const pushMain = (c: Conn, chunk: Buffer): void => {
     if (main !== c || !mainDecoder) return;
+    lastMainReadMs = performance.now();
     const sock = c.sock;
     sock.cork();
     try {
