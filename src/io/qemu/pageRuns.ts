@@ -8,8 +8,12 @@
 import { TARGET_PAGE_SIZE } from '../../engine/constants.js';
 import type { PageItem, ZeroPageItem } from '../../engine/qemuWire/index.js';
 
-/** The longest run gathered (1 MiB of staging): a 64 KiB socket read holds at most 16 pages. */
-export const MAX_RUN_PAGES = 256;
+/**
+ * The longest run gathered (128 KiB). Faults are read between runs, so this also bounds how
+ * many pages are placed before a fault raised meanwhile is read and decided (a vCPU woken by
+ * a placement before its fault was read leaves its wait out of exact blocktime).
+ */
+export const MAX_RUN_PAGES = 32;
 
 /** What a run is handed on as: `count` pages of `block` from byte `offset`, data pages contiguous in `data` from 0 (unused for zero pages). */
 export type RunSink = (block: string, offset: number, count: number, zero: boolean, data: Uint8Array) => void;

@@ -41,6 +41,7 @@ import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
 import { PageRuns } from './pageRuns.js';
+import { withReadBuffer } from './readBufferSocket.js';
 import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from './wireFeed.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set' | 'read-bootblock' | 'read-bootblock-random';
@@ -115,6 +116,8 @@ const RECEIVE_SEGMENT_EVENTS = 1 << 18;
 const PUSH_QUIET_MS = 20;
 /** A push under way defers commits at most this long (the crash tail holds the records). */
 const PUSH_COMMIT_AT_LATEST_MS = 2000;
+/** After SHUT, how long the final housekeeping waits for the source to hang up. */
+const PEER_HANG_UP_WAIT_MS = 2000;
 
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
 export function memoryFileName(block: string): string {
@@ -167,6 +170,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let listenAt = -1;
   let endAt = -1;
   let vcpuDone: Promise<unknown> = Promise.resolve();
+  /** After SHUT: resolves when the source has closed the main connection. */
+  let peerGone: Promise<unknown> = Promise.resolve();
   let vcpusStarted = false;
 
   /** Commands that came before MEM_SIZE (no engine yet), with their arrival times. */
@@ -288,6 +293,11 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       let bound: NodeJS.Timeout | undefined;
       await Promise.race([vcpuDone, new Promise((r) => (bound = setTimeout(r, 30_000)))]);
       clearTimeout(bound);
+      // The source completes once it has read SHUT and cleaned up on its side. What is left
+      // here (the journal's last commit and checkpoint, unmapping guest memory) waits until
+      // it has hung up, so as not to take the CPU from it meanwhile on a host with few cores.
+      await Promise.race([peerGone, new Promise((r) => (bound = setTimeout(r, PEER_HANG_UP_WAIT_MS)))]);
+      clearTimeout(bound);
       if (o.saveMemoryDir && backend) {
         mkdirSync(o.saveMemoryDir, { recursive: true });
         saved = [];
@@ -338,7 +348,9 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (status === 'completed') {
       if (endAt < 0) endAt = now();
       // SHUT (0: fine) tells the source this side is done; then the return path closes.
-      if (returnPath.shut(0)) main!.sock.end();
+      const sock = main!.sock;
+      peerGone = sock.destroyed ? Promise.resolve() : new Promise((resolve) => sock.once('close', resolve));
+      if (returnPath.shut(0)) sock.end();
       void finish('completed', 0, `completed: ${returnPath.requests} page requests, ${pages.precopy} precopy + ${pages.main} main + ${pages.preempt} preempt pages`);
     } else if (status === 'failed') {
       void finish('failed', 1, `failed${lastProblem ? ` after: ${lastProblem}` : ''} (migration status failed before postcopy could pause; journal ${o.journalPath})`);
@@ -354,7 +366,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     heldMain = null;
     o.log(`postcopy paused (${why}); ${engine!.requested.size} requests outstanding; waiting ${o.pauseTimeoutMs} ms for the source to resume on ${o.listen.host}:${o.listen.port}${o.recoverListen ? ` or ${o.recoverListen.host}:${o.recoverListen.port}` : ''}`);
     if (o.recoverListen && !recoverServer) {
-      recoverServer = createServer(onConnection);
+      recoverServer = createServer({ pauseOnConnect: true }, onConnection);
       recoverServer.on('error', (err) => o.log(`--recover-listen ${o.recoverListen!.host}:${o.recoverListen!.port}: ${err.message}`));
       recoverServer.listen(o.recoverListen.port, o.recoverListen.host);
     }
@@ -479,7 +491,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (finished) return;
     const t = now();
     if (heldMain !== null && item.kind !== 'recv-bitmap-request') {
-      heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item);
+      // Copies of what is a view into the read buffer.
+      heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item.kind === 'device-state' ? { ...item, bytes: item.bytes.slice() } : item);
       return;
     }
     switch (item.kind) {
@@ -728,7 +741,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   const pushPreempt = (c: Conn, chunk: Buffer): void => {
     if (preempt !== c || !preemptDecoder) return;
     if (preemptEarly !== null) {
-      preemptEarly.push(chunk);
+      preemptEarly.push(Buffer.from(chunk)); // a copy: the chunk is the read buffer's
       return;
     }
     const rp = main?.sock;
@@ -747,7 +760,39 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     }
   };
 
-  const onConnection = (sock: Socket): void => {
+  const onConnection = (accepted: Socket): void => {
+    // While paused, the first byte tells a resumed main stream from a preempt channel.
+    // `chunk` is a view into the connection's read buffer (readBufferSocket.ts): valid during this call only.
+    const onData = (chunk: Buffer): void => {
+      if (c.role === 'pending') {
+        pending.delete(c);
+        if (chunk[0] === RESUMED_MAIN_FIRST_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
+        else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
+        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== RESUMED_MAIN_FIRST_BYTE) startPreempt(c);
+        else {
+          refuseConnection(c, `not a connection of this paused migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
+          return;
+        }
+      }
+      if (c.role === 'candidate') {
+        c.early!.push(Buffer.from(chunk)); // a copy: the chunk is the read buffer's
+        const verdict = preemptVerdict(Buffer.concat(c.early!));
+        if (verdict === 'undecided') return;
+        candidates.delete(c);
+        if (verdict !== 'preempt' || preempt !== null || finished) {
+          refuseConnection(c, verdict !== 'preempt' ? `its first bytes are not the preempt channel's: ${verdict}` : 'this migration already has its preempt connection');
+          return;
+        }
+        const early = c.early!;
+        delete c.early;
+        startPreempt(c);
+        for (const b of early) pushPreempt(c, b);
+        return;
+      }
+      if (c.role === 'main') pushMain(c, chunk);
+      else if (c.role === 'preempt') pushPreempt(c, chunk);
+    };
+    const sock = withReadBuffer(accepted, (chunk) => onData(chunk));
     sock.setNoDelay(true);
     sock.on('error', () => {});
     const c: Conn = { sock, role: 'pending', id: ++connIds, epoch: pauses };
@@ -773,36 +818,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     } else {
       pending.add(c);
     }
-    // While paused, the first byte tells a resumed main stream from a preempt channel.
-    sock.on('data', (chunk: Buffer) => {
-      if (c.role === 'pending') {
-        pending.delete(c);
-        if (chunk[0] === RESUMED_MAIN_FIRST_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
-        else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
-        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== RESUMED_MAIN_FIRST_BYTE) startPreempt(c);
-        else {
-          refuseConnection(c, `not a connection of this paused migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
-          return;
-        }
-      }
-      if (c.role === 'candidate') {
-        c.early!.push(chunk);
-        const verdict = preemptVerdict(Buffer.concat(c.early!));
-        if (verdict === 'undecided') return;
-        candidates.delete(c);
-        if (verdict !== 'preempt' || preempt !== null || finished) {
-          refuseConnection(c, verdict !== 'preempt' ? `its first bytes are not the preempt channel's: ${verdict}` : 'this migration already has its preempt connection');
-          return;
-        }
-        const early = c.early!;
-        delete c.early;
-        startPreempt(c);
-        for (const b of early) pushPreempt(c, b);
-        return;
-      }
-      if (c.role === 'main') pushMain(c, chunk);
-      else if (c.role === 'preempt') pushPreempt(c, chunk);
-    });
     sock.on('close', () => {
       pending.delete(c);
       candidates.delete(c);
@@ -810,7 +825,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     });
   };
 
-  const server = createServer(onConnection);
+  const server = createServer({ pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.listen.port, o.listen.host, () => {
