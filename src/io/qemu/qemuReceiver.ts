@@ -112,10 +112,8 @@ const EMPTY = new Uint8Array(0);
  * page, ~130 000) fits in one, so no segment fills and commits in the middle of the push.
  */
 const RECEIVE_SEGMENT_EVENTS = 1 << 18;
-/** No main-stream read for this long: the push has paused and a commit may go in. */
-const PUSH_QUIET_MS = 20;
-/** A push under way defers commits at most this long (the crash tail holds the records). */
-const PUSH_COMMIT_AT_LATEST_MS = 2000;
+/** During postcopy the journal commits this often (the crash tail holds the records in between). */
+const POSTCOPY_COMMIT_EVERY_MS = 2000;
 /** After SHUT, how long the final housekeeping waits for the source to hang up. */
 const PEER_HANG_UP_WAIT_MS = 2000;
 
@@ -192,8 +190,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let connIds = 0;
   /** The last thing that went wrong (a break, a refused input): what a failure is put down to. */
   let lastProblem: string | null = null;
-  /** When the main stream last delivered bytes (performance.now()): a push under way holds journal commits back. */
-  let lastMainReadMs = -Infinity;
   /** Connections made while paused that have not said what they are yet (no byte yet). */
   const pending = new Set<Conn>();
 
@@ -408,13 +404,16 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const e = engine;
     const w = writer;
     w.setSnapshotSource(() => e.snapshot());
-    // Busy: a request waits for its page, or the source's postcopy push is streaming in
-    // (a commit of its records would stall the read it arrives by: the source waits on a
-    // full socket). The crash tail keeps the records safe meanwhile.
+    // Busy: a request waits for its page, or postcopy is under way. A commit holds the
+    // event loop for as long as its records take to encode and write (a 100 000-record
+    // commit took 185 ms on a loaded host), and the source's push waits on a full socket
+    // meanwhile; a short lull in the push is no quiet moment for it. So during postcopy
+    // commits come every POSTCOPY_COMMIT_EVERY_MS (and when a segment fills), and the crash
+    // tail keeps the records safe in between.
     stopCommits = commitAtQuietMoments(
       w,
-      () => e.requested.size > 0 || (e.postcopyState >= PostcopyState.LISTENING && performance.now() - lastMainReadMs < PUSH_QUIET_MS),
-      PUSH_COMMIT_AT_LATEST_MS,
+      () => e.requested.size > 0 || (e.postcopyState >= PostcopyState.LISTENING && e.postcopyState < PostcopyState.END),
+      POSTCOPY_COMMIT_EVERY_MS,
     );
     o.log(`MEM_SIZE: ${blocks.length} RAM blocks, ${total} bytes (${blocks.map((x) => x.name).join(', ')}); guest memory mapped, journal ${o.journalPath}`);
     for (const c of early.splice(0)) apply(() => e.command(c.command, c.payload, c.t));
@@ -584,7 +583,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   /** Pushes a chunk of the main stream; a bad stream is refused (before the engine) or a stream error. */
   const pushMain = (c: Conn, chunk: Buffer): void => {
     if (main !== c || !mainDecoder) return;
-    lastMainReadMs = performance.now();
     const sock = c.sock;
     sock.cork();
     try {
