@@ -123,9 +123,10 @@ export interface Backend {
   endPostcopy(): void;
   /**
    * Hands the faults read but not yet delivered to the listener now, synchronously, and
-   * returns how many. The io layer calls it between the pages of a long run of stream
-   * input, so that a fault is decided within a page's time of its read (as QEMU's fault
-   * thread does) rather than after the run. Never call it from inside the listener or an
+   * returns how many. The io layer calls it between the pages (or the short runs of pages,
+   * see Destination.pages) of a long stretch of stream input, so that a fault is decided
+   * within a few pages' time of its read (as QEMU's fault thread does) rather than after
+   * the whole read. Never call it from inside the listener or an
    * engine input. A backend whose faults are always delivered at once returns 0.
    */
   takeFaults(): number;
