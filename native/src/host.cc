@@ -41,6 +41,7 @@ Napi::Function Host::Init(Napi::Env env) {
                          InstanceMethod<&Host::Wake>("wake"),
                          InstanceMethod<&Host::Read>("read"),
                          InstanceMethod<&Host::CopyLoop>("copyLoop"),
+                         InstanceMethod<&Host::PlaceRun>("placeRun"),
                          InstanceMethod<&Host::StartVcpus>("startVcpus"),
                          InstanceMethod<&Host::StopVcpus>("stopVcpus"),
                          InstanceMethod<&Host::VcpuReports>("vcpuReports"),

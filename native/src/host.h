@@ -81,6 +81,7 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   Napi::Value Wake(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value CopyLoop(const Napi::CallbackInfo& info);
+  Napi::Value PlaceRun(const Napi::CallbackInfo& info);
   Napi::Value StartVcpus(const Napi::CallbackInfo& info);
   Napi::Value StopVcpus(const Napi::CallbackInfo& info);
   Napi::Value VcpuReports(const Napi::CallbackInfo& info);
@@ -101,6 +102,10 @@ class Host : public Napi::ObjectWrap<Host>, private FaultSink {
   void unregister_removed(uint64_t start, uint64_t end);
   // Places [off, off+len) of a checked block; returns a PlaceOutcome value.
   int place(Block& b, size_t off, const uint8_t* src, size_t len, bool zero, const char* op);
+  // Places a run of host pages with as few ioctls as the kernel allows, one outcome per
+  // host page into `outcomes`; stops after a page that needs a retry (EAGAIN, nothing
+  // placed). Returns how many host pages have an outcome.
+  size_t place_run(Block& b, size_t off, const uint8_t* src, size_t len, bool zero, uint8_t* outcomes, const char* op);
   // madvise(MADV_DONTNEED) of a checked range; `own` keeps the range registered.
   void drop(Block& b, size_t off, size_t len, bool own);
 

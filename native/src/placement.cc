@@ -92,6 +92,92 @@ int Host::place(Block& b, size_t off, const uint8_t* src, size_t len, bool zero,
   return placed ? kPlaced : kAlreadyPresent;
 }
 
+size_t Host::place_run(Block& b, size_t off, const uint8_t* src, size_t len, bool zero, uint8_t* outcomes, const char* op) {
+  uintptr_t dst = b.base + off;
+  size_t step = b.kernel_page, pages = len / step;  // kernel_page == host page (PlaceRun checks)
+  if (!b.registered.load(std::memory_order_relaxed)) {
+    if (zero) memset(reinterpret_cast<void*>(dst), 0, len);
+    else memcpy(reinterpret_cast<void*>(dst), src, len);
+    memset(outcomes, kPlaced, pages);
+    return pages;
+  }
+  bool zeropage = zero && !b.layout.hugetlbfs;
+  if (zero && !zeropage) src = static_cast<const uint8_t*>(zero_source(len));
+  size_t pos = 0;
+  while (pos < len) {
+    size_t done = 0;
+    int err = zeropage ? uffd_zeropage(uffd_, dst + pos, len - pos, &done)
+                       : uffd_copy(uffd_, dst + pos, src + pos, len - pos, &done);
+    // The kernel placed [pos, pos + done) before it stopped (or all of it).
+    if (err == 0) done = len - pos;
+    memset(outcomes + pos / step, kPlaced, done / step);
+    pos += done;
+    if (err == 0) break;
+    if (err == EAGAIN) {
+      if (done) continue;  // stopped part way (an EEXIST or a removed page next): find out which
+      stats_.retries.fetch_add(1, std::memory_order_relaxed);
+      outcomes[pos / step] = kRetry;
+      return pos / step + 1;
+    }
+    if (err == EEXIST) {
+      // Already there (an urgent page placed first, a racing placement): wake whoever waits.
+      stats_.already_present.fetch_add(1, std::memory_order_relaxed);
+      uffd_wake(uffd_, dst + pos, step);
+      outcomes[pos / step] = kAlreadyPresent;
+      pos += step;
+      continue;
+    }
+    if (err == ENOENT && memory_->is_removed(b, off + pos, step)) {
+      // The guest removed this page: dropped, as place() does (nothing placed).
+      stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+      outcomes[pos / step] = kAlreadyPresent;
+      pos += step;
+      continue;
+    }
+    throw Refusal(op, std::string(zeropage ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY") + " of block '" + b.layout.name + "' at " +
+                          hex(off + pos) + " failed", errno_name(err));
+  }
+  return pages;
+}
+
+// placeRun(block, offset, data | null, dataOffset, length, outcomes): a run of host pages
+// in one UFFDIO_COPY (data) or UFFDIO_ZEROPAGE (null), split only where the kernel stops.
+Napi::Value Host::PlaceRun(const Napi::CallbackInfo& info) {
+  size_t handled = 0;
+  GUARD_BEGIN
+  require_open("placeRun");
+  Block& b = memory_->block(number_arg(info, 0), "placeRun");
+  double off = number_arg(info, 1), data_off = number_arg(info, 3), len = number_arg(info, 4);
+  memory_->check_pages(b, off, len, "placeRun");
+  if (b.kernel_page != b.layout.page_size) {
+    // Outcomes are per host page; a transparent-huge-page block places in 4 KiB steps.
+    throw Refusal("placeRun", "block '" + b.layout.name + "': runs are placed only where the host page is the kernel's page (" +
+                                  std::to_string(b.layout.page_size) + "-byte host pages, " + std::to_string(b.kernel_page) + "-byte steps)");
+  }
+  bool zero = info[2].IsNull() || info[2].IsUndefined();
+  uint8_t* data = nullptr;
+  if (!zero) {
+    size_t data_len;
+    typed_bytes(info[2], "placeRun", &data, &data_len);
+    if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
+        len > data_len - data_off) {
+      throw Refusal("placeRun", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
+                                    std::to_string(data_len) + "-byte source");
+    }
+    data += static_cast<size_t>(data_off);
+  }
+  uint8_t* outcomes;
+  size_t outcomes_len;
+  typed_bytes(info[5], "placeRun", &outcomes, &outcomes_len);
+  size_t pages = static_cast<size_t>(len) / b.kernel_page;
+  if (outcomes_len < pages) {
+    throw Refusal("placeRun", "the outcomes array holds " + std::to_string(outcomes_len) + " entries for " + std::to_string(pages) + " host pages");
+  }
+  handled = place_run(b, static_cast<size_t>(off), data, static_cast<size_t>(len), zero, outcomes, "placeRun");
+  GUARD_END(info.Env())
+  return Napi::Number::New(info.Env(), static_cast<double>(handled));
+}
+
 Napi::Value Host::Copy(const Napi::CallbackInfo& info) {
   int outcome = 0;
   GUARD_BEGIN

@@ -508,6 +508,50 @@ export class Destination {
     this.assemble(rb, offset, zero, data, dataOffset, channel, t);
   }
 
+  /**
+   * `count` consecutive target pages of one block from `channel`, all data (4 KiB each,
+   * contiguous at data[dataOffset..]) or all zero pages, with one time `t`: the same
+   * inputs as `count` calls of `page` and the same records, in the same order, with the
+   * outcomes the backend gave. The difference is how they are carried out: in postcopy
+   * a run is placed with one `backend.placeRun` (one UFFDIO_COPY / UFFDIO_ZEROPAGE where
+   * the kernel allows) and in precopy a data run is one write, before the run's records
+   * are appended; each page's IN_PAGE is still followed by its own effects, so a replay
+   * (which feeds the IN_PAGE inputs one by one to `page`) gives the same records. Where a
+   * run could not be carried out as one (a refused page, a host page of several target
+   * pages, the preempt thread draining, whose end may come between two pages), it is
+   * `page` for each page. A refused page is journaled and the run goes on; the first
+   * refusal is thrown at the end.
+   */
+  pages(channel: number, block: number, offset: number, count: number, zero: boolean, data: Uint8Array, dataOffset: number, t: number): void {
+    const rb = this.blocks[block];
+    const state = this.life.postcopyState();
+    const inRange =
+      rb !== undefined &&
+      (channel === 0 || channel === 1) &&
+      count > 0 &&
+      offset >= 0 &&
+      offset % TARGET_PAGE_SIZE === 0 &&
+      offset + count * TARGET_PAGE_SIZE <= (state >= PostcopyState.ADVISE ? rb.postcopyLength : rb.usedLength);
+    if (inRange && state < PostcopyState.LISTENING && !zero && !this.life.isDone(MachineId.MIGRATION)) {
+      this.precopyRun(rb, offset, count, data, dataOffset, channel, t);
+      return;
+    }
+    if (inRange && state >= PostcopyState.LISTENING && state < PostcopyState.END && rb.pagesPerHostPage === 1 && !this.preemptDraining) {
+      this.placeRun(rb, offset, count, zero, data, dataOffset, channel, t);
+      return;
+    }
+    let first: PostcopyError | null = null;
+    for (let i = 0; i < count; i++) {
+      try {
+        this.page(channel, block, offset + i * TARGET_PAGE_SIZE, zero, data, dataOffset + i * TARGET_PAGE_SIZE, t);
+      } catch (err) {
+        if (!(err instanceof PostcopyError)) throw err;
+        first ??= err;
+      }
+    }
+    if (first !== null) throw first;
+  }
+
   /** One userfault at host address `address` from thread `tid` (section 3). Hot path. */
   fault(address: number, tid: number, t: number): void {
     this.cause = this.emit(EventKind.IN_FAULT, t, -1, -1, address, tid, 0, null);
@@ -850,6 +894,66 @@ export class Destination {
     this.stats.precopyPages++;
   }
 
+  /** A run of precopy data pages: one write, then each page's records as precopyPage would make them. */
+  private precopyRun(rb: RamBlock, offset: number, count: number, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
+    this.backend.write(rb.index, offset, data, dataOffset, count * TARGET_PAGE_SIZE);
+    for (let i = 0; i < count; i++) {
+      const pageOffset = offset + i * TARGET_PAGE_SIZE;
+      this.cause = this.emit(EventKind.IN_PAGE, t, -1, rb.index, pageOffset, channel, 0, null);
+      this.stats.targetPagesIn++;
+      this.emit(EventKind.FX_WRITE, t, this.cause, rb.index, pageOffset, TARGET_PAGE_SIZE, 0, null);
+      rb.received.set(pageOffset / TARGET_PAGE_SIZE);
+      this.stats.precopyPages++;
+    }
+  }
+
+  /** Outcomes of the run being placed (see Backend.placeRun); grown when a longer run comes. */
+  private runOutcomes = new Uint8Array(256);
+
+  /**
+   * A run of postcopy pages of a block whose host page is one target page: placed with as
+   * few backend calls as it allows, then each page's records and bookkeeping as place()
+   * makes them. A page the backend answered RETRY for goes on with place()'s retries.
+   */
+  private placeRun(rb: RamBlock, offset: number, count: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
+    if (this.runOutcomes.length < count) this.runOutcomes = new Uint8Array(count);
+    const outcomes = this.runOutcomes;
+    const kind = zero && rb.canZeroPlace ? EventKind.FX_ZERO : EventKind.FX_COPY;
+    const len = TARGET_PAGE_SIZE;
+    let first: PostcopyError | null = null;
+    let i = 0;
+    while (i < count) {
+      const at = offset + i * len;
+      const from = dataOffset + i * len;
+      let n: number;
+      if (this.backend.placeRun !== undefined) {
+        n = this.backend.placeRun(rb.index, at, zero ? null : data, zero ? 0 : from, (count - i) * len, outcomes);
+      } else {
+        outcomes[0] = kind === EventKind.FX_ZERO ? this.backend.zero(rb.index, at, len) : this.backend.copy(rb.index, at, zero ? this.zeroHostPage : data, zero ? 0 : from, len);
+        n = 1;
+      }
+      for (let k = 0; k < n; k++) {
+        const pageOffset = at + k * len;
+        this.cause = this.emit(EventKind.IN_PAGE, t, -1, rb.index, pageOffset, channel, zero ? 1 : 0, null);
+        this.stats.targetPagesIn++;
+        const outcome = outcomes[k]! as PlaceOutcomeValue;
+        this.emit(kind, t, this.cause, rb.index, pageOffset, len, outcome, null);
+        if (outcome !== PlaceOutcome.RETRY) {
+          this.placed(rb, pageOffset, zero, outcome, channel, t);
+          continue;
+        }
+        try {
+          this.placeAttempts(rb, pageOffset, zero, data, from + k * len, channel, t, 1);
+        } catch (err) {
+          if (!(err instanceof PostcopyError)) throw err;
+          first ??= err;
+        }
+      }
+      i += n;
+    }
+    if (first !== null) throw first;
+  }
+
   /** Accumulates a target page into the channel's temp host page; places it when complete. */
   private assemble(rb: RamBlock, offset: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
     const tp = this.temp[channel]!;
@@ -887,9 +991,14 @@ export class Destination {
    * receive bits, requested set, blocktime end. Hot path: no allocation.
    */
   private place(rb: RamBlock, hostOffset: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number): void {
+    this.placeAttempts(rb, hostOffset, zero, data, dataOffset, channel, t, 0);
+  }
+
+  /** place() from attempt `firstAttempt` on (a run's page the backend answered RETRY for has had attempt 0). */
+  private placeAttempts(rb: RamBlock, hostOffset: number, zero: boolean, data: Uint8Array, dataOffset: number, channel: number, t: number, firstAttempt: number): void {
     const len = rb.hostPageSize;
     let outcome: PlaceOutcomeValue = PlaceOutcome.RETRY;
-    for (let attempt = 0; attempt <= MAX_PLACE_RETRIES; attempt++) {
+    for (let attempt = firstAttempt; attempt <= MAX_PLACE_RETRIES; attempt++) {
       let kind: EventKindValue;
       if (zero && rb.canZeroPlace) {
         outcome = this.backend.zero(rb.index, hostOffset, len);
@@ -905,6 +1014,11 @@ export class Destination {
       this.refuse(t, new BackendError('place', 'EAGAIN', `block '${rb.name}' offset 0x${hostOffset.toString(16)}: still EAGAIN after ${MAX_PLACE_RETRIES} retries`));
       return;
     }
+    this.placed(rb, hostOffset, zero, outcome, channel, t);
+  }
+
+  /** The bookkeeping of a host page placed (or found present): receive bits, requested set, blocktime end, stats. */
+  private placed(rb: RamBlock, hostOffset: number, zero: boolean, outcome: PlaceOutcomeValue, channel: number, t: number): void {
     rb.received.setRange(hostOffset / TARGET_PAGE_SIZE, rb.pagesPerHostPage);
     const key = rb.base + hostOffset;
     const requestedAt = this.requested.remove(key);

@@ -103,6 +103,14 @@ export interface Backend {
   copy(block: number, offset: number, data: Uint8Array, dataOffset: number, length: number): PlaceOutcomeValue;
   /** Places a zero host page atomically (UFFDIO_ZEROPAGE, or a copy from a zeroed page). */
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
+  /**
+   * Optional: places a run of consecutive host pages at once, from data[dataOffset..] or
+   * zeros when `data` is null (one UFFDIO_COPY / UFFDIO_ZEROPAGE for the whole run where
+   * the kernel allows), and writes each host page's PlaceOutcome into outcomes[i]. Stops
+   * after the first page whose outcome is RETRY (nothing of it placed); returns how many
+   * pages have an outcome (≥ 1). A backend without it places page by page (copy/zero).
+   */
+  placeRun?(block: number, offset: number, data: Uint8Array | null, dataOffset: number, length: number, outcomes: Uint8Array): number;
   /** Wakes threads waiting on a range that is already present. */
   wake(block: number, offset: number, length: number): void;
   /** Reads guest memory for verification; only for present pages or after unregister. */
@@ -115,9 +123,10 @@ export interface Backend {
   endPostcopy(): void;
   /**
    * Hands the faults read but not yet delivered to the listener now, synchronously, and
-   * returns how many. The io layer calls it between the pages of a long run of stream
-   * input, so that a fault is decided within a page's time of its read (as QEMU's fault
-   * thread does) rather than after the run. Never call it from inside the listener or an
+   * returns how many. The io layer calls it between the pages (or the short runs of pages,
+   * see Destination.pages) of a long stretch of stream input, so that a fault is decided
+   * within a few pages' time of its read (as QEMU's fault thread does) rather than after
+   * the whole read. Never call it from inside the listener or an
    * engine input. A backend whose faults are always delivered at once returns 0.
    */
   takeFaults(): number;

@@ -10,11 +10,14 @@ import type { JournalWriter } from '../journal/journalWriter.js';
 const COMMIT_EVERY_MS = 50;
 const COMMIT_AT_LATEST_MS = 500;
 
-/** Starts committing `writer` whenever `busy()` is false (or the wait grew too long); returns the stop. */
-export function commitAtQuietMoments(writer: JournalWriter, busy: () => boolean): () => void {
+/**
+ * Starts committing `writer` whenever `busy()` is false (or `atLatestMs` passed since the
+ * last commit); returns the stop.
+ */
+export function commitAtQuietMoments(writer: JournalWriter, busy: () => boolean, atLatestMs = COMMIT_AT_LATEST_MS): () => void {
   let lastCommitMs = performance.now();
   const timer = setInterval(() => {
-    if (busy() && performance.now() - lastCommitMs < COMMIT_AT_LATEST_MS) return;
+    if (busy() && performance.now() - lastCommitMs < atLatestMs) return;
     lastCommitMs = performance.now();
     writer.flush();
   }, COMMIT_EVERY_MS);

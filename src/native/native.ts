@@ -146,6 +146,8 @@ export interface NativeHost {
   /** Delivers the faults read but not yet handed over, synchronously; returns how many. */
   takeFaults(): number;
   zero(block: number, offset: number, length: number): PlaceOutcomeValue;
+  /** A run of host pages in one UFFDIO_COPY (data) or UFFDIO_ZEROPAGE (null); see Backend.placeRun. */
+  placeRun(block: number, offset: number, data: Uint8Array | null, dataOffset: number, length: number, outcomes: Uint8Array): number;
   wake(block: number, offset: number, length: number): void;
   read(block: number, offset: number, length: number): Buffer;
   copyLoop(block: number, offset: number, count: number, source: Uint8Array): { ns: number; placed: number };

@@ -9,7 +9,8 @@
  *   PROT_NONE guard pages.
  * - copy/zero on a registered block use UFFDIO_COPY / UFFDIO_ZEROPAGE (a copy from a
  *   zeroed page on hugetlbfs); EEXIST wakes the waiter and returns ALREADY_PRESENT;
- *   EAGAIN returns RETRY. On a block that is not registered (before LISTEN, after
+ *   EAGAIN returns RETRY. placeRun does the same for a run of pages in one ioctl, split
+ *   only at the pages the kernel stops at (one outcome per page). On a block that is not registered (before LISTEN, after
  *   cleanup) nothing can wait, so they are plain writes.
  * - read() never blocks the JavaScript thread: on a registered block every page of the
  *   range must be resident (mincore), otherwise it throws.
@@ -145,6 +146,14 @@ export class UffdBackend implements Backend {
   zero(block: number, offset: number, length: number): PlaceOutcomeValue {
     try {
       return this.host.zero(block, offset, length);
+    } catch (err) {
+      throw toBackendError(err);
+    }
+  }
+
+  placeRun(block: number, offset: number, data: Uint8Array | null, dataOffset: number, length: number, outcomes: Uint8Array): number {
+    try {
+      return this.host.placeRun(block, offset, data, dataOffset, length, outcomes);
     } catch (err) {
       throw toBackendError(err);
     }

@@ -40,6 +40,8 @@ import type { JournalMeta } from '../../journal/meta.js';
 import { MockBackend } from '../backends/mockBackend.js';
 import { UffdBackend } from '../backends/uffdBackend.js';
 import { PACKAGE_VERSION } from '../../paths.js';
+import { PageRuns } from './pageRuns.js';
+import { withReadBuffer } from './readBufferSocket.js';
 import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from './wireFeed.js';
 
 export type ReadWorkload = 'read-sequential' | 'read-random' | 'read-hot-set' | 'read-bootblock' | 'read-bootblock-random';
@@ -105,6 +107,16 @@ export interface ReceiveResult {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Journal segments of 2^18 events: the whole of a 256 MiB postcopy push (two records per
+ * page, ~130 000) fits in one, so no segment fills and commits in the middle of the push.
+ */
+const RECEIVE_SEGMENT_EVENTS = 1 << 18;
+/** During postcopy the journal commits this often (the crash tail holds the records in between). */
+const POSTCOPY_COMMIT_EVERY_MS = 2000;
+/** After SHUT, how long the final housekeeping waits for the source to hang up. */
+const PEER_HANG_UP_WAIT_MS = 2000;
+
 /** A file name for a RAM block's idstr ('/rom@etc/acpi/tables' → '_rom@etc_acpi_tables.bin'). */
 export function memoryFileName(block: string): string {
   return `${block.replace(/[^A-Za-z0-9@._-]/g, '_')}.bin`;
@@ -156,6 +168,8 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   let listenAt = -1;
   let endAt = -1;
   let vcpuDone: Promise<unknown> = Promise.resolve();
+  /** After SHUT: resolves when the source has closed the main connection. */
+  let peerGone: Promise<unknown> = Promise.resolve();
   let vcpusStarted = false;
 
   /** Commands that came before MEM_SIZE (no engine yet), with their arrival times. */
@@ -214,7 +228,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       preemptEnd: 'main-eos',
       blocktimeMode: 'both',
       run,
-    }, { overwrite: true, autoCheckpoint: false });
+    }, { overwrite: true, autoCheckpoint: false, segmentEvents: RECEIVE_SEGMENT_EVENTS });
     return w;
   };
 
@@ -275,6 +289,11 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
       let bound: NodeJS.Timeout | undefined;
       await Promise.race([vcpuDone, new Promise((r) => (bound = setTimeout(r, 30_000)))]);
       clearTimeout(bound);
+      // The source completes once it has read SHUT and cleaned up on its side. What is left
+      // here (the journal's last commit and checkpoint, unmapping guest memory) waits until
+      // it has hung up, so as not to take the CPU from it meanwhile on a host with few cores.
+      await Promise.race([peerGone, new Promise((r) => (bound = setTimeout(r, PEER_HANG_UP_WAIT_MS)))]);
+      clearTimeout(bound);
       if (o.saveMemoryDir && backend) {
         mkdirSync(o.saveMemoryDir, { recursive: true });
         saved = [];
@@ -325,7 +344,9 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     if (status === 'completed') {
       if (endAt < 0) endAt = now();
       // SHUT (0: fine) tells the source this side is done; then the return path closes.
-      if (returnPath.shut(0)) main!.sock.end();
+      const sock = main!.sock;
+      peerGone = sock.destroyed ? Promise.resolve() : new Promise((resolve) => sock.once('close', resolve));
+      if (returnPath.shut(0)) sock.end();
       void finish('completed', 0, `completed: ${returnPath.requests} page requests, ${pages.precopy} precopy + ${pages.main} main + ${pages.preempt} preempt pages`);
     } else if (status === 'failed') {
       void finish('failed', 1, `failed${lastProblem ? ` after: ${lastProblem}` : ''} (migration status failed before postcopy could pause; journal ${o.journalPath})`);
@@ -341,7 +362,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     heldMain = null;
     o.log(`postcopy paused (${why}); ${engine!.requested.size} requests outstanding; waiting ${o.pauseTimeoutMs} ms for the source to resume on ${o.listen.host}:${o.listen.port}${o.recoverListen ? ` or ${o.recoverListen.host}:${o.recoverListen.port}` : ''}`);
     if (o.recoverListen && !recoverServer) {
-      recoverServer = createServer(onConnection);
+      recoverServer = createServer({ pauseOnConnect: true }, onConnection);
       recoverServer.on('error', (err) => o.log(`--recover-listen ${o.recoverListen!.host}:${o.recoverListen!.port}: ${err.message}`));
       recoverServer.listen(o.recoverListen.port, o.recoverListen.host);
     }
@@ -383,7 +404,17 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const e = engine;
     const w = writer;
     w.setSnapshotSource(() => e.snapshot());
-    stopCommits = commitAtQuietMoments(w, () => e.requested.size > 0);
+    // Busy: a request waits for its page, or postcopy is under way. A commit holds the
+    // event loop for as long as its records take to encode and write (a 100 000-record
+    // commit took 185 ms on a loaded host), and the source's push waits on a full socket
+    // meanwhile; a short lull in the push is no quiet moment for it. So during postcopy
+    // commits come every POSTCOPY_COMMIT_EVERY_MS (and when a segment fills), and the crash
+    // tail keeps the records safe in between.
+    stopCommits = commitAtQuietMoments(
+      w,
+      () => e.requested.size > 0 || (e.postcopyState >= PostcopyState.LISTENING && e.postcopyState < PostcopyState.END),
+      POSTCOPY_COMMIT_EVERY_MS,
+    );
     o.log(`MEM_SIZE: ${blocks.length} RAM blocks, ${total} bytes (${blocks.map((x) => x.name).join(', ')}); guest memory mapped, journal ${o.journalPath}`);
     for (const c of early.splice(0)) apply(() => e.command(c.command, c.payload, c.t));
     void t;
@@ -438,11 +469,29 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     apply(() => e.page(channel, index, item.pageOffset, item.kind === 'zero-page', item.data ?? EMPTY, 0, t));
   };
 
+  /**
+   * A run of consecutive main-stream pages of one read (pageRuns.ts), one engine input for
+   * the run: faults read meanwhile are decided before it (once per run, where page() reads
+   * them before every page), and the run's time is taken after them.
+   */
+  const pageRun = (block: string, offset: number, count: number, zero: boolean, data: Uint8Array): void => {
+    const e = engine;
+    if (!e) throw new ReceiveRefusedError('not-qemu', `a RAM page of '${block}' before MEM_SIZE`);
+    const postcopy = e.postcopyState >= PostcopyState.LISTENING;
+    if (postcopy) backend!.takeFaults();
+    const t = now();
+    if (postcopy) pages.main += count;
+    else pages.precopy += count;
+    apply(() => e.pages(0, blockIndex.get(block)!, offset, count, zero, data, 0, t));
+  };
+  const mainRuns = new PageRuns(pageRun);
+
   const onMainItem = (item: MainItem): void => {
     if (finished) return;
     const t = now();
     if (heldMain !== null && item.kind !== 'recv-bitmap-request') {
-      heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item);
+      // Copies of what is a view into the read buffer.
+      heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item.kind === 'device-state' ? { ...item, bytes: item.bytes.slice() } : item);
       return;
     }
     switch (item.kind) {
@@ -537,7 +586,15 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     const sock = c.sock;
     sock.cork();
     try {
-      for (const item of mainDecoder.push(chunk)) onMainItem(item);
+      for (const item of mainDecoder.push(chunk)) {
+        if ((item.kind === 'page' || item.kind === 'zero-page') && heldMain === null && !finished) {
+          mainRuns.add(item);
+          continue;
+        }
+        mainRuns.flush();
+        onMainItem(item);
+      }
+      mainRuns.flush();
     } catch (err) {
       if (!(err instanceof PostcopyError)) throw err;
       mainFailed(c, err);
@@ -682,7 +739,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
   const pushPreempt = (c: Conn, chunk: Buffer): void => {
     if (preempt !== c || !preemptDecoder) return;
     if (preemptEarly !== null) {
-      preemptEarly.push(chunk);
+      preemptEarly.push(Buffer.from(chunk)); // a copy: the chunk is the read buffer's
       return;
     }
     const rp = main?.sock;
@@ -701,7 +758,39 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     }
   };
 
-  const onConnection = (sock: Socket): void => {
+  const onConnection = (accepted: Socket): void => {
+    // While paused, the first byte tells a resumed main stream from a preempt channel.
+    // `chunk` is a view into the connection's read buffer (readBufferSocket.ts): valid during this call only.
+    const onData = (chunk: Buffer): void => {
+      if (c.role === 'pending') {
+        pending.delete(c);
+        if (chunk[0] === RESUMED_MAIN_FIRST_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
+        else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
+        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== RESUMED_MAIN_FIRST_BYTE) startPreempt(c);
+        else {
+          refuseConnection(c, `not a connection of this paused migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
+          return;
+        }
+      }
+      if (c.role === 'candidate') {
+        c.early!.push(Buffer.from(chunk)); // a copy: the chunk is the read buffer's
+        const verdict = preemptVerdict(Buffer.concat(c.early!));
+        if (verdict === 'undecided') return;
+        candidates.delete(c);
+        if (verdict !== 'preempt' || preempt !== null || finished) {
+          refuseConnection(c, verdict !== 'preempt' ? `its first bytes are not the preempt channel's: ${verdict}` : 'this migration already has its preempt connection');
+          return;
+        }
+        const early = c.early!;
+        delete c.early;
+        startPreempt(c);
+        for (const b of early) pushPreempt(c, b);
+        return;
+      }
+      if (c.role === 'main') pushMain(c, chunk);
+      else if (c.role === 'preempt') pushPreempt(c, chunk);
+    };
+    const sock = withReadBuffer(accepted, (chunk) => onData(chunk));
     sock.setNoDelay(true);
     sock.on('error', () => {});
     const c: Conn = { sock, role: 'pending', id: ++connIds, epoch: pauses };
@@ -727,36 +816,6 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     } else {
       pending.add(c);
     }
-    // While paused, the first byte tells a resumed main stream from a preempt channel.
-    sock.on('data', (chunk: Buffer) => {
-      if (c.role === 'pending') {
-        pending.delete(c);
-        if (chunk[0] === RESUMED_MAIN_FIRST_BYTE && main === null && migrationStatus() === 'postcopy-paused') startMain(c, true);
-        else if (preemptSlotOpen && preempt === null && main !== null) startPreempt(c);
-        else if (preemptSlotOpen && preempt === null && main === null && chunk[0] !== RESUMED_MAIN_FIRST_BYTE) startPreempt(c);
-        else {
-          refuseConnection(c, `not a connection of this paused migration (first byte 0x${chunk[0]!.toString(16).padStart(2, '0')})`);
-          return;
-        }
-      }
-      if (c.role === 'candidate') {
-        c.early!.push(chunk);
-        const verdict = preemptVerdict(Buffer.concat(c.early!));
-        if (verdict === 'undecided') return;
-        candidates.delete(c);
-        if (verdict !== 'preempt' || preempt !== null || finished) {
-          refuseConnection(c, verdict !== 'preempt' ? `its first bytes are not the preempt channel's: ${verdict}` : 'this migration already has its preempt connection');
-          return;
-        }
-        const early = c.early!;
-        delete c.early;
-        startPreempt(c);
-        for (const b of early) pushPreempt(c, b);
-        return;
-      }
-      if (c.role === 'main') pushMain(c, chunk);
-      else if (c.role === 'preempt') pushPreempt(c, chunk);
-    });
     sock.on('close', () => {
       pending.delete(c);
       candidates.delete(c);
@@ -764,7 +823,7 @@ export async function runReceiver(o: ReceiveOptions): Promise<ReceiveResult> {
     });
   };
 
-  const server = createServer(onConnection);
+  const server = createServer({ pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.listen.port, o.listen.host, () => {
