@@ -120,17 +120,11 @@ for (const [name, extra] of cases) {
     j.close();
     t.is(by.main.count + by.preempt.count + by.unknown.count, r.destination!.stats.requests, 'every request was answered once, by some channel');
     if (!extra.preempt) t.is(by.preempt.count, 0);
-    if (probe.ok && name === 'plain') {
-      // The vCPUs race the stream, so most of their faults come while the destination
-      // consumes a socket read. The JavaScript thread reads the userfault fd between that
-      // read's pages: such a fault is requested before the next page is placed. Unread
-      // until the read ends, it would vanish instead (the placement wakes the vCPU), its
-      // wait uncounted: 0–1 requests per run when tried, 87–345 with the reads between pages
-      // Since migrate speaks QEMU's wire (PONG-paced window, TCP_NOTSENT_LOWAT), a run beside
-      // the parallel QEMU suites sent 7 and 13 (alone 300+): descheduled vCPUs race the push less.
-      // The floor stays above the 0–1 of faults left unread until a read ends.
-      t.true(r.destination!.stats.requests >= 3, `only ${r.destination!.stats.requests} requests: faults during a read went unseen`);
-    }
+    // A floor on the plain run's requests once guarded faults left unread until a socket read
+    // ended (0–1 requests then, 87–345 with faults read between pages). Since a read's pages
+    // are placed in runs of up to 32 (pageRuns.ts, one UFFDIO_COPY each, faults read between
+    // runs) the destination keeps ahead of the vCPUs and a correct run may send 1 request: the
+    // count no longer tells the bug apart. The gathering is tested in test/io/qemu/pageRuns.test.ts.
     const rep = replaysCleanly(o.journal);
     t.is(rep.status, 'completed');
     t.is(rep.events, r.destination!.events);

@@ -8,6 +8,7 @@ import { JournalWriter } from '../../journal/journalWriter.js';
 import type { AccessPatternName } from '../backends/accessPatterns.js';
 import type { BlockLayout } from '../../engine/ports.js';
 import { pageDigest } from '../backends/guestImage.js';
+import { PageRuns } from '../qemu/pageRuns.js';
 import { chooseBackend } from '../backends/vcpuLauncher.js';
 import { commitAtQuietMoments } from '../quietCommits.js';
 import { engineCommandOf, RESUMED_MAIN_FIRST_BYTE, ReturnPathSender } from '../qemu/wireFeed.js';
@@ -167,6 +168,17 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     checkEnd();
   };
 
+  /**
+   * A run of consecutive main-stream pages of one read (pageRuns.ts): one engine input, one
+   * UFFDIO_COPY in postcopy; faults read meanwhile are decided before it, once per run.
+   */
+  const pageRun = (_block: string, offset: number, count: number, zero: boolean, data: Uint8Array): void => {
+    if (engine.postcopyState >= PostcopyState.LISTENING) backend.takeFaults();
+    apply(() => engine.pages(0, 0, offset, count, zero, data, 0, now()));
+    checkEnd();
+  };
+  const mainRuns = new PageRuns(pageRun);
+
   const onMainItem = (item: MainItem): void => {
     if (heldMain !== null) {
       heldMain.push(item.kind === 'page' ? { ...item, data: item.data.slice() } : item);
@@ -231,8 +243,17 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
     rp?.cork();
     let bad = false;
     try {
-      if (channel === 0) for (const item of mainDecoder!.push(chunk)) onMainItem(item);
-      else for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
+      if (channel === 0) {
+        for (const item of mainDecoder!.push(chunk)) {
+          if ((item.kind === 'page' || item.kind === 'zero-page') && heldMain === null) {
+            mainRuns.add(item);
+            continue;
+          }
+          mainRuns.flush();
+          onMainItem(item);
+        }
+        mainRuns.flush();
+      } else for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
     } catch (err) {
       // Anything but a PostcopyError is our bug and must not pass for a bad peer.
       if (!(err instanceof PostcopyError)) throw err;
