@@ -252,6 +252,12 @@ void Relay::data(Pair* p, int dir, const uint8_t* bytes, size_t n, double t, uin
   std::string reason = "the recorder fell " + std::to_string(ring_.backlog()) + " bytes behind (its ring holds " + std::to_string(ring_.size()) +
                        "): bytes from here on were forwarded but not decoded";
   post(kRingGap, p->id, static_cast<uint32_t>(dir), static_cast<double>(from), reason);
+  RelayEvent e{RelayEvent::kGap};
+  e.id = p->id;
+  e.dir = static_cast<uint32_t>(dir);
+  e.message = reason;
+  e.bytes[0] = static_cast<double>(from);
+  emit(std::move(e));
 }
 
 void Relay::forward(Pair* p, int dir) {

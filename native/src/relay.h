@@ -47,11 +47,12 @@ class TapRing {
 
 // What the relay tells its owner; called on relay threads (keep it quick).
 struct RelayEvent {
-  enum Kind { kEnd, kError, kClosed, kWake };
+  enum Kind { kEnd, kError, kClosed, kWake, kGap };
   explicit RelayEvent(Kind k) : kind(k) {}
   Kind kind;
   uint32_t id = 0;
-  // kEnd: the direction that ended (0: source → destination); kError: the side that failed.
+  // kEnd: the direction that ended (0: source → destination); kError: the side that failed;
+  // kGap: the direction no longer recorded (`message`: why, bytes[0]: from which byte).
   uint32_t dir = 0;
   std::string message;
   // kClosed: bytes forwarded each way.

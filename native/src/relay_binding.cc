@@ -71,6 +71,13 @@ struct EventChannel : RelayListener {
         case RelayEvent::kWake:
           o.Set("type", "wake");
           break;
+        case RelayEvent::kGap:
+          o.Set("type", "gap");
+          o.Set("id", e.id);
+          o.Set("dir", e.dir);
+          o.Set("from", e.bytes[0]);
+          o.Set("reason", e.message);
+          break;
       }
       out.Set(static_cast<uint32_t>(i), o);
     }

@@ -19,6 +19,8 @@ export type RelayEvent =
   | { type: 'error'; id: number; side: 0 | 1; message: string }
   /** Both directions are over and both sockets closed. */
   | { type: 'closed'; id: number; toDestination: number; toSource: number }
+  /** The recorder fell a ring behind: direction `dir` is forwarded from byte `from` on, not recorded. */
+  | { type: 'gap'; id: number; dir: 0 | 1; from: number; reason: string }
   /** The ring holds records the recorder should see now (a control record, or a filling ring). */
   | { type: 'wake' };
 

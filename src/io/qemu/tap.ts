@@ -152,6 +152,9 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
         case 'closed':
           connectionOver(e.id, `connection ${e.id} closed: ${e.toDestination} bytes to the destination, ${e.toSource} to the source`);
           break;
+        case 'gap':
+          log(`connection ${e.id}: ${e.dir === 0 ? 'to the destination' : 'to the source'} from byte ${e.from} on, forwarded but not recorded: ${e.reason}`);
+          break;
         case 'wake':
           break;
         default:
