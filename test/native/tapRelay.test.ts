@@ -195,7 +195,8 @@ test('a destination that resets its connection: the relay journals an ERROR on t
   source.write(Buffer.alloc(10_000, 1));
   const d = await destSocketP;
   d.write('partial answer');
-  await until('the answer to cross', () => relay.forwarded()[1] === 14);
+  // Both ways crossed before the reset: the relay is then reading the destination, not writing to it.
+  await until('both ways to cross', () => relay.forwarded()[0] === 10_000 && relay.forwarded()[1] === 14);
   d.resetAndDestroy();
   await sourceEnded;
   await until('the connection closed', () => events.some((e) => e.type === 'closed' && e.id === 7));
