@@ -17,7 +17,9 @@
         "src/placement.cc",
         "src/fault_delivery.cc",
         "src/shared_file.cc",
-        "src/socket_options.cc"
+        "src/socket_options.cc",
+        "src/relay.cc",
+        "src/relay_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],

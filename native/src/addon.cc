@@ -6,6 +6,7 @@
 #include "host.h"
 #include "js_util.h"
 #include "probe.h"
+#include "relay_binding.h"
 #include "shared_file.h"
 #include "socket_options.h"
 #include "uffd.h"
@@ -120,6 +121,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("releaseSharedFile", Napi::Function::New<ReleaseSharedFile>(env, "releaseSharedFile"));
   exports.Set("UffdHost", Host::Init(env));
+  exports.Set("TapRelay", TapRelayClass(env));
   return exports;
 }
 

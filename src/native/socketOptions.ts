@@ -9,7 +9,7 @@ import { BackendError } from '../errors.js';
 import { loadNative, toBackendError } from './native.js';
 
 /** The file descriptor under a connected net.Socket (libuv's TCP handle), or null. */
-function socketFd(sock: Socket): number | null {
+export function socketFd(sock: Socket): number | null {
   const handle = (sock as unknown as { _handle?: { fd?: unknown } })._handle;
   return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : null;
 }

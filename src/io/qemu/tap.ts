@@ -2,29 +2,34 @@
  * `postcopy tap`: a relay between a QEMU source and its destination that journals what
  * crosses it (a flight recorder for migrations nobody traced).
  *
- * Forwarding comes first and never waits for the recorder: every read is written to the
- * other socket at once (TCP_NODELAY both ways; a socket whose peer does not take its bytes
- * is paused, so nothing is buffered beyond one read), and only then is a copy of the chunk
- * handed to the recorder, which decodes and journals in a worker thread (tapWorker.ts ->
- * tapRecorder.ts), through a ring of shared memory (tapRing.ts). When the worker falls more
- * than the ring holds (`maxBacklogBytes`) behind, the tap stops
- * handing it that direction's bytes and the journal says from which byte (TAP_UNDECODED);
- * the migration goes on untouched. Bytes the recorder cannot decode are forwarded all the
- * same: the tap never breaks a migration it does not understand.
+ * Forwarding comes first and never waits for the recorder. It is native (src/native/tapRelay.ts,
+ * native/src/relay.cc): two threads per connection, one per direction, each reading up to
+ * 64 KiB and writing all of it to the other socket (TCP_NODELAY both ways; a peer that does
+ * not take its bytes holds its thread in the write, so nothing is buffered beyond one read),
+ * and only then copying the read into a ring of shared memory (tapRing.ts), from which a
+ * worker thread decodes and journals (tapWorker.ts -> tapRecorder.ts). No JavaScript runs
+ * between a read and its write. When the worker falls a whole ring (`maxBacklogBytes`)
+ * behind, the relay stops handing it that direction's bytes and the journal says from which
+ * byte (TAP_UNDECODED); the migration goes on untouched. Bytes the recorder cannot decode are
+ * forwarded all the same: the tap never breaks a migration it does not understand.
  *
- * Every connection the source opens is accepted and forwarded to `to` (main, preempt, an
- * unrelated client too: each journaled as its own connection). Once the source ended the
- * first connection (the main one), new connections go to `resumeTo` when given: the
- * destination recovers on another address (QEMU: migrate-recover URI).
+ * This thread accepts (paused: a client's bytes wait in the kernel), connects upstream, and
+ * hands the connected pair to the relay. Every connection the source opens is accepted and
+ * forwarded to `to` (main, preempt, an unrelated client too: each journaled as its own
+ * connection). Once the source ended the first connection (the main one), new connections go
+ * to `resumeTo` when given: the destination recovers on another address (QEMU: migrate-recover URI).
  *
  * The tap ends when every connection is closed and the migration completed or failed, or
  * on stop() (SIGINT in the CLI); it then commits the journal.
  */
-import { createServer, connect, type NetConnectOpts, type Server, type Socket } from 'node:net';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { assertNever } from '../../engine/events.js';
 import { JournalWriter } from '../../journal/journalWriter.js';
+import { socketFd } from '../../native/socketOptions.js';
+import { createTapRelay, type NativeTapRelay, type RelayEvent } from '../../native/tapRelay.js';
 import { TapRecorder, type DirectionValue, type TapSummary } from './tapRecorder.js';
-import { createRing, RecordType, RingWriter } from './tapRing.js';
+import { createRing, RecordType } from './tapRing.js';
 import type { Endpoint } from './qemuReceiver.js';
 
 export interface TapOptions {
@@ -35,8 +40,6 @@ export interface TapOptions {
   journalPath: string;
   /** Replace an existing journal file. */
   overwrite?: boolean;
-  /** 'worker' (default): decode in a worker thread; 'inline': on this thread, between reads (tests, benches of the recorder itself). */
-  decode?: 'worker' | 'inline' | 'none';
   /** Bytes handed to the recorder and not yet decoded (the size of its ring, resident), beyond which a direction stops being decoded. Default 128 MiB. */
   maxBacklogBytes?: number;
   /** End by itself once every connection closed and the migration is over (default true). */
@@ -63,7 +66,7 @@ export interface TapHandle {
   stop(): Promise<TapResult>;
 }
 
-/** What the relay tells the recorder, in order. */
+/** What the recorder takes, in order (the ring's records, decoded by tapWorker.ts). */
 export type TapMessage =
   | { type: 'open'; id: number; t: number; client: string; upstream: string }
   | { type: 'data'; id: number; dir: DirectionValue; t: number; bytes: Uint8Array }
@@ -79,44 +82,38 @@ export type TapReply =
   | { type: 'done'; summary: TapSummary }
   | { type: 'failed'; message: string };
 
-/** The recorder's side, wherever it runs. */
+/** The recorder thread. */
 interface RecorderLink {
-  /** Resolves once the recorder can take records. */
+  /** Resolves once the recorder reads the ring. */
   ready: Promise<void>;
-  /** Hands a message over; false when the recorder is too far behind to take it (data only). */
-  post(m: TapMessage): boolean;
-  /** Bytes handed over and not yet taken. */
-  backlog(): number;
   onReply(f: (r: TapReply) => void): void;
   close(): Promise<void>;
 }
 
 const DEFAULT_MAX_BACKLOG = 128 * 1024 * 1024;
-/** The most a socket read hands over (libuv's read size). */
-const ONE_READ = 64 * 1024;
 
 /** Starts the tap; resolves once it listens. */
 export async function startTap(o: TapOptions): Promise<TapHandle> {
   const log = o.log ?? (() => {});
-  const t0 = process.hrtime.bigint();
-  const now = (): number => Number(process.hrtime.bigint() - t0);
   const started = performance.now();
-  const maxBacklog = o.maxBacklogBytes ?? DEFAULT_MAX_BACKLOG;
   const run = {
     kind: 'tap',
     listen: `${o.listen.host}:${o.listen.port}`,
     to: `${o.to.host}:${o.to.port}`,
     ...(o.resumeTo ? { resumeTo: `${o.resumeTo.host}:${o.resumeTo.port}` } : {}),
   };
-  const link = startRecorder(o.decode ?? 'worker', o.journalPath, o.overwrite ?? false, run, Date.now() * 1e6, maxBacklog);
+  const ring = createRing(o.maxBacklogBytes ?? DEFAULT_MAX_BACKLOG);
+  const control = new Int32Array(ring, 0, 1);
+  /** The relay's threads cannot wake the worker's Atomics.wait; this thread does, when they say so. */
+  const wakeRecorder = (): void => void Atomics.notify(control, 0);
 
   let nextId = 0;
   let open = 0;
   let firstClosed = false;
   let migration = 'setup';
   let ending = false;
-  const forwarded = { toDestination: 0, toSource: 0 };
-  const sockets = new Set<Socket>();
+  /** Sockets not yet handed to the relay (accepted, upstream connecting). */
+  const connecting = new Set<Socket>();
   let settle!: (r: TapResult) => void;
   let fail!: (e: Error) => void;
   const done = new Promise<TapResult>((resolve, reject) => {
@@ -127,6 +124,47 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
   let recorderError: string | undefined;
   let summaryArrived!: () => void;
   const summaryPromise = new Promise<void>((r) => (summaryArrived = r));
+
+  const maybeEnd = (): void => {
+    if (o.endWhenDone === false || ending || open > 0 || nextId === 0) return;
+    if (migration === 'completed' || migration === 'failed') void stop();
+  };
+
+  const connectionOver = (id: number, line: string): void => {
+    open--;
+    if (id === 0) firstClosed = true;
+    log(line);
+    maybeEnd();
+  };
+
+  const onRelayEvents = (events: RelayEvent[]): void => {
+    wakeRecorder();
+    for (const e of events) {
+      switch (e.type) {
+        case 'end':
+          // The source left its first (main) connection: what it opens next is a resumption.
+          if (e.id === 0 && e.dir === 0) firstClosed = true;
+          break;
+        case 'error':
+          if (e.id === 0) firstClosed = true;
+          log(`connection ${e.id}: ${e.message}`);
+          break;
+        case 'closed':
+          connectionOver(e.id, `connection ${e.id} closed: ${e.toDestination} bytes to the destination, ${e.toSource} to the source`);
+          break;
+        case 'gap':
+          log(`connection ${e.id}: ${e.dir === 0 ? 'to the destination' : 'to the source'} from byte ${e.from} on, forwarded but not recorded: ${e.reason}`);
+          break;
+        case 'wake':
+          break;
+        default:
+          assertNever(e, 'relay event');
+      }
+    }
+  };
+  // The relay's clock starts now, with the journal's wall-clock origin.
+  const relay: NativeTapRelay = createTapRelay(ring, onRelayEvents);
+  const link = startRecorder(o.journalPath, o.overwrite ?? false, run, Date.now() * 1e6, ring);
 
   link.onReply((r) => {
     switch (r.type) {
@@ -150,11 +188,6 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     }
   });
 
-  const maybeEnd = (): void => {
-    if (o.endWhenDone === false || ending || open > 0 || nextId === 0) return;
-    if (migration === 'completed' || migration === 'failed') void stop();
-  };
-
   const onConnection = (client: Socket): void => {
     if (ending) {
       client.destroy();
@@ -162,92 +195,63 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     }
     const id = nextId++;
     open++;
-    sockets.add(client);
     const target = firstClosed && o.resumeTo ? o.resumeTo : o.to;
     const clientName = `${client.remoteAddress}:${client.remotePort}`;
     const upstreamName = `${target.host}:${target.port}`;
-    client.setNoDelay(true);
-    // (highWaterMark reaches the socket's stream options; @types/node does not list it for connect.)
-    const upstream = connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true, highWaterMark: ONE_READ } as NetConnectOpts);
-    sockets.add(upstream);
-    link.post({ type: 'open', id, t: now(), client: clientName, upstream: upstreamName });
+    relay.post(RecordType.OPEN, id, 0, 0, `${clientName}\n${upstreamName}`);
+    wakeRecorder();
     log(`connection ${id}: ${clientName} -> ${upstreamName}`);
-    const bytes: [number, number] = [0, 0];
-    /** A direction no longer handed to the recorder (it fell behind). */
-    const dropped: [boolean, boolean] = [false, false];
-    let closedSockets = 0;
-    let failed = false;
-
-    /** After `chunk` went out: hands it to the recorder; when the recorder is too far behind, that direction is dropped from the record. */
-    const hand = (dir: DirectionValue, chunk: Buffer, t: number): void => {
-      if (dropped[dir]) return;
-      if (!link.post({ type: 'data', id, dir, t, bytes: chunk })) {
-        dropped[dir] = true;
-        link.post({ type: 'gap', id, dir, from: bytes[dir] - chunk.length, reason: `the recorder fell ${link.backlog()} bytes behind (its ring holds ${maxBacklog}): bytes from here on were forwarded but not decoded`, t });
-      }
-    };
-
-    client.on('data', (chunk: Buffer) => {
-      const t = now();
-      if (!upstream.write(chunk)) client.pause();
-      bytes[0] += chunk.length;
-      forwarded.toDestination += chunk.length;
-      hand(0, chunk, t);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      const t = now();
-      if (!client.write(chunk)) upstream.pause();
-      bytes[1] += chunk.length;
-      forwarded.toSource += chunk.length;
-      hand(1, chunk, t);
-    });
-    upstream.on('connect', () => client.resume());
-    upstream.on('drain', () => client.resume());
-    client.on('drain', () => upstream.resume());
-    client.on('end', () => {
-      // The source left its first (main) connection: what it opens next is a resumption.
-      if (id === 0) firstClosed = true;
-      link.post({ type: 'close', id, dir: 0, bytes: bytes[0], t: now() });
-      upstream.end();
-    });
-    upstream.on('end', () => {
-      link.post({ type: 'close', id, dir: 1, bytes: bytes[1], t: now() });
-      client.end();
-    });
-    const onError = (side: DirectionValue) => (err: Error) => {
-      if (id === 0) firstClosed = true;
-      if (!failed) {
-        failed = true;
-        link.post({ type: 'error', id, side, message: `${side === 0 ? 'source side' : 'destination side'}: ${err.message}`, t: now() });
-        log(`connection ${id}: ${side === 0 ? 'source side' : 'destination side'}: ${err.message}`);
-      }
+    const upstream = connect({ host: target.host, port: target.port, noDelay: true });
+    // Nothing is read on this thread: the relay reads both sockets once they are handed over.
+    upstream.pause();
+    connecting.add(client);
+    connecting.add(upstream);
+    const forget = (): void => {
+      connecting.delete(client);
+      connecting.delete(upstream);
       client.destroy();
       upstream.destroy();
     };
-    client.on('error', onError(0));
-    upstream.on('error', onError(1));
-    const onClose = (s: Socket) => () => {
-      sockets.delete(s);
-      if (++closedSockets < 2) return;
-      open--;
-      if (id === 0) firstClosed = true;
-      log(`connection ${id} closed: ${bytes[0]} bytes to the destination, ${bytes[1]} to the source`);
-      maybeEnd();
+    const refused = (side: DirectionValue, message: string): void => {
+      const what = `${side === 0 ? 'source side' : 'destination side'}: ${message}`;
+      relay.post(RecordType.ERROR, id, side, 0, what);
+      wakeRecorder();
+      log(`connection ${id}: ${what}`);
+      forget();
+      connectionOver(id, `connection ${id} closed: 0 bytes to the destination, 0 to the source`);
     };
-    client.on('close', onClose(client));
-    upstream.on('close', onClose(upstream));
+    client.on('error', () => {}); // paused until the hand-over: nothing is read here
+    upstream.once('error', (err) => {
+      if (connecting.has(upstream)) refused(1, err.message);
+    });
+    upstream.once('connect', () => {
+      if (!connecting.has(upstream)) return;
+      const clientFd = socketFd(client);
+      const upstreamFd = socketFd(upstream);
+      if (clientFd === null) return refused(0, 'the connection closed before it was forwarded');
+      if (upstreamFd === null) return refused(1, 'the connection closed before it was forwarded');
+      try {
+        relay.attach(id, clientFd, upstreamFd);
+      } catch (err) {
+        return refused(0, `the relay could not take the connection: ${(err as Error).message}`);
+      }
+      // The relay holds its own fds now; these only close this thread's.
+      upstream.on('error', () => {});
+      forget();
+    });
   };
 
-  // pauseOnConnect: a client's bytes wait in the kernel until its upstream connection is up.
-  // highWaterMark of one read: a socket's write says "wait" only once more than one read is
-  // queued in it, so a read the kernel took in part does not pause its source every time.
+  const closeEverything = async (): Promise<void> => {
+    relay.close();
+    await link.close(); // the recorder thread would keep the process alive
+  };
   try {
     await link.ready;
   } catch (err) {
-    await link.close();
+    await closeEverything();
     throw err;
   }
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: ONE_READ }, onConnection);
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConnection);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -257,7 +261,7 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
       });
     });
   } catch (err) {
-    await link.close(); // the recorder thread would keep the process alive
+    await closeEverything();
     throw err;
   }
   const address = server.address();
@@ -270,13 +274,15 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
     ending = true;
     stopping = (async () => {
       server.close();
-      for (const s of sockets) s.destroy();
-      // Let the sockets' close and error events reach the recorder before it finishes.
-      await new Promise((r) => setImmediate(r));
-      link.post({ type: 'finish' });
+      for (const s of connecting) s.destroy();
+      // Every connection ends and the relay's threads are joined: FINISH is the ring's last record.
+      relay.stop();
+      relay.post(RecordType.FINISH, 0, 0, 0, null);
+      wakeRecorder();
       await Promise.race([summaryPromise, done.then(() => undefined)]);
-      await link.close();
-      const result: TapResult = { journalPath: o.journalPath, summary, forwarded, durationMs: performance.now() - started, ...(recorderError === undefined ? {} : { recorderError }) };
+      const [toDestination, toSource] = relay.forwarded();
+      await closeEverything();
+      const result: TapResult = { journalPath: o.journalPath, summary, forwarded: { toDestination, toSource }, durationMs: performance.now() - started, ...(recorderError === undefined ? {} : { recorderError }) };
       if (summary !== null) log(`journal committed: ${summary.requests} page requests, pages ${summary.pages.precopy} precopy + ${summary.pages.main} main + ${summary.pages.preempt} preempt, migration ${summary.migration}`);
       settle(result);
       return result;
@@ -288,105 +294,32 @@ export async function startTap(o: TapOptions): Promise<TapHandle> {
   return { listening, done, stop };
 }
 
-/** The recorder in a worker thread, or on this thread between reads. */
-function startRecorder(mode: 'worker' | 'inline' | 'none', journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number, maxBacklog: number): RecorderLink {
-  if (mode === 'worker') {
-    const ring = createRing(maxBacklog);
-    const writer = new RingWriter(ring);
-    const worker = new Worker(new URL('./tapWorker.js', import.meta.url), { workerData: { journalPath, overwrite, run, timeOriginNs, ring } });
-    const handlers: Array<(r: TapReply) => void> = [];
-    let isReady!: () => void;
-    let notReady!: (e: Error) => void;
-    const ready = new Promise<void>((resolve, reject) => {
-      isReady = resolve;
-      notReady = reject;
-    });
-    worker.on('message', (r: TapReply) => {
-      if (r.type === 'ready') isReady();
-      else if (r.type === 'failed') notReady(new Error(`the tap's recorder failed: ${r.message}`));
-      handlers.forEach((h) => h(r));
-    });
-    worker.on('error', (err) => {
-      notReady(err);
-      handlers.forEach((h) => h({ type: 'failed', message: err.message }));
-    });
-    // Control records must get through even when data no longer fits: they wait for room.
-    const pending: TapMessage[] = [];
-    let retry: NodeJS.Timeout | null = null;
-    const putControl = (m: TapMessage): boolean => {
-      switch (m.type) {
-        case 'open':
-          return writer.put(RecordType.OPEN, m.id, 0, m.t, 0, `${m.client}\n${m.upstream}`);
-        case 'gap':
-          return writer.put(RecordType.GAP, m.id, m.dir, m.t, m.from, m.reason);
-        case 'close':
-          return writer.put(RecordType.CLOSE, m.id, m.dir, m.t, m.bytes, null);
-        case 'error':
-          return writer.put(RecordType.ERROR, m.id, m.side, m.t, 0, m.message);
-        case 'finish':
-          return writer.put(RecordType.FINISH, 0, 0, 0, 0, null);
-        case 'data':
-          return writer.put(RecordType.DATA, m.id, m.dir, m.t, 0, m.bytes);
-      }
-    };
-    const flushPending = (): void => {
-      retry = null;
-      while (pending.length > 0 && putControl(pending[0]!)) pending.shift();
-      if (pending.length > 0) retry = setTimeout(flushPending, 5);
-    };
-    return {
-      ready,
-      post: (m) => {
-        if (m.type === 'data') return pending.length === 0 && writer.put(RecordType.DATA, m.id, m.dir, m.t, 0, m.bytes);
-        pending.push(m);
-        if (retry === null) flushPending();
-        return true;
-      },
-      backlog: () => writer.backlog,
-      onReply: (f) => handlers.push(f),
-      close: async () => {
-        if (retry !== null) clearTimeout(retry);
-        await worker.terminate();
-      },
-    };
-  }
-  const inline = new InlineRecorder(journalPath, overwrite, run, timeOriginNs, mode === 'none');
-  return inline;
-}
-
-/**
- * The recorder on the relay's own thread: messages queue up and are decoded in setImmediate
- * batches, after the reads that brought them were forwarded.
- */
-class InlineRecorder implements RecorderLink {
-  readonly ready = Promise.resolve();
-  private readonly queue: TapMessage[] = [];
-  private scheduled = false;
-  private readonly handlers: Array<(r: TapReply) => void> = [];
-  private readonly session: RecorderSession;
-
-  constructor(journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number, discard: boolean) {
-    this.session = new RecorderSession(journalPath, overwrite, run, timeOriginNs, (r) => this.handlers.forEach((h) => h(r)), discard);
-  }
-  post(m: TapMessage): boolean {
-    this.queue.push(m);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.drain());
-    }
-    return true;
-  }
-  backlog(): number {
-    return 0;
-  }
-  onReply(f: (r: TapReply) => void): void {
-    this.handlers.push(f);
-  }
-  async close(): Promise<void> {}
-  private drain(): void {
-    this.scheduled = false;
-    for (const m of this.queue.splice(0)) this.session.take(m);
-  }
+/** The recorder in a worker thread, reading the ring the relay writes. */
+function startRecorder(journalPath: string, overwrite: boolean, run: Record<string, unknown>, timeOriginNs: number, ring: SharedArrayBuffer): RecorderLink {
+  const worker = new Worker(new URL('./tapWorker.js', import.meta.url), { workerData: { journalPath, overwrite, run, timeOriginNs, ring } });
+  const handlers: Array<(r: TapReply) => void> = [];
+  let isReady!: () => void;
+  let notReady!: (e: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => {
+    isReady = resolve;
+    notReady = reject;
+  });
+  worker.on('message', (r: TapReply) => {
+    if (r.type === 'ready') isReady();
+    else if (r.type === 'failed') notReady(new Error(`the tap's recorder failed: ${r.message}`));
+    handlers.forEach((h) => h(r));
+  });
+  worker.on('error', (err) => {
+    notReady(err);
+    handlers.forEach((h) => h({ type: 'failed', message: err.message }));
+  });
+  return {
+    ready,
+    onReply: (f) => handlers.push(f),
+    close: async () => {
+      await worker.terminate();
+    },
+  };
 }
 
 /** A journal writer and a recorder, taking the relay's messages (used by the worker and inline). */

@@ -1,10 +1,11 @@
 /**
- * How `postcopy tap`'s forwarding thread hands what it forwarded to its recorder thread: one
- * producer, one consumer, a ring of shared memory. A read costs the forwarding thread one
- * copy into the ring and two atomic stores — no message, no allocation, no answer to wait for
- * (a postMessage per read cost it more than decoding the read did). The ring's size bounds how
- * far the recorder may fall behind: a record that does not fit is refused, and the relay then
- * stops handing over that direction (TAP_UNDECODED) while forwarding goes on.
+ * How `postcopy tap`'s forwarding threads hand what they forwarded to its recorder thread: a
+ * ring of shared memory with one consumer. The writer is native (native/src/relay.cc, TapRing:
+ * the relay's threads and this process's control records, serialized by a mutex, publish with
+ * an atomic store of the write position). A read costs a forwarding thread one copy into the
+ * ring and that store — no message, no allocation, no answer to wait for. The ring's size
+ * bounds how far the recorder may fall behind: a record that does not fit is refused, and the
+ * relay then stops handing over that direction (TAP_UNDECODED) while forwarding goes on.
  *
  * Layout: control words (write and read positions, counting bytes since the start modulo
  * 2^32; the ring's size is a power of two), then the ring. A record: a 32-byte header
@@ -33,7 +34,6 @@ export interface RingRecord {
   payload: Uint8Array;
 }
 
-const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
 /** The shared memory of a ring of `bytes` (rounded up to a power of two). */
@@ -53,50 +53,6 @@ abstract class RingSide {
     this.size = sab.byteLength - CONTROL_BYTES;
     this.data = new Uint8Array(sab, CONTROL_BYTES, this.size);
     this.view = new DataView(sab, CONTROL_BYTES, this.size);
-  }
-}
-
-/** The forwarding thread's side. */
-export class RingWriter extends RingSide {
-  /** Bytes in use from which a data record wakes the reader. */
-  private readonly wakeAt = Math.min(this.size / 4, 4 * 1024 * 1024);
-  private readonly header = new Uint8Array(HEADER);
-  private readonly headerView = new DataView(this.header.buffer);
-
-  /** Bytes written and not yet consumed. */
-  get backlog(): number {
-    return (Atomics.load(this.control, WRITE) - Atomics.load(this.control, READ)) >>> 0;
-  }
-
-  /** Appends a record; false when it does not fit (the reader is that far behind). */
-  put(type: RecordTypeValue, id: number, dir: number, t: number, value: number, payload: Uint8Array | string | null): boolean {
-    const bytes = typeof payload === 'string' ? utf8.encode(payload) : (payload ?? new Uint8Array(0));
-    const need = HEADER + ((bytes.length + 7) & ~7);
-    const w = Atomics.load(this.control, WRITE) >>> 0;
-    const used = (w - (Atomics.load(this.control, READ) >>> 0)) >>> 0;
-    if (need > this.size - used) return false;
-    const h = this.headerView;
-    h.setUint32(0, type, true);
-    h.setUint32(4, id, true);
-    h.setUint32(8, dir, true);
-    h.setUint32(12, bytes.length, true);
-    h.setFloat64(16, t, true);
-    h.setFloat64(24, value, true);
-    const at = w & (this.size - 1);
-    this.copyIn(this.header, at);
-    this.copyIn(bytes, (at + HEADER) & (this.size - 1));
-    Atomics.store(this.control, WRITE, (w + need) | 0);
-    // Waking the reader for every read would cost a context switch per read (it halved the
-    // relay's throughput on a busy 2-core host): it is woken for connection events and once a
-    // good part of the ring is in use; otherwise it looks by itself every few milliseconds.
-    if (type !== RecordType.DATA || used + need >= this.wakeAt) Atomics.notify(this.control, WRITE);
-    return true;
-  }
-
-  private copyIn(bytes: Uint8Array, at: number): void {
-    const first = Math.min(bytes.length, this.size - at);
-    this.data.set(first === bytes.length ? bytes : bytes.subarray(0, first), at);
-    if (first < bytes.length) this.data.set(bytes.subarray(first), 0);
   }
 }
 
