@@ -172,12 +172,15 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
    * A run of consecutive main-stream pages of one read (pageRuns.ts): one engine input, one
    * UFFDIO_COPY in postcopy; faults read meanwhile are decided before it, once per run.
    */
-  const pageRun = (_block: string, offset: number, count: number, zero: boolean, data: Uint8Array): void => {
+  const pageRun = (channel: 0 | 1) => (_block: string, offset: number, count: number, zero: boolean, data: Uint8Array): void => {
     if (engine.postcopyState >= PostcopyState.LISTENING) backend.takeFaults();
-    apply(() => engine.pages(0, 0, offset, count, zero, data, 0, now()));
+    apply(() => engine.pages(channel, 0, offset, count, zero, data, 0, now()));
+    // The last outstanding page on the preempt channel may be what ends postcopy.
     checkEnd();
   };
-  const mainRuns = new PageRuns(pageRun);
+  const mainRuns = new PageRuns(pageRun(0));
+  /** The preempt channel's runs: a requested page and the window prefetched after it. */
+  const preemptRuns = new PageRuns(pageRun(1));
 
   const onMainItem = (item: MainItem): void => {
     if (heldMain !== null) {
@@ -228,9 +231,10 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
 
   const onPreemptItem = (item: PreemptItem): void => {
     if (item.kind === 'eos') {
+      preemptRuns.flush();
       apply(() => engine.endOfStream(1, now()));
       checkEnd();
-    } else page(1, item);
+    } else preemptRuns.add(item);
   };
 
   /** Pushes a chunk into a channel's decoder; bad bytes from the peer are a stream error (postcopy pauses). */
@@ -253,7 +257,10 @@ export async function runMigrationDestination(opts: DestinationOptions, report: 
           onMainItem(item);
         }
         mainRuns.flush();
-      } else for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
+      } else {
+        for (const item of preemptDecoder!.push(chunk)) onPreemptItem(item);
+        preemptRuns.flush();
+      }
     } catch (err) {
       // Anything but a PostcopyError is our bug and must not pass for a bad peer.
       if (!(err instanceof PostcopyError)) throw err;
