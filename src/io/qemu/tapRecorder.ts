@@ -373,6 +373,12 @@ export class TapRecorder {
     switch (item.kind) {
       case 'shut':
         this.emit(EventKind.TAP_SHUT, t, -1, 0, c.id, item.status, null);
+        // The destination says it is done. The main stream's EOF usually said so first; when
+        // that stream was not decoded to its end (the recorder fell behind: TAP_UNDECODED), this
+        // is how the tap knows the migration completed, and so ends by itself.
+        if (item.status === 0 && this.postcopy >= PostcopyState.LISTENING && this.migration !== 'completed' && this.migration !== 'failed') {
+          this.state(MachineId.MIGRATION, 'completed', 'SHUT', t);
+        }
         return;
       case 'pong':
         this.emit(EventKind.TAP_PONG, t, -1, 0, c.id, item.value, null);

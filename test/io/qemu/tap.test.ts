@@ -217,6 +217,47 @@ test('the plain 7.2 capture through the recorder: every request the source count
   t.true(replayed.ok, replayed.message);
 });
 
+test('a main stream not decoded to its end (the recorder fell behind): the destination\'s SHUT says the migration completed', (t) => {
+  const journal = join(dir, 'gap-shut.db');
+  const writer = JournalWriter.create(journal, TapRecorder.initialMeta({ kind: 'tap' }, 0), { overwrite: true });
+  const recorder = new TapRecorder(writer, { kind: 'tap' });
+  const reads = captureReads('plain', 'wire-main.gz');
+  const t0 = reads[0]!.t;
+  // The gap: from the middle of the source's stream on (postcopy is running by then), nothing more is decoded that way.
+  const total = reads.filter((r) => r.conn === 0 && r.dir === 0).reduce((n, r) => n + r.bytes.length, 0);
+  let toDestination = 0;
+  let gapped = false;
+  recorder.opened(0, 0, 'source', 'destination');
+  for (const r of reads) {
+    if (r.conn !== 0) continue;
+    const t = r.t - t0;
+    if (r.bytes.length === 0) {
+      recorder.closed(0, r.dir, r.dir === 0 ? toDestination : 0, t);
+      continue;
+    }
+    if (r.dir === 0) {
+      if (!gapped && toDestination > total * 0.9) {
+        gapped = true;
+        recorder.gap(0, 0, toDestination, 'the recorder fell behind (test)', t);
+      }
+      toDestination += r.bytes.length;
+    }
+    recorder.data(0, r.dir, r.bytes, t);
+  }
+  t.true(gapped);
+  recorder.finish();
+  writer.close();
+  const reader = JournalReader.open(journal);
+  try {
+    const a = analyzeJournal(reader);
+    t.is(a.tap!.shut?.status, 0);
+    t.is(a.postcopyState, 'RUNNING', 'the stream\'s EOF was never decoded');
+    t.deepEqual(a.timeline.filter((e) => e.machine === 'migration').map((e) => e.to), ['active', 'postcopy-active', 'completed'], 'completed by SHUT, not paused by the close of an undecoded stream');
+  } finally {
+    reader.close();
+  }
+});
+
 test('the preempt capture: pages per channel, requests, and the preempt channel known by its first record', (t) => {
   const { summary, analysis: a } = record(join(dir, 'preempt.db'), [['preempt', 'wire-main.gz']]);
   t.is(summary.requests, sourceRequests('preempt'));
