@@ -91,7 +91,8 @@ const cases: Array<[string, Partial<MigrateCommandOptions>]> = [
   // 16 MiB/s: slow enough that vCPUs descheduled by a loaded host still outrun the push (64 MiB/s was not, once).
   ['capped bandwidth, preempt: pages prefetched ahead of the faulting vCPUs', { bandwidth: '16M', preempt: true }],
   // QEMU's max-postcopy-bandwidth: precopy runs free, the postcopy push waits on the cap.
-  ['postcopy capped at 8 MiB/s, preempt', { maxPostcopyBandwidth: '8M', preempt: true }],
+  // The hot-set workload touches few pages: the push, not the requests, moves most of the memory.
+  ['postcopy capped at 8 MiB/s, preempt', { maxPostcopyBandwidth: '8M', preempt: true, workload: 'hot-set' }],
 ];
 
 for (const [name, extra] of cases) {
@@ -111,8 +112,9 @@ for (const [name, extra] of cases) {
       // postcopy push cannot have beaten the cap (the last push batch and prefetch batch may overshoot it by 96 pages).
       const charged = r.source!.postcopyChargedBytes;
       t.true(r.source!.precopyMs < 2000, `precopy took ${r.source!.precopyMs} ms: the postcopy cap held it back`);
-      t.true(charged > 4 << 20, `only ${charged} bytes charged to the postcopy cap`);
+      t.true(charged > 2 << 20, `only ${charged} bytes charged to the postcopy cap`);
       t.true(r.source!.postcopyMs >= ((charged - 96 * 4104) / (8 << 20)) * 1000, `postcopy took ${r.source!.postcopyMs} ms for ${charged} bytes at 8 MiB/s`);
+      t.log(`precopy ${r.source!.precopyMs} ms, postcopy ${r.source!.postcopyMs} ms, ${charged} bytes charged to the cap`);
     }
     if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
     const j = JournalReader.open(o.journal);

@@ -165,6 +165,13 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       } catch (err) {
         lost ??= `the destination sent a bad return path: ${(err as Error).message}`;
         wake?.();
+        return;
+      }
+      // Requested pages go out from here, in the read that brought the requests, not on the
+      // push loop's next turn (a timer or an immediate away): that hop was most of a served
+      // request's time at the source. Only the requested pages: prefetch stays the loop's.
+      if (phase === 'postcopy' && source.urgentQueued > 0) {
+        corked(preempt ? [main, preempt] : [main], () => source.serveUrgent(Number.MAX_SAFE_INTEGER, 0));
       }
     });
     // A push held back by a full socket resumes as soon as it drains.
