@@ -110,9 +110,14 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const vcpuNice = Number(o.vcpuNice ?? '5');
   if (!Number.isInteger(vcpuNice) || vcpuNice < 0 || vcpuNice > 19) throw new UsageError(`--vcpu-nice must be a whole number from 0 to 19, got '${o.vcpuNice}'`);
   const prefetchPages = parsePrefetchPages(o.prefetch);
+  // The bootblock guests write their whole share of [1/256, 240/256) of RAM pass after pass:
+  // all of it is dirty when they stop, as in QEMU's runs of them.
+  const pages = size / 4096;
+  const bootblockGuest = o.workload === 'bootblock' || o.workload === 'bootblock-random';
+  const workingSet = { firstPage: Math.floor(pages / 256), pages: Math.floor((pages * 240) / 256) - Math.floor(pages / 256) };
   refuseGuestTooLarge(o.size, size, MIGRATE_COPIES, 'the source and the destination each hold the guest');
   return {
-    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, postcopyBandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}) },
+    src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, postcopyBandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}), ...(bootblockGuest ? { dirtyAtSwitch: workingSet } : {}) },
     dst: { sizeBytes: size, hostPageSize, vcpus, workload: o.workload as AccessPatternName, seed, preempt, journalPath: resolve(o.journal ?? DEFAULT_JOURNAL), backend: o.backend as DestinationOptions['backend'], faultReader: o.faultReader as DestinationOptions['faultReader'], vcpuNice },
     ...(killSourceAt !== undefined ? { killSourceAt } : {}),
   };

@@ -91,6 +91,8 @@ const cases: Array<[string, Partial<MigrateCommandOptions>]> = [
   // 16 MiB/s: slow enough that vCPUs descheduled by a loaded host still outrun the push (64 MiB/s was not, once).
   ['capped bandwidth, preempt: pages prefetched ahead of the faulting vCPUs', { bandwidth: '16M', preempt: true }],
   // QEMU's max-postcopy-bandwidth: precopy runs free, the postcopy push waits on the cap.
+  // The bootblock guest's vCPUs write their whole share pass after pass: all of it dirty at the switch.
+  ['bootblock guest, preempt', { workload: 'bootblock', preempt: true }],
   // The hot-set workload touches few pages: the push, not the requests, moves most of the memory.
   ['postcopy capped at 8 MiB/s, preempt', { maxPostcopyBandwidth: '8M', preempt: true, workload: 'hot-set' }],
 ];
@@ -115,6 +117,11 @@ for (const [name, extra] of cases) {
       t.true(charged > 2 << 20, `only ${charged} bytes charged to the postcopy cap`);
       t.true(r.source!.postcopyMs >= ((charged - 96 * 4104) / (8 << 20)) * 1000, `postcopy took ${r.source!.postcopyMs} ms for ${charged} bytes at 8 MiB/s`);
       t.log(`precopy ${r.source!.precopyMs} ms, postcopy ${r.source!.postcopyMs} ms, ${charged} bytes charged to the cap`);
+    }
+    if (extra.workload === 'bootblock') {
+      // 32 MiB: pages [32, 7 680) are the guests' working set ([1/256, 240/256) of RAM).
+      const c = r.source!.counters;
+      t.true(c.postcopyPages + c.urgentPages + c.prefetchPages >= 7_680 - 32, `only ${c.postcopyPages + c.urgentPages + c.prefetchPages} pages sent in postcopy: the working set was not all dirty at the switch`);
     }
     if (extra.bandwidth) t.true(r.source!.counters.prefetchPages > 0, 'vCPUs that outrun a capped push fault their way forward: the source sends ahead of them');
     const j = JournalReader.open(o.journal);

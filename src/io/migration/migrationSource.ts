@@ -30,6 +30,12 @@ export interface SourceOptions {
   breakAt?: number;
   /** Largest prefetch window after a request, in target pages (0: no prefetch). */
   prefetchPages: number;
+  /**
+   * A working set the guest writes until it stops, in target pages: every page of it has
+   * changed since precopy sent it, so all of it is dirty at the switch (the bootblock guests:
+   * their vCPUs increment a byte of every page of their share, pass after pass).
+   */
+  dirtyAtSwitch?: { firstPage: number; pages: number };
 }
 
 /** Messages the source sends to the orchestrator. */
@@ -240,6 +246,14 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   checkPeer();
   const precopyMs = Date.now() - started;
 
+  // The guest's last writes before it stops: its whole working set changed since precopy.
+  if (opts.dirtyAtSwitch) {
+    const { firstPage, pages: n } = opts.dirtyAtSwitch;
+    for (let p = firstPage; p < Math.min(pages, firstPage + n); p++) {
+      image[p * TARGET_PAGE_SIZE] = (image[p * TARGET_PAGE_SIZE]! + 1) & 0xff;
+      source.markDirty(0, p * TARGET_PAGE_SIZE);
+    }
+  }
   // The switch: the guest stops here; its image is final.
   const discard = corked([main], () => source.startPostcopy());
   let destinationListening = false;
