@@ -151,6 +151,8 @@ export interface PeerDeath {
  * its journal cleanly).
  */
 const SURVIVOR_DEADLINE_MS = 4000;
+/** How long a source outlives a destination that ended without a result before it is killed (see onDestinationEnd). */
+const SOURCE_REAP_GRACE_MS = 500;
 /** A source lost before the destination paused: how long the destination may take to pause (or fail) before it is told to give up. */
 const PAUSE_WAIT_MS = 1500;
 
@@ -265,7 +267,10 @@ export async function runMigration(o: MigrateCommandOptions, hooks: MigrationHoo
       dstEnded = true;
       const unasked = !killedHere.has(dst) && (signal !== null || !finished.has(dst));
       if (unasked && death === null) death = { who: 'destination', pid: dst.pid ?? -1, how: how(code, signal), phase: phaseNow(), atMs: Date.now() - started };
-      if (result.destination === undefined) kill(src); // nothing will read what the source sends
+      // Nothing will read what the source sends: it goes. Not at once: a destination that ended
+      // because its source died (SIGKILL) may be reaped before that source is, and a kill sent
+      // now would make that death look like ours.
+      if (result.destination === undefined) setTimeout(() => kill(src), SOURCE_REAP_GRACE_MS);
       else armDeadline(); // done: the source ends once it sees the connection close
       settle();
     };
