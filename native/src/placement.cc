@@ -140,6 +140,20 @@ size_t Host::place_run(Block& b, size_t off, const uint8_t* src, size_t len, boo
   return pages;
 }
 
+// The source bytes [data_off, data_off + len) of the typed array `value`, refused when they
+// are not all inside it (placeRun, copy and write take their page data this way).
+static uint8_t* source_bytes(const Napi::Value& value, double data_off, double len, const char* op) {
+  uint8_t* data;
+  size_t data_len;
+  typed_bytes(value, op, &data, &data_len);
+  if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
+      len > data_len - data_off) {
+    throw Refusal(op, "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
+                          std::to_string(data_len) + "-byte source");
+  }
+  return data + static_cast<size_t>(data_off);
+}
+
 // placeRun(block, offset, data | null, dataOffset, length, outcomes): a run of host pages
 // in one UFFDIO_COPY (data) or UFFDIO_ZEROPAGE (null), split only where the kernel stops.
 Napi::Value Host::PlaceRun(const Napi::CallbackInfo& info) {
@@ -155,17 +169,7 @@ Napi::Value Host::PlaceRun(const Napi::CallbackInfo& info) {
                                   std::to_string(b.layout.page_size) + "-byte host pages, " + std::to_string(b.kernel_page) + "-byte steps)");
   }
   bool zero = info[2].IsNull() || info[2].IsUndefined();
-  uint8_t* data = nullptr;
-  if (!zero) {
-    size_t data_len;
-    typed_bytes(info[2], "placeRun", &data, &data_len);
-    if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
-        len > data_len - data_off) {
-      throw Refusal("placeRun", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
-                                    std::to_string(data_len) + "-byte source");
-    }
-    data += static_cast<size_t>(data_off);
-  }
+  uint8_t* data = zero ? nullptr : source_bytes(info[2], data_off, len, "placeRun");
   uint8_t* outcomes;
   size_t outcomes_len;
   typed_bytes(info[5], "placeRun", &outcomes, &outcomes_len);
@@ -185,15 +189,8 @@ Napi::Value Host::Copy(const Napi::CallbackInfo& info) {
   Block& b = memory_->block(number_arg(info, 0), "copy");
   double off = number_arg(info, 1), data_off = number_arg(info, 3), len = number_arg(info, 4);
   memory_->check_pages(b, off, len, "copy");
-  uint8_t* data;
-  size_t data_len;
-  typed_bytes(info[2], "copy", &data, &data_len);
-  if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
-      len > data_len - data_off) {
-    throw Refusal("copy", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
-                              std::to_string(data_len) + "-byte source");
-  }
-  outcome = place(b, static_cast<size_t>(off), data + static_cast<size_t>(data_off), static_cast<size_t>(len), false, "copy");
+  uint8_t* data = source_bytes(info[2], data_off, len, "copy");
+  outcome = place(b, static_cast<size_t>(off), data, static_cast<size_t>(len), false, "copy");
   GUARD_END(info.Env())
   return Napi::Number::New(info.Env(), outcome);
 }
@@ -214,16 +211,8 @@ Napi::Value Host::Write(const Napi::CallbackInfo& info) {
   if (b.registered.load()) {
     throw Refusal("write", "block '" + b.layout.name + "' is registered: pages must be placed atomically, not written");
   }
-  uint8_t* data;
-  size_t data_len;
-  typed_bytes(info[2], "write", &data, &data_len);
-  if (!(data_off >= 0) || data_off != static_cast<double>(static_cast<size_t>(data_off)) || data_off > data_len ||
-      len > data_len - data_off) {
-    throw Refusal("write", "source range " + std::to_string(data_off) + "+" + std::to_string(len) + " is outside the " +
-                               std::to_string(data_len) + "-byte source");
-  }
-  std::memcpy(reinterpret_cast<void*>(b.base + static_cast<size_t>(off)), data + static_cast<size_t>(data_off),
-              static_cast<size_t>(len));
+  uint8_t* data = source_bytes(info[2], data_off, len, "write");
+  std::memcpy(reinterpret_cast<void*>(b.base + static_cast<size_t>(off)), data, static_cast<size_t>(len));
   GUARD_END(info.Env())
   return info.Env().Undefined();
 }
