@@ -150,14 +150,27 @@ async function completedRun(t: ExecutionContext, preempt: boolean, release: Qemu
   const side = qemuSide('src', src.qmp);
   const migrateAt = Date.now();
   // A connection beyond main (and preempt) during precopy is refused; the migration goes on.
+  // It connects once receive has read MEM_SIZE: the main connection is taken and the migration
+  // under way (a fixed delay once came after a fast migration had ended).
   let intruderClosed = false;
-  void sleep(2000).then(() => {
-    const intruder = connect(rcv.port, '127.0.0.1', () => intruder.write('GET / HTTP/1.1\r\n\r\n'));
-    intruder.on('error', () => {});
-    intruder.on('close', () => (intruderClosed = true));
-  });
+  const intruderDone = (async () => {
+    const giveUpAt = Date.now() + PRECOPY_MS;
+    while (!/MEM_SIZE/.test(rcv.stderr())) {
+      if (Date.now() > giveUpAt) return;
+      await sleep(5);
+    }
+    await new Promise<void>((resolve) => {
+      const intruder = connect(rcv.port, '127.0.0.1', () => intruder.write('GET / HTTP/1.1\r\n\r\n'));
+      intruder.on('error', () => {});
+      intruder.on('close', () => {
+        intruderClosed = true;
+        resolve();
+      });
+    });
+  })();
   const switchedAt = await migrateAndSwitch({ src: src.qmp, uri: `tcp:127.0.0.1:${rcv.port}`, sides: [side], precopyTimeoutMs: PRECOPY_MS });
   const infos = await waitStatus([side], ['completed'], POSTCOPY_MS);
+  await Promise.race([intruderDone, sleep(10_000)]);
   t.true(intruderClosed, 'the extra connection was closed');
   const doneAt = Date.now();
   const exit = await rcv.exited;
