@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { POSTCOPY_STATE_NAMES, PostcopyState } from '../engine/constants.js';
 import { UsageError } from '../errors.js';
 import { MIGRATION_CHILD_PATH } from '../paths.js';
-import { ACCESS_PATTERN_NAMES, type AccessPatternName } from '../io/backends/accessPatterns.js';
+import { ACCESS_PATTERN_NAMES, bootblockShare, type AccessPatternName } from '../io/backends/accessPatterns.js';
 import type { DestinationMessage, DestinationOptions, DestinationSummary } from '../io/migration/migrationDestination.js';
 import type { SourceMessage, SourceOptions } from '../io/migration/migrationSource.js';
 import { parsePrefetchPages, parseSize, refuseGuestTooLarge } from './options.js';
@@ -112,9 +112,12 @@ export function planMigration(o: MigrateCommandOptions): { src: Omit<SourceOptio
   const prefetchPages = parsePrefetchPages(o.prefetch);
   // The bootblock guests write their whole share of [1/256, 240/256) of RAM pass after pass:
   // all of it is dirty when they stop, as in QEMU's runs of them.
+  // The vCPUs' shares, first to last, are that working set (the same split as the vCPUs' walks).
   const pages = size / 4096;
   const bootblockGuest = o.workload === 'bootblock' || o.workload === 'bootblock-random';
-  const workingSet = { firstPage: Math.floor(pages / 256), pages: Math.floor((pages * 240) / 256) - Math.floor(pages / 256) };
+  const first = bootblockShare(pages, vcpus, 0);
+  const last = bootblockShare(pages, vcpus, vcpus - 1);
+  const workingSet = { firstPage: first.first, pages: last.first + last.count - first.first };
   refuseGuestTooLarge(o.size, size, MIGRATE_COPIES, 'the source and the destination each hold the guest');
   return {
     src: { sizeBytes: size, hostPageSize, seed, preempt, bandwidth, postcopyBandwidth, dirtyRate, prefetchPages, ...(breakAt !== undefined ? { breakAt } : {}), ...(bootblockGuest ? { dirtyAtSwitch: workingSet } : {}) },

@@ -97,6 +97,8 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   let main!: Socket; // assigned before any event can fire
   let preempt: Socket | null = null;
   const intentionalClose = new WeakSet<Socket>();
+  /** The connections of the moment (they change at a recovery), for corking together. */
+  const channels = (): Socket[] => (preempt ? [main, preempt] : [main]);
   const watchPeer = (sock: Socket, name: string): void => {
     const onGone = (why: string) => (): void => {
       // Not a loss: already known, the end, a cut made here, or a connection already replaced.
@@ -177,7 +179,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       // push loop's next turn (a timer or an immediate away): that hop was most of a served
       // request's time at the source. Only the requested pages: prefetch stays the loop's.
       if (phase === 'postcopy' && source.urgentQueued > 0) {
-        corked(preempt ? [main, preempt] : [main], () => source.serveUrgent(Number.MAX_SAFE_INTEGER, 0));
+        corked(channels(), () => source.serveUrgent(Number.MAX_SAFE_INTEGER, 0));
       }
     });
     // A push held back by a full socket resumes as soon as it drains.
@@ -321,13 +323,12 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
     // Requested pages first; the background push keeps at most a window of pages in
     // flight on the main channel, so a requested page never waits behind a long queue.
-    const channels = preempt ? [main, preempt] : [main];
     // On the preempt channel, prefetch goes only into an empty socket buffer (the kernel then
     // holds at most TCP_NOTSENT_LOWAT of it), so a page requested later never queues behind
     // earlier windows. On the main channel it goes at once: the push fills that one anyway.
     // Prefetch counts against the postcopy cap and waits for it, as the push does.
     const prefetchRoom = postcopyCap.due() > 1 ? 0 : preempt === null ? Number.MAX_SAFE_INTEGER : preempt.writableLength === 0 ? PREFETCH_BATCH_HOST_PAGES : 0;
-    corked(channels, () => source.serveUrgent(Number.MAX_SAFE_INTEGER, prefetchRoom));
+    corked(channels(), () => source.serveUrgent(Number.MAX_SAFE_INTEGER, prefetchRoom));
     // A PING every PING_EVERY_PAGES main pages: its PONG moves the window on.
     if (out.mainPages - pingedAt >= PING_EVERY_PAGES) {
       out.sendPing();
@@ -352,7 +353,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     await new Promise((r) => setImmediate(r));
   }
   checkPeer();
-  corked(preempt ? [main, preempt] : [main], () => source.finish());
+  corked(channels(), () => source.finish());
   // The image has not changed since the switch (the guest stopped there): its digest for verification.
   report({ type: 'digest', ...pageDigest(image, pages) });
   await drained(main);
