@@ -257,6 +257,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
     }
   }
   // The switch: the guest stops here; its image is final.
+  for (const sock of channels()) boundUnsent(sock);
   const discard = corked([main], () => source.startPostcopy());
   let destinationListening = false;
   /** The last PING of the flow control, and the main pages when it went out. */
@@ -293,7 +294,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       // RESUME_ACK; the pages go on after it.
       bitmapsReloaded = 0;
       resumeAcked = false;
-      main = await connectChannel(opts.port);
+      main = await connectChannel(opts.port, true);
       watchPeer(main, 'main');
       out.newConnection(0);
       mainAcked = out.mainPages;
@@ -301,7 +302,7 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
       listenReturnPath(main);
       out.requestReceiveBitmaps();
       if (opts.preempt) {
-        preempt = await connectChannel(opts.port);
+        preempt = await connectChannel(opts.port, true);
         watchPeer(preempt, 'preempt');
         preempt.on('drain', () => wake?.());
         out.newConnection(1);
@@ -374,6 +375,18 @@ export async function runMigrationSource(opts: SourceOptions, report: (m: Source
   preempt?.destroy();
 }
 
+/**
+ * Bounds what waits unsent in a source socket (TCP_NOTSENT_LOWAT), from the switch on: a
+ * requested page then waits behind at most that in the kernel. Not during precopy: there
+ * nothing is requested, and the bound made every precopy round wait until the destination
+ * had read nearly all of it (the socket is writable again only below half the bound), so
+ * precopy streamed slower, the guest dirtied more meanwhile and postcopy had more to move
+ * (bench `migrate.wire.default`).
+ */
+function boundUnsent(sock: Socket): void {
+  setTcpNotSentLowat(sock, SOURCE_NOTSENT_LOWAT_BYTES);
+}
+
 /** Runs `send` with the sockets corked, so what it writes leaves in one writev per socket. */
 function corked<T>(socks: Socket[], send: () => T): T {
   for (const s of socks) s.cork();
@@ -386,13 +399,14 @@ function corked<T>(socks: Socket[], send: () => T): T {
 
 /**
  * Connects one channel to the destination. QEMU's wire names no channel: the destination
- * knows them by their order. What waits unsent in the socket is bounded (TCP_NOTSENT_LOWAT).
+ * knows them by their order. With `boundUnsentNow` (a connection made during postcopy: a
+ * recovery's), what waits unsent in it is bounded from the start; see `boundUnsent`.
  */
-export function connectChannel(port: number): Promise<Socket> {
+export function connectChannel(port: number, boundUnsentNow = false): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: '127.0.0.1', port }, () => {
       sock.setNoDelay(true);
-      setTcpNotSentLowat(sock, SOURCE_NOTSENT_LOWAT_BYTES);
+      if (boundUnsentNow) boundUnsent(sock);
       resolve(sock);
     });
     sock.once('error', reject);
