@@ -1,8 +1,10 @@
 /**
  * What `postcopy tap` costs the migration it records.
  *
- * - `tap.forward.added.p50` / `.p99`: latency the tap adds to a forwarded read. A sender and a
- *   receiver in this process (one clock: timestamps on both sides) exchange the plain 7.2
+ * - `tap.forward.added.p50` / `.p99`: latency the tap adds to a forwarded read. A sender in
+ *   this process and a receiver in its own (bench/tapReceiver.ts; one clock, CLOCK_MONOTONIC:
+ *   timestamps on both sides; its own process as a destination is, so that the direct path
+ *   also pays the receiver's wakeup) exchange the plain 7.2
  *   capture's main stream in the capturing relay's own reads (7 507 reads of up to 64 KiB,
  *   pages, commands and all, so the tap's worker decodes and journals a real stream
  *   meanwhile), one read at a time: the sender writes a read, the receiver notes when its last
@@ -17,7 +19,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +30,8 @@ import { median, quantile, type Benchmark } from './harness.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const ROUNDS = 3;
-const QEMU_PAIRS = 3;
+/** Alternating QEMU pairs for `tap.qemu.total` (`TAP_QEMU_PAIRS`, default 3): one pair's ratio swings ±15 % here. */
+const QEMU_PAIRS = Number(process.env.TAP_QEMU_PAIRS ?? 3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Tap {
@@ -66,23 +69,53 @@ async function endTap(tap: Tap): Promise<number> {
   return cpu === null ? NaN : Number(cpu[1]) + Number(cpu[2]);
 }
 
-/** A receiver that calls `onBytes` with each chunk's arrival time. */
-async function receiver(onBytes: (n: number, t: number) => void): Promise<{ server: Server; port: number }> {
-  const server = createServer((s) => {
-    s.setNoDelay(true);
-    s.on('data', (c: Buffer) => onBytes(c.length, performance.now()));
-    s.on('end', () => s.end());
-    s.on('error', () => {});
+/** The receiver process (bench/tapReceiver.ts): its data port, and each chunk's arrival reported to `onBytes`. */
+interface Receiver {
+  port: number;
+  setWaiter: (w: (n: number, tNs: number) => void) => void;
+  close: () => Promise<void>;
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'tapReceiver.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let line = '';
+  child.stdout!.on('data', (c: Buffer) => (line += c.toString()));
+  while (!line.includes('\n')) {
+    if (child.exitCode !== null) throw new Error(`bench receiver exited: ${line}`);
+    await sleep(10);
+  }
+  const ports = JSON.parse(line) as { data: number; control: number };
+  let waiter: (n: number, tNs: number) => void = () => {};
+  const control = connect({ host: '127.0.0.1', port: ports.control, noDelay: true });
+  await new Promise<void>((r, j) => {
+    control.once('connect', r);
+    control.once('error', j);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, port: (server.address() as { port: number }).port };
+  let pending: Buffer = Buffer.alloc(0);
+  control.on('data', (c: Buffer) => {
+    pending = pending.length === 0 ? c : Buffer.concat([pending, c]);
+    let at = 0;
+    for (; at + 16 <= pending.length; at += 16) waiter(pending.readDoubleLE(at), pending.readDoubleLE(at + 8));
+    pending = pending.subarray(at);
+  });
+  return {
+    port: ports.data,
+    setWaiter: (w) => {
+      waiter = w;
+    },
+    close: async () => {
+      control.destroy();
+      await Promise.race([exited, sleep(2000).then(() => child.kill())]);
+    },
+  };
 }
 
 /**
  * Sends each of `reads` and waits until the receiver has all of its bytes; returns each
- * read's latency in µs (write → last byte read).
+ * read's latency in µs (write → last byte read, one clock: CLOCK_MONOTONIC in both processes).
  */
-async function pingReads(port: number, reads: readonly Uint8Array[], setWaiter: (w: (n: number, t: number) => void) => void): Promise<number[]> {
+async function pingReads(port: number, reads: readonly Uint8Array[], setWaiter: (w: (n: number, tNs: number) => void) => void): Promise<number[]> {
   const sock: Socket = connect({ host: '127.0.0.1', port, noDelay: true });
   await new Promise<void>((r, j) => {
     sock.once('connect', r);
@@ -90,16 +123,16 @@ async function pingReads(port: number, reads: readonly Uint8Array[], setWaiter: 
   });
   const out: number[] = [];
   for (const read of reads) {
-    const t0 = performance.now();
     const arrived = new Promise<number>((resolve) => {
       let left = read.length;
-      setWaiter((n, t) => {
+      setWaiter((n, tNs) => {
         left -= n;
-        if (left <= 0) resolve(t);
+        if (left <= 0) resolve(tNs);
       });
     });
+    const t0 = Number(process.hrtime.bigint());
     sock.write(read);
-    out.push(((await arrived) - t0) * 1000);
+    out.push(((await arrived) - t0) / 1000);
   }
   sock.end();
   await new Promise((r) => sock.once('close', r));
@@ -111,22 +144,18 @@ interface LatencyRound {
   tapped: number[];
 }
 
-/** One round: the capture's reads plus small writes, direct then through the tap. */
+/** One round: the capture's reads plus small writes, direct then through the tap, to a receiver in its own process. */
 async function latencyRound(reads: readonly Uint8Array[]): Promise<LatencyRound> {
-  let waiter: (n: number, t: number) => void = () => {};
-  const { server, port } = await receiver((n, t) => waiter(n, t));
-  const set = (w: (n: number, t: number) => void): void => {
-    waiter = w;
-  };
+  const receiver = await startReceiver();
   try {
-    const direct = await pingReads(port, reads, set);
-    const tap = await startTap(port, 'latency');
-    const tapped = await pingReads(tap.port, reads, set);
+    const direct = await pingReads(receiver.port, reads, receiver.setWaiter);
+    const tap = await startTap(receiver.port, 'latency');
+    const tapped = await pingReads(tap.port, reads, receiver.setWaiter);
     tap.child.kill('SIGINT'); // a stream that never reached its end: the tap ends on SIGINT
     await endTap(tap);
     return { direct, tapped };
   } finally {
-    server.close();
+    await receiver.close();
   }
 }
 
