@@ -122,9 +122,8 @@ async function cappedBlocktime(): Promise<{ on: number[]; off: number[]; request
  *   laps the guest's RAM many times during precopy, so nearly all of it is dirty at the switch.
  *   The default shape's guest dirties 40 000 pages/s, about the speed of the precopy pass
  *   itself, so what is left for postcopy swings from ~2 000 to ~38 000 pages between runs of
- *   the same tree (pages dirtied ahead of the pass are sent by it, those behind are not): its
- *   blocktime follows how much postcopy had to move more than the wire (postcopy pages per
- *   run are in the notes).
+ *   the same tree (pages dirtied ahead of the pass are sent by it, those behind are not), so
+ *   postcopy pages per run are in the notes: read its blocktime beside them.
  */
 const BASE_TREE = process.env.POSTCOPY_BENCH_BASE;
 const HEAD_TREE = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
