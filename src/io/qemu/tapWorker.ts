@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { RecordType, RingReader, textOf, type RingRecord } from './tapRing.js';
 import { RecorderSession, type TapMessage, type TapReply } from './tap.js';
+import { warmUpRecorder } from './tapWarmUp.js';
 
 const port = parentPort!;
 const data = workerData as { journalPath: string; overwrite: boolean; run: Record<string, unknown>; timeOriginNs: number; ring: SharedArrayBuffer };
@@ -40,6 +41,8 @@ try {
   // Every page of the ring touched before the relay listens (it waits for 'ready'): first
   // touches during a migration would cost the forwarding thread a page fault per 4 KiB.
   new Uint8Array(data.ring).fill(0);
+  // And the recorder's code optimized before it (tapWarmUp.ts): a cold one costs the QEMUs CPU.
+  warmUpRecorder();
   const ring = new RingReader(data.ring);
   reply({ type: 'ready' });
   let finished = false;
