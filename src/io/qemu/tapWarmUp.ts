@@ -39,13 +39,7 @@ export function warmUpStream(pages: number): Uint8Array {
     if (part % 8 === 0) pieces.push(ping(part));
   }
   pieces.push(endOfStream());
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return Buffer.concat(pieces);
 }
 
 /** Records the synthetic stream through a real recorder and journal (then removed); returns what it saw. */
