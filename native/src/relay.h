@@ -1,6 +1,6 @@
 // `postcopy tap`'s forwarding, native: each accepted connection pair gets two threads, one per
-// direction, that read up to 1 MiB (what is there, blocking), write all of it to the other socket, and only
-// then copy the read into the tap's shared-memory ring (the record layout of
+// direction, that read what is there up to 1 MiB (blocking), write all of it to the other
+// socket, and only then copy the read into the tap's shared-memory ring (the record layout of
 // src/io/qemu/tapRing.ts; the recorder worker reads it unchanged). No event loop between a
 // read and its write, no allocation per read, and nothing buffered beyond one read.
 // Plain C++, no N-API: failures are errno values, what JavaScript must hear goes through a

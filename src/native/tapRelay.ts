@@ -1,8 +1,8 @@
 /**
  * `postcopy tap`'s forwarding in the addon (native/src/relay.cc): two threads per connection
- * pair, one per direction, each reading up to 1 MiB (what is there), writing all of it to
- * the other socket, then copying it into the tap's shared-memory ring (the layout of io/qemu/tapRing.ts) for
- * the recorder thread. JavaScript keeps accepting and connecting; it hands each connected
+ * pair, one per direction, each reading what is there up to 1 MiB, writing all of it to the
+ * other socket, then copying it into the tap's shared-memory ring (the layout of
+ * io/qemu/tapRing.ts) for the recorder thread. JavaScript keeps accepting and connecting; it hands each connected
  * pair over with attach() (the relay dup()s the fds: the caller destroys its sockets right
  * after) and hears back, in batches on its own thread, when a direction ends, a side fails,
  * a pair closed, or the recorder should be woken (the relay's threads cannot wake a V8

@@ -4,9 +4,9 @@
  *
  * Forwarding comes first and never waits for the recorder. It is native (src/native/tapRelay.ts,
  * native/src/relay.cc): two threads per connection, one per direction, each reading what is
- * there, up to 1 MiB, and writing all of it to the other socket (TCP_NODELAY both ways; a peer
- * that does not take its bytes holds its thread in the write, so nothing is buffered beyond one read),
- * and only then copying the read into a ring of shared memory (tapRing.ts), from which a
+ * there, up to 1 MiB, and writing all of it to the other socket (TCP_NODELAY both ways; a
+ * peer that does not take its bytes holds its thread in the write, so nothing is buffered
+ * beyond one read), and only then copying the read into a ring of shared memory (tapRing.ts), from which a
  * worker thread decodes and journals (tapWorker.ts -> tapRecorder.ts). No JavaScript runs
  * between a read and its write. When the worker falls a whole ring (`maxBacklogBytes`)
  * behind, the relay stops handing it that direction's bytes and the journal says from which

@@ -42,9 +42,9 @@ export function warmUpStream(pages: number): Uint8Array {
   return Buffer.concat(pieces);
 }
 
-/** Records the synthetic stream through a real recorder and journal (then removed); returns what it saw. */
-export function warmUpRecorder(pages = WARM_UP_PAGES): TapSummary {
-  const dir = mkdtempSync(join(tmpdir(), 'postcopy-tap-warm-up-'));
+/** Records the synthetic stream through a real recorder and journal (in a folder of `parent`, removed after); returns what it saw. */
+export function warmUpRecorder(pages = WARM_UP_PAGES, parent = tmpdir()): TapSummary {
+  const dir = mkdtempSync(join(parent, 'postcopy-tap-warm-up-'));
   try {
     const writer = JournalWriter.create(join(dir, 'warm-up.db'), TapRecorder.initialMeta({}, 0), { crashSafe: false, autoCheckpoint: false });
     const recorder = new TapRecorder(writer, {});

@@ -42,7 +42,12 @@ try {
   // touches during a migration would cost the forwarding thread a page fault per 4 KiB.
   new Uint8Array(data.ring).fill(0);
   // And the recorder's code optimized before it (tapWarmUp.ts): a cold one costs the QEMUs CPU.
-  warmUpRecorder();
+  // A warm-up that cannot run (no writable temporary folder) only leaves the recorder cold.
+  try {
+    warmUpRecorder();
+  } catch {
+    // nothing lost: the journal is not touched by the warm-up
+  }
   const ring = new RingReader(data.ring);
   reply({ type: 'ready' });
   let finished = false;

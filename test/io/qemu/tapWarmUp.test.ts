@@ -5,11 +5,11 @@
  */
 import test from 'ava';
 import { readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { MainStreamDecoder } from '../../../src/engine/qemuWire/index.js';
 import { warmUpRecorder, warmUpStream } from '../../../src/io/qemu/tapWarmUp.js';
+import { scratchDir } from '../../scratchDir.js';
 
-const leftovers = (): string[] => readdirSync(tmpdir()).filter((f) => f.startsWith('postcopy-tap-warm-up-'));
+const dir = scratchDir('tap-warm-up-test-');
 
 test('the warm-up stream is a whole QEMU main stream: header to EOF, every 17th page a ZERO record, named then CONTINUE pages', (t) => {
   const decoder = new MainStreamDecoder();
@@ -24,13 +24,12 @@ test('the warm-up stream is a whole QEMU main stream: header to EOF, every 17th 
 });
 
 test('the warm-up records its stream through the real recorder, split into reads that end inside records, and removes its journal', (t) => {
-  const before = leftovers();
-  const summary = warmUpRecorder(3000);
+  const summary = warmUpRecorder(3000, dir);
   t.deepEqual(summary.pages, { precopy: 3000, main: 0, preempt: 0 });
   t.is(summary.migration, 'completed');
   t.is(summary.connections.length, 1);
   t.is(summary.connections[0]!.role, 'main');
   t.deepEqual(summary.connections[0]!.undecodedFrom, [], 'every byte decoded');
   t.true(summary.requests > 0, 'requests on the return path too');
-  t.deepEqual(leftovers(), before, 'no journal left behind');
+  t.deepEqual(readdirSync(dir), [], 'no journal left behind');
 });
