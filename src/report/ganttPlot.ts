@@ -76,8 +76,24 @@ function blockedBar(vcpu: number, bar: DrawnInterval, x: (v: number) => number, 
   return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: stillBlocked ? 'blocked still-blocked' : 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
 }
 
+/** `.duration-label`'s size (style.ts). */
+const DURATION_LABEL_PX = 11.5;
+/**
+ * Advance widths (em) of DejaVu Sans Bold, the font Chromium draws the report's bold labels with
+ * on Debian and the widest of its fallbacks; any other character counts as 1 em. A guess of
+ * 6.6 px a character let two labels of a close-up overlap ("7.912 ms" is 59 px, not 53).
+ */
+const BOLD_EM: Record<string, number> = { '.': 0.38, ' ': 0.348, m: 1.042, s: 0.595, 'µ': 0.736 };
+
+/** Pure: how wide a duration label is drawn, px (never less than in DejaVu Sans Bold). */
+export function durationLabelWidth(label: string): number {
+  let em = 0;
+  for (const c of label) em += c >= '0' && c <= '9' ? 0.696 : (BOLD_EM[c] ?? 1);
+  return em * DURATION_LABEL_PX;
+}
+
 /** Pure: "600 ms" above the longest bars of a lane, the longest first, never overlapping each other. */
-function durationLabels(bars: DrawnInterval[], x: (v: number) => number, y: number, durationMs: number): string {
+export function durationLabels(bars: DrawnInterval[], x: (v: number) => number, y: number, durationMs: number): string {
   const worth = Math.max(1, durationMs * 0.01);
   const longest = bars.filter((b) => b.longestMs >= worth).sort((p, q) => q.longestMs - p.longestMs).slice(0, LABELS_PER_VCPU * 3);
   const placed: Array<[number, number]> = [];
@@ -85,7 +101,7 @@ function durationLabels(bars: DrawnInterval[], x: (v: number) => number, y: numb
   for (const b of longest) {
     if (placed.length === LABELS_PER_VCPU) break;
     const label = formatMs(b.longestMs);
-    const half = (label.length * 6.6) / 2;
+    const half = durationLabelWidth(label) / 2;
     const cx = Math.min(Math.max((x(b.startMs) + x(b.endMs)) / 2, TIME_LEFT + half), PLOT_WIDTH - TIME_RIGHT - half);
     if (placed.some(([l, r]) => cx + half + 4 > l && cx - half - 4 < r)) continue;
     placed.push([cx - half, cx + half]);
