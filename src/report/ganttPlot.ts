@@ -3,6 +3,7 @@ import { mergeForDrawing, type DrawnInterval } from './drawnIntervals.js';
 import { groupDigits, formatMs, shortCount } from '../text.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, TIME_RIGHT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
+import { textWidth } from './textWidth.js';
 
 const TOP = 22;
 const LANE_HEIGHT = 52;
@@ -76,20 +77,12 @@ function blockedBar(vcpu: number, bar: DrawnInterval, x: (v: number) => number, 
   return el('rect', { x: x0, y: y + BAR_TOP, width: w, height: BAR_HEIGHT, class: stillBlocked ? 'blocked still-blocked' : 'blocked', 'fill-opacity': opacity, 'data-vcpu': vcpu }, '', tip);
 }
 
-/** `.duration-label`'s size (style.ts). */
+/** `.duration-label`'s size (style.ts), bold. */
 const DURATION_LABEL_PX = 11.5;
-/**
- * Advance widths (em) of DejaVu Sans Bold, the font Chromium draws the report's bold labels with
- * on Debian and the widest of its fallbacks; any other character counts as 1 em. A guess of
- * 6.6 px a character let two labels of a close-up overlap ("7.912 ms" is 59 px, not 53).
- */
-const BOLD_EM: Record<string, number> = { '.': 0.38, ' ': 0.348, m: 1.042, s: 0.595, 'µ': 0.736 };
 
-/** Pure: how wide a duration label is drawn, px (never less than in DejaVu Sans Bold). */
+/** Pure: how wide a duration label is drawn, px (textWidth.ts). */
 export function durationLabelWidth(label: string): number {
-  let em = 0;
-  for (const c of label) em += c >= '0' && c <= '9' ? 0.696 : (BOLD_EM[c] ?? 1);
-  return em * DURATION_LABEL_PX;
+  return textWidth(label, DURATION_LABEL_PX, true);
 }
 
 /** Pure: "600 ms" above the longest bars of a lane, the longest first, never overlapping each other. */

@@ -4,6 +4,7 @@ import { decimateLine } from './decimate.js';
 import { groupDigits, shortCount, tickLabel, formatMs } from '../text.js';
 import { linearScale, logScale, niceCeil, type Scale } from './scale.js';
 import { el, px, svgPlot, text } from './svg.js';
+import { textWidth } from './textWidth.js';
 
 /** The two latency plots sit side by side. */
 export const HALF_WIDTH = 570;
@@ -99,7 +100,7 @@ function percentileMarkers(a: Analysis, x: Scale): string {
     if (!Number.isFinite(ms)) continue;
     const mx = x(ms);
     const label = `${name} ${formatMs(ms)}`;
-    const width = label.length * 6.2;
+    const width = textWidth(label, 11); // .marker-label
     const fitsRight = mx + 3 + width < HALF_WIDTH - 2;
     const [l, r] = fitsRight ? [mx + 3, mx + 3 + width] : [mx - 3 - width, mx - 3];
     let row = rows.findIndex((placed) => placed.every(([pl, pr]) => r + 4 < pl || l - 4 > pr));

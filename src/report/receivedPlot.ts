@@ -5,6 +5,7 @@ import { groupDigits, hex, shortCount, formatMs } from '../text.js';
 import { linearScale, niceCeil } from './scale.js';
 import { el, px, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_RIGHT, TIME_LEFT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
+import { textWidth } from './textWidth.js';
 
 const TOP = 20;
 const HEIGHT = 230;
@@ -45,6 +46,6 @@ function outstandingLabel(a: Analysis, x: (t: number) => number): string {
   const n = a.requests.outstanding.length;
   const first = x(a.requests.outstanding.reduce((m, r) => Math.min(m, r.requestedAtMs), Infinity));
   const label = `${groupDigits(n)} request${n === 1 ? '' : 's'} never answered`;
-  const left = first - 10 - label.length * 6.4 > TIME_LEFT;
+  const left = first - 10 - textWidth(label, 12, true) > TIME_LEFT; // .outstanding-label
   return text(left ? first - 10 : first + 10, TOP + HEIGHT - 6, label, { class: 'outstanding-label', 'text-anchor': left ? 'end' : 'start' });
 }

@@ -3,6 +3,7 @@ import { xAxis } from './axes.js';
 import { tickLabel, formatMs } from '../text.js';
 import { linearScale, type Scale } from './scale.js';
 import { el, text } from './svg.js';
+import { textWidth } from './textWidth.js';
 
 /**
  * The three plots over time (states, pages received, vCPU blocked) share one horizontal
@@ -57,7 +58,7 @@ export function pauseBands(a: Analysis, x: Scale, top: number, bottom: number, l
     if (labelled) {
       const label = p.endMs === null ? 'paused (still)' : `paused ${formatMs(p.durationMs ?? end - p.startMs)}`;
       // Right of the band's start, or left of it when it would pass the plot's right edge.
-      const fits = x0 + 3 + label.length * 7 <= PLOT_WIDTH;
+      const fits = x0 + 3 + textWidth(label, 11, true) <= PLOT_WIDTH; // .pause-label
       out += text(fits ? x0 + 3 : x0 - 3, top + 11, label, fits ? { class: 'pause-label' } : { class: 'pause-label', 'text-anchor': 'end' });
     }
   }

@@ -4,6 +4,7 @@ import { stateColor } from './stateColors.js';
 import { el, svgPlot, text } from './svg.js';
 import { PLOT_WIDTH, TIME_LEFT, pauseBands, timeAxis, timeScale } from './timeAxis.js';
 import { formatMs } from '../text.js';
+import { textWidth } from './textWidth.js';
 
 /** One bar of a lane: a state held from startMs to endMs, or a burst of changes too quick to draw one by one. */
 interface Segment {
@@ -55,8 +56,8 @@ export function timelinePlot(a: Analysis): string {
 }
 
 const MARK_ROW = 15;
-/** Width of a character of an 11 px label, px (a little wider than the font's mean, so labels keep apart). */
-const CHAR_PX = 6.4;
+/** `.mark-label` and `.bar-label` (style.ts): 11 px, regular. */
+const LABEL_PX = 11;
 
 interface Mark { tMs: number; label: string; kind: 'stderr' | 'source' | 'end' }
 
@@ -80,7 +81,7 @@ export interface PlacedLabel { x: number; label: string; row: number; anchor: 's
 export function placeLabels(marks: Array<{ x: number; label: string }>, left: number, right: number): PlacedLabel[] {
   const rows: Array<Array<[number, number]>> = [];
   return marks.map((m) => {
-    const w = m.label.length * CHAR_PX + 3;
+    const w = textWidth(m.label, LABEL_PX) + 3;
     const anchor: 'start' | 'end' = m.x + w <= right || m.x - w < left ? 'start' : 'end';
     const [from, to] = anchor === 'start' ? [m.x, m.x + w] : [m.x - w, m.x];
     let row = rows.findIndex((r) => r.every(([l, rr]) => to + 6 <= l || from - 6 >= rr));
@@ -142,7 +143,7 @@ function segmentBar(machine: string, s: Segment, x: (v: number) => number, y: nu
     : `${machine}: ${stateInWords(machine, s.state) === s.state ? s.state : `${s.state} (${stateInWords(machine, s.state)})`} from ${formatMs(s.startMs)} to ${formatMs(s.endMs)} (${formatMs(s.endMs - s.startMs)})${s.seq === null ? '' : `, entered on ${s.event} at sequence number ${s.seq}`}`;
   let out = el('rect', { x: x0, y: y + 4, width: w, height: h, rx: 2, fill: burst ? 'url(#burst)' : color.fill, class: 'state', 'data-state': s.state }, '', tip);
   const words = stateInWords(machine, s.state);
-  const label = (burst ? [`${s.changes} changes`] : [...(words === s.state ? [] : [`${s.state.split('.')[0]} — ${words}`, words.split(':')[0]!]), s.state, s.state.split('.')[0]!]).find((l) => w >= l.length * 6.4 + 8);
+  const label = (burst ? [`${s.changes} changes`] : [...(words === s.state ? [] : [`${s.state.split('.')[0]} — ${words}`, words.split(':')[0]!]), s.state, s.state.split('.')[0]!]).find((l) => w >= textWidth(l, LABEL_PX) + 8);
   if (label !== undefined) {
     out += text(x0 + 4, y + 4 + h / 2 + 4, label, { class: burst || !color.dark ? 'bar-label' : 'bar-label on-dark' });
   }
