@@ -123,7 +123,12 @@ async function cappedBlocktime(): Promise<{ on: number[]; off: number[]; request
  *   The default shape's guest dirties 40 000 pages/s, about the speed of the precopy pass
  *   itself, so what is left for postcopy swings from ~2 000 to ~38 000 pages between runs of
  *   the same tree (pages dirtied ahead of the pass are sent by it, those behind are not), so
- *   postcopy pages per run are in the notes: read its blocktime beside them.
+ *   postcopy pages per run are in the notes: read its blocktime beside them;
+ * - the same in a plain shape capped at 100 MiB/s (`capped`): both trees' precopy then lasts
+ *   as long (unlimited, the wire's is the faster), so the guest leaves the same pages dirty
+ *   at the switch and the vCPUs meet them at the same places; its many requests (1 400–2 600
+ *   per run) are the plain channel's request path compared on equal ground. Precopy ms per
+ *   run are in every shape's notes.
  */
 const BASE_TREE = process.env.POSTCOPY_BENCH_BASE;
 const HEAD_TREE = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -137,9 +142,10 @@ interface AbRun {
   p99: number;
   wallMs: number;
   postcopyPages: number;
+  precopyMs: number;
 }
 
-function cliMigrate(tree: string, args: string[], journal: string): Promise<{ blocktime: number; p99: number; wallMs: number; postcopyPages: number }> {
+function cliMigrate(tree: string, args: string[], journal: string): Promise<{ blocktime: number; p99: number; wallMs: number; postcopyPages: number; precopyMs: number }> {
   return new Promise((resolve, reject) => {
     execFile('node', [join(tree, 'dist', 'src', 'cli', 'main.js'), 'migrate', ...args, '--journal', journal, '--force', '--json'], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) {
@@ -151,27 +157,30 @@ function cliMigrate(tree: string, args: string[], journal: string): Promise<{ bl
         }
         return reject(new Error(`${tree}: migrate ${args.join(' ')}: exit ${String(err.code)}: ${said}`));
       }
-      const r = JSON.parse(stdout) as { verified: boolean; wallMs: number; source: { counters: { postcopyPages: number } }; destination: { requestLatency: { p99Ms: number }; blocktime: { exact: { perVcpuBlockedMs: number[] } } } };
+      const r = JSON.parse(stdout) as { verified: boolean; wallMs: number; source: { counters: { postcopyPages: number }; precopyMs: number }; destination: { requestLatency: { p99Ms: number }; blocktime: { exact: { perVcpuBlockedMs: number[] } } } };
       if (!r.verified) return reject(new Error(`${tree}: migrate did not verify`));
-      resolve({ blocktime: r.destination.blocktime.exact.perVcpuBlockedMs.reduce((a, b) => a + b, 0), p99: r.destination.requestLatency.p99Ms, wallMs: r.wallMs, postcopyPages: r.source.counters.postcopyPages });
+      resolve({ blocktime: r.destination.blocktime.exact.perVcpuBlockedMs.reduce((a, b) => a + b, 0), p99: r.destination.requestLatency.p99Ms, wallMs: r.wallMs, postcopyPages: r.source.counters.postcopyPages, precopyMs: r.source.precopyMs });
     });
   });
 }
 
-type Shape = 'served' | 'default' | 'full';
+type Shape = 'served' | 'default' | 'full' | 'capped';
 const SHAPES: Record<Shape, string[]> = {
   served: ['--size', '256M', '--vcpus', '2', '--preempt', '--bandwidth', '100M', '--prefetch', '0'],
   default: ['--size', '256M', '--vcpus', '2'],
   full: ['--size', '256M', '--vcpus', '2', '--dirty-rate', '400000'],
+  capped: ['--size', '256M', '--vcpus', '2', '--bandwidth', '100M'],
 };
+const SHAPE_ORDER = Object.keys(SHAPES) as Shape[];
 
 let abCache: Promise<Record<'base' | 'head', Record<Shape, AbRun[]>> & { failures: string[] }> | null = null;
 function abRuns(): Promise<Record<'base' | 'head', Record<Shape, AbRun[]>> & { failures: string[] }> {
   abCache ??= (async () => {
-    const out = { base: { served: [] as AbRun[], default: [] as AbRun[], full: [] as AbRun[] }, head: { served: [] as AbRun[], default: [] as AbRun[], full: [] as AbRun[] }, failures: [] as string[] };
+    const runs = (): Record<Shape, AbRun[]> => ({ served: [], default: [], full: [], capped: [] });
+    const out = { base: runs(), head: runs(), failures: [] as string[] };
     const failures = out.failures;
     for (let round = 0; round < AB_ROUNDS; round++) {
-      for (const shape of ['served', 'default', 'full'] as const) {
+      for (const shape of SHAPE_ORDER) {
         // Alternate which tree goes first, so neither always runs on a warmer machine.
         const order = round % 2 === 0 ? (['base', 'head'] as const) : (['head', 'base'] as const);
         for (const tree of order) {
@@ -213,7 +222,7 @@ function abEntry(name: string, shape: Shape, pick: keyof AbRun, description: str
         runs: head.length,
         higherIsBetter: false,
         baseline: { name: `the own framing with ACK frames (f638c04), alternating in this run`, median: median(base), source: 'measured' },
-        notes: `QEMU wire: ${head.map((v) => v.toFixed(3)).join(', ')}; own framing: ${base.map((v) => v.toFixed(3)).join(', ')}; served requests per run: wire ${r.head[shape].map((x) => x.served).join(', ')}, own ${r.base[shape].map((x) => x.served).join(', ')}; postcopy pages per run: wire ${r.head[shape].map((x) => x.postcopyPages).join(', ')}, own ${r.base[shape].map((x) => x.postcopyPages).join(', ')}; wall ms: wire ${r.head[shape].map((x) => x.wallMs).join(', ')}, own ${r.base[shape].map((x) => x.wallMs).join(', ')}; runs that failed and were run again: ${r.failures.length === 0 ? 'none' : r.failures.join('; ')}`,
+        notes: `QEMU wire: ${head.map((v) => v.toFixed(3)).join(', ')}; own framing: ${base.map((v) => v.toFixed(3)).join(', ')}; served requests per run: wire ${r.head[shape].map((x) => x.served).join(', ')}, own ${r.base[shape].map((x) => x.served).join(', ')}; postcopy pages per run: wire ${r.head[shape].map((x) => x.postcopyPages).join(', ')}, own ${r.base[shape].map((x) => x.postcopyPages).join(', ')}; precopy ms: wire ${r.head[shape].map((x) => x.precopyMs).join(', ')}, own ${r.base[shape].map((x) => x.precopyMs).join(', ')}; wall ms: wire ${r.head[shape].map((x) => x.wallMs).join(', ')}, own ${r.base[shape].map((x) => x.wallMs).join(', ')}; runs that failed and were run again: ${r.failures.length === 0 ? 'none' : r.failures.join('; ')}`,
       };
     },
   };
@@ -227,6 +236,8 @@ const wireAgainstOwnFraming: Benchmark[] = BASE_TREE === undefined ? [] : [
   abEntry('migrate.wire.default.p99', 'default', 'p99', 'all requests request → placement p99 (ms); plain, unlimited, 256 MiB, 2 vCPUs'),
   abEntry('migrate.wire.full.blocktime', 'full', 'blocktime', 'exact blocktime summed over vCPUs (ms); plain, unlimited, 256 MiB, 2 vCPUs, --dirty-rate 400000 (nearly all RAM left for postcopy)'),
   abEntry('migrate.wire.full.p99', 'full', 'p99', 'all requests request → placement p99 (ms); plain, unlimited, 256 MiB, 2 vCPUs, --dirty-rate 400000'),
+  abEntry('migrate.wire.capped.blocktime', 'capped', 'blocktime', 'exact blocktime summed over vCPUs (ms); plain, 100 MiB/s (precopy as long in both trees: the same pages left at the switch), 256 MiB, 2 vCPUs'),
+  abEntry('migrate.wire.capped.p99', 'capped', 'p99', 'all requests request → placement p99 (ms); plain, 100 MiB/s, 256 MiB, 2 vCPUs'),
 ];
 
 export const benchmarks: Benchmark[] = [
