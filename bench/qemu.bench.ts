@@ -5,9 +5,10 @@
 import { median, type Benchmark } from './harness.js';
 import { qemu10, QEMU_7_2, runQemuMigration, type QemuBuild } from './qemuRuns.js';
 
-const PAIRS = 3;
+/** Alternating pairs per variant (`QEMU_RECEIVE_PAIRS`, default 3). */
+const PAIRS = Number(process.env.QEMU_RECEIVE_PAIRS ?? 3);
 
-/** Alternates QEMU → QEMU and QEMU → receive, PAIRS of each; the ratio of the postcopy phases' medians. */
+/** Alternates QEMU → QEMU and QEMU → receive, PAIRS of each, which goes first flipped each pair; the ratio of the postcopy phases' medians. */
 function receiveVsQemu(name: string, build: () => Promise<QemuBuild>, preempt: boolean): Benchmark {
   return {
     name,
@@ -18,10 +19,17 @@ function receiveVsQemu(name: string, build: () => Promise<QemuBuild>, preempt: b
       const theirs: number[] = [];
       const requests: number[] = [];
       for (let i = 0; i < PAIRS; i++) {
-        theirs.push((await runQemuMigration({ source, destination: 'qemu', preempt })).postcopyMs);
-        const r = await runQemuMigration({ source, destination: 'receive', preempt });
-        ours.push(r.postcopyMs);
-        requests.push(r.requests);
+        // Neither side always runs on a warmer machine.
+        const order = i % 2 === 0 ? (['qemu', 'receive'] as const) : (['receive', 'qemu'] as const);
+        for (const destination of order) {
+          const r = await runQemuMigration({ source, destination, preempt });
+          if (destination === 'qemu') {
+            theirs.push(r.postcopyMs);
+          } else {
+            ours.push(r.postcopyMs);
+            requests.push(r.requests);
+          }
+        }
       }
       const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
       return {
